@@ -1,0 +1,5 @@
+"""Allows ``python -m satwatch``."""
+
+from satwatch.cli import app
+
+app()

@@ -1,0 +1,28 @@
+"""The ``satwatch`` command.
+
+Each subpackage owns its commands in its own ``cli.py`` and adds them here through a
+``register(app)`` function, so this module only assembles them.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from satwatch.data import cli as data_cli
+from satwatch.detectors import cli as detectors_cli
+from satwatch.evaluation import cli as evaluation_cli
+from satwatch.server import cli as server_cli
+
+app = typer.Typer(
+    name="satwatch",
+    help=(
+        "Spacecraft-telemetry anomaly detection served by NVIDIA Triton Inference Server: "
+        "train detectors on SMAP/MSL telemetry, build the model repository, serve it, "
+        "stream telemetry through it and evaluate the events against NASA's expert labels."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+for module in (server_cli, data_cli, detectors_cli, evaluation_cli):
+    module.register(app)

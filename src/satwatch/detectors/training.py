@@ -1,0 +1,268 @@
+"""Train detectors end to end: data -> normalisation -> fit -> POT threshold -> artifacts.
+
+One *job* is one model: an OmniAnomaly per channel, or the one TranAD over all its channels.
+Jobs run in parallel worker processes (each limited to one torch thread, so ``jobs`` workers
+use ``jobs`` cores); each reports its epochs through a queue so the caller can draw progress.
+
+Usage::
+
+    jobs = plan_jobs("omni", ["E-1", "A-1"], profile="quick", seed=0,
+                     data=data_dir(), artifacts=artifacts_dir())
+    results = run_jobs(jobs, workers=2, on_epoch=lambda name, epoch, loss: ...)
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import queue
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from satwatch.data import load_dataset
+from satwatch.detectors.artifacts import (
+    artifact_dir,
+    data_sha256,
+    detector_module,
+    model_name,
+    params_to_dict,
+    save_trained,
+    versions,
+)
+from satwatch.detectors.normalization import Normalisation
+from satwatch.exceptions import ModelError, SatwatchError
+
+LOGGER = logging.getLogger(__name__)
+
+PROFILES = ("quick", "full")
+POT_RISK = 1e-3
+POT_INIT_LEVEL = 0.98
+
+EpochCallback = Callable[[str, int, float], None]
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """One model to train.
+
+    Attributes:
+        detector: ``omni`` or ``tranad``.
+        name: artifact name (``SMAP_E-1``, ``tranad_sat1``).
+        channels: the channels it trains on.
+        profile: ``quick`` or ``full``.
+        seed: random seed.
+        data: telemetry folder.
+        artifacts: artifacts root.
+        spacecraft: ``SMAP`` or ``MSL``.
+    """
+
+    detector: str
+    name: str
+    channels: tuple[str, ...]
+    profile: str
+    seed: int
+    data: Path
+    artifacts: Path
+    spacecraft: str = "SMAP"
+
+    @property
+    def epochs(self) -> int:
+        """Number of epochs the job's profile trains for."""
+        return detector_params(self.detector, self.profile).epochs
+
+
+@dataclass
+class JobResult:
+    """What a finished (or failed) job reports back."""
+
+    name: str
+    folder: Path | None = None
+    seconds: float = 0.0
+    threshold: float | None = None
+    final_loss: float | None = None
+    error: str | None = None
+    card: dict = field(default_factory=dict)
+
+
+def detector_params(detector: str, profile: str) -> object:
+    """The ``Params`` of a detector for a profile name."""
+    if profile not in PROFILES:
+        raise ModelError(f"unknown training profile {profile!r}; expected one of {PROFILES}")
+    return getattr(detector_module(detector).Params, profile)()
+
+
+def plan_jobs(
+    detector: str,
+    channels: list[str],
+    profile: str,
+    seed: int,
+    data: Path,
+    artifacts: Path,
+    spacecraft: str = "SMAP",
+) -> list[TrainJob]:
+    """One job per channel for OmniAnomaly; one job over all channels for TranAD."""
+    detector_params(detector, profile)  # fail early on a bad detector or profile
+    common = {"profile": profile, "seed": seed, "data": Path(data), "artifacts": Path(artifacts)}
+    if detector == "tranad":
+        name = model_name(detector)
+        return [TrainJob(detector, name, tuple(channels), spacecraft=spacecraft, **common)]
+    return [
+        TrainJob(
+            detector, model_name(detector, c, spacecraft), (c,), spacecraft=spacecraft, **common
+        )
+        for c in channels
+    ]
+
+
+def _pot(scores: np.ndarray) -> float:
+    from satwatch.detectors.thresholds import pot_threshold
+
+    return float(pot_threshold(scores, risk=POT_RISK, init_level=POT_INIT_LEVEL))
+
+
+def train_job(job: TrainJob, on_epoch: EpochCallback | None = None) -> JobResult:
+    """Train one model, fit its threshold(s) on the training scores and write its artifacts."""
+    dataset = load_dataset(job.data, spacecraft=job.spacecraft)
+    channels = [dataset.channel(name) for name in job.channels]
+    stats = {c.name: Normalisation.fit(c.train) for c in channels}
+    train = [stats[c.name].apply(c.train) for c in channels]
+    module = detector_module(job.detector)
+    params = detector_params(job.detector, job.profile)
+    losses: list[float] = []
+
+    def record(epoch: int, loss: float) -> None:
+        losses.append(float(loss))
+        if on_epoch is not None:
+            on_epoch(job.name, epoch, float(loss))
+
+    started = time.perf_counter()
+    model = module.fit(train, params, job.seed, on_epoch=record)
+    seconds = time.perf_counter() - started
+    # Thresholds come from the training scores computed exactly as serving computes them.
+    train_scores = {c.name: module.score(model, s) for c, s in zip(channels, train, strict=True)}
+    channel_thresholds = {name: _pot(s) for name, s in train_scores.items()}
+    threshold = _pot(np.concatenate(list(train_scores.values())))
+    card = {
+        "detector": job.detector,
+        "name": job.name,
+        "spacecraft": job.spacecraft,
+        "channels": list(job.channels),
+        "profile": job.profile,
+        "params": params_to_dict(params),
+        "n_features": int(train[0].shape[1]),
+        "threshold": threshold,
+        "channel_thresholds": channel_thresholds,
+        "threshold_method": {
+            "method": "pot",
+            "risk": POT_RISK,
+            "init_level": POT_INIT_LEVEL,
+            "fitted_on": "training scores",
+        },
+        "normalisation": {name: s.to_dict() for name, s in stats.items()},
+        "train_loss": losses,
+        "data_sha256": {c.name: data_sha256([c.train]) for c in channels},
+        "train_seconds": round(seconds, 3),
+        "seed": job.seed,
+        "versions": versions(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    folder = save_trained(artifact_dir(job.artifacts, job.detector, job.name), model, card)
+    return JobResult(
+        job.name, folder, seconds, threshold, losses[-1] if losses else None, None, card
+    )
+
+
+def _worker(job: TrainJob, events: queue.Queue | None) -> JobResult:
+    # One thread per worker: `jobs` workers then share `jobs` cores without oversubscribing.
+    torch.set_num_threads(1)
+    logging.basicConfig(level=logging.WARNING)
+
+    def on_epoch(name: str, epoch: int, loss: float) -> None:
+        if events is not None:
+            events.put((name, epoch, loss))
+
+    try:
+        return train_job(job, on_epoch)
+    except SatwatchError as err:
+        return JobResult(job.name, error=str(err))
+    except Exception as err:  # noqa: BLE001  a failing channel is recorded, the others go on
+        LOGGER.exception("training %s failed", job.name)
+        return JobResult(job.name, error=f"{type(err).__name__}: {err}")
+
+
+def run_jobs(
+    jobs: list[TrainJob],
+    workers: int = 2,
+    on_epoch: EpochCallback | None = None,
+    on_done: Callable[[JobResult], None] | None = None,
+) -> list[JobResult]:
+    """Run jobs in ``workers`` processes (in this process when ``workers`` is 1).
+
+    A failing job is returned with ``error`` set; the others still run.
+    """
+    if workers < 1:
+        raise ModelError(f"--jobs: expected at least 1 worker, got {workers}")
+    if workers == 1 or len(jobs) == 1:
+        threads = torch.get_num_threads()
+        results = []
+        try:
+            for job in jobs:
+                result = _worker(job, None) if on_epoch is None else _run_here(job, on_epoch)
+                results.append(result)
+                if on_done is not None:
+                    on_done(result)
+        finally:
+            torch.set_num_threads(threads)
+        return results
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, ProcessPoolExecutor(workers, mp_context=context) as pool:
+        events = manager.Queue()
+        futures: dict[Future, TrainJob] = {pool.submit(_worker, job, events): job for job in jobs}
+        results_by_name: dict[str, JobResult] = {}
+        while len(results_by_name) < len(jobs):
+            try:
+                name, epoch, loss = events.get(timeout=0.2)
+                if on_epoch is not None:
+                    on_epoch(name, epoch, loss)
+            except queue.Empty:
+                pass
+            for future, job in futures.items():
+                if future.done() and job.name not in results_by_name:
+                    result = _future_result(future, job)
+                    results_by_name[job.name] = result
+                    if on_done is not None:
+                        on_done(result)
+        _drain(events, on_epoch)
+    return [results_by_name[job.name] for job in jobs]
+
+
+def _run_here(job: TrainJob, on_epoch: EpochCallback) -> JobResult:
+    torch.set_num_threads(1)
+    try:
+        return train_job(job, on_epoch)
+    except SatwatchError as err:
+        return JobResult(job.name, error=str(err))
+
+
+def _future_result(future: Future, job: TrainJob) -> JobResult:
+    try:
+        return future.result()
+    except Exception as err:  # noqa: BLE001  e.g. a worker killed by the OS
+        return JobResult(job.name, error=f"worker failed: {type(err).__name__}: {err}")
+
+
+def _drain(events: queue.Queue, on_epoch: EpochCallback | None) -> None:
+    while True:
+        try:
+            name, epoch, loss = events.get_nowait()
+        except (queue.Empty, EOFError, OSError):
+            return
+        if on_epoch is not None:
+            on_epoch(name, epoch, loss)

@@ -1,0 +1,115 @@
+"""POT and SPOT thresholds on scores with known tails."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from satwatch.detectors.thresholds import SPOT, fit_gpd, fit_pot, pot_threshold
+from satwatch.exceptions import ModelError
+
+RISK = 1e-3
+
+
+def test_pot_on_exponential_scores_is_near_the_analytic_quantile() -> None:
+    scores = np.random.default_rng(0).exponential(size=100_000)
+    # P(X > z) = exp(-z) = risk  ->  z = -log(risk) = 6.908
+    assert pot_threshold(scores, risk=RISK) == pytest.approx(-np.log(RISK), rel=0.05)
+
+
+def test_pot_on_heavy_gpd_tail_recovers_shape_and_quantile() -> None:
+    scores = stats.genpareto.rvs(0.2, size=100_000, random_state=1)
+    fit = fit_pot(scores, risk=RISK)
+    assert fit.gamma == pytest.approx(0.2, abs=0.07)
+    assert fit.threshold == pytest.approx(stats.genpareto.ppf(1 - RISK, 0.2), rel=0.08)
+    assert not fit.fallback
+
+
+def test_pot_on_gaussian_scores_has_a_light_tail() -> None:
+    scores = np.random.default_rng(2).normal(size=100_000)
+    fit = fit_pot(scores, risk=RISK)
+    assert fit.gamma < 0
+    assert fit.threshold == pytest.approx(stats.norm.ppf(1 - RISK), rel=0.05)
+
+
+def test_pot_on_bounded_uniform_scores_stays_below_the_bound() -> None:
+    fit = fit_pot(np.random.default_rng(3).random(100_000), risk=RISK)
+    assert fit.gamma == -1.0
+    assert fit.threshold == pytest.approx(1 - RISK, abs=2e-3)
+
+
+def test_fit_gpd_matches_scipy_maximum_likelihood() -> None:
+    peaks = stats.genpareto.rvs(0.3, scale=2.0, size=2_000, random_state=4)
+    fit = fit_gpd(peaks)
+    shape, _, scale = stats.genpareto.fit(peaks, floc=0)
+    scipy_loglik = stats.genpareto.logpdf(peaks, shape, 0, scale).sum()
+    assert fit.log_likelihood >= scipy_loglik - 1e-6
+    assert fit.gamma == pytest.approx(shape, abs=0.01)
+    assert fit.sigma == pytest.approx(scale, rel=0.01)
+
+
+def test_pot_threshold_rises_as_risk_falls() -> None:
+    scores = np.random.default_rng(5).exponential(size=20_000)
+    assert pot_threshold(scores, risk=1e-2) < pot_threshold(scores, risk=1e-3)
+    assert pot_threshold(scores, risk=1e-3) < pot_threshold(scores, risk=1e-5)
+
+
+def test_too_few_peaks_fall_back_to_the_empirical_quantile() -> None:
+    scores = np.arange(100, dtype=float)  # 98% quantile leaves 2 peaks
+    fit = fit_pot(scores, risk=0.05)
+    assert fit.fallback
+    assert fit.threshold == pytest.approx(np.quantile(scores, 0.95))
+
+
+def test_constant_scores_give_their_value() -> None:
+    assert pot_threshold(np.full(1000, 0.25)) == pytest.approx(0.25)
+
+
+def test_non_finite_scores_are_refused() -> None:
+    with pytest.raises(ModelError, match="1 NaN/inf of 3"):
+        pot_threshold(np.array([1.0, np.nan, 2.0]))
+    with pytest.raises(ModelError, match="empty"):
+        pot_threshold(np.array([]))
+
+
+@pytest.mark.parametrize(("risk", "level"), [(0.0, 0.98), (1.0, 0.98), (1e-3, 1.0)])
+def test_parameters_outside_unit_interval_are_refused(risk: float, level: float) -> None:
+    with pytest.raises(ValueError, match="must be in"):
+        pot_threshold(np.ones(10), risk=risk, init_level=level)
+
+
+def test_spot_alarm_rate_on_normal_stream_is_near_the_risk() -> None:
+    scores = np.random.default_rng(6).exponential(size=25_000)
+    spot = SPOT(risk=RISK).fit(scores[:5_000])
+    alarms, thresholds = spot.run(scores[5_000:])
+    assert 3 <= alarms.sum() <= 60  # 20 expected
+    assert thresholds[0] == pytest.approx(pot_threshold(scores[:5_000], risk=RISK))
+    assert np.all(np.abs(thresholds - -np.log(RISK)) < 1.5)
+
+
+def test_spot_alarms_on_spikes_and_they_do_not_enter_the_fit() -> None:
+    rng = np.random.default_rng(7)
+    spot = SPOT(risk=RISK).fit(rng.exponential(size=5_000))
+    before = spot.threshold
+    peaks_before = spot.n_peaks
+    assert spot.update(50.0)
+    assert spot.update(80.0)
+    assert spot.threshold == before
+    assert spot.n_peaks == peaks_before
+
+
+def test_spot_never_looks_ahead() -> None:
+    rng = np.random.default_rng(8)
+    calibration = rng.exponential(size=3_000)
+    stream = rng.exponential(size=2_000)
+    other_tail = np.concatenate([stream[:1_000], rng.exponential(size=1_000) * 3])
+    alarms_a, thr_a = SPOT(risk=RISK).fit(calibration).run(stream)
+    alarms_b, thr_b = SPOT(risk=RISK).fit(calibration).run(other_tail)
+    np.testing.assert_array_equal(thr_a[:1_001], thr_b[:1_001])
+    np.testing.assert_array_equal(alarms_a[:1_000], alarms_b[:1_000])
+
+
+def test_spot_update_before_fit_is_refused() -> None:
+    with pytest.raises(ModelError, match="before SPOT.fit"):
+        SPOT().update(1.0)

@@ -1,7 +1,248 @@
-"""Commands of this subpackage (filled in by the issue that builds it)."""
+"""``satwatch serve``, ``satwatch stop``, ``satwatch status`` and ``satwatch demo``."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import signal
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
 
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from satwatch.exceptions import SatwatchError, ServerError
+from satwatch.paths import PROJECT_ROOT, repository_dir
+from satwatch.server.embedded import RunningServer, ServerPorts, start_embedded_server
+from satwatch.server.launcher import process_group_members, stop_process_group
+from satwatch.server.status import ModelStatus, model_table, short_reason
+
+LOGGER = logging.getLogger(__name__)
+CONSOLE = Console()
+ERRORS = Console(stderr=True)
+
+DEFAULT_PID_FILE = PROJECT_ROOT / "build" / "triton.pid"
+DEFAULT_LOG_FILE = PROJECT_ROOT / "build" / "triton.log"
+
+
+def _fail(error: SatwatchError) -> typer.Exit:
+    ERRORS.print(f"[bold red]error:[/] {error}", highlight=False)
+    return typer.Exit(code=1)
+
+
+def print_table(table: list[ModelStatus], console: Console = CONSOLE) -> None:
+    """Print the model table: name, version, state and why it is not ready."""
+    view = Table(title="Models")
+    for column in ("model", "version", "state", "reason"):
+        view.add_column(column, overflow="fold")
+    for row in table:
+        colour = "green" if row.ready else "red"
+        view.add_row(row.name, row.version, f"[{colour}]{row.state}[/]", short_reason(row.reason))
+    console.print(view)
+
+
+def _print_running(running: RunningServer) -> None:
+    print_table(running.table)
+    ready = sum(row.ready for row in running.table)
+    CONSOLE.print(
+        f"{ready}/{len(running.table)} models READY after {running.startup_seconds:.1f} s · "
+        f"HTTP {running.http_url} · gRPC {running.grpc_url} · metrics {running.metrics_url}",
+        highlight=False,
+    )
+
+
+def _read_pid(pid_file: Path) -> int | None:
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    # A stale file may name a recycled pid: only a live tritonserver counts.
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    return pid if b"tritonserver" in command else None
+
+
+def _wait_foreground(running: RunningServer, pid_file: Path, timeout: float) -> None:
+    def _terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        CONSOLE.print("serving; Ctrl-C or SIGTERM stops it")
+        while running.server.is_running():
+            time.sleep(0.5)
+        raise ServerError(
+            f"tritonserver exited by itself (code {running.server.process.returncode}); "
+            f"log {running.server.log_file}"
+        )
+    except KeyboardInterrupt:
+        CONSOLE.print("stopping tritonserver...")
+        running.server.stop(timeout)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        pid_file.unlink(missing_ok=True)
+
+
+def serve(
+    repository: Path = typer.Option(
+        None,
+        "--repository",
+        "-r",
+        help="Model repository root [default: $SATWATCH_REPOSITORY or ./triton-repository]",
+    ),
+    host: str = typer.Option("127.0.0.1", help="Address to bind (0.0.0.0 for every interface)."),
+    http_port: int = typer.Option(8000, help="HTTP/REST port."),
+    grpc_port: int = typer.Option(8001, help="gRPC port."),
+    metrics_port: int = typer.Option(8002, help="Prometheus metrics port."),
+    admin_key: str = typer.Option(
+        None,
+        envvar="SATWATCH_ADMIN_KEY",
+        help="Key (header 'admin-key') for the model load/unload, repository index and "
+        "shared-memory APIs. A random one is made and printed when not given.",
+    ),
+    allow_admin: bool = typer.Option(
+        False, "--allow-admin", help="Leave those APIs open to anyone who reaches the port."
+    ),
+    timeout: float = typer.Option(120.0, help="Seconds to wait for the server to get ready."),
+    detach: bool = typer.Option(
+        False, "--detach", help="Return once ready and leave the server running in the background."
+    ),
+    pid_file: Path = typer.Option(DEFAULT_PID_FILE, help="Where the server's pid is written."),
+    log_file: Path = typer.Option(DEFAULT_LOG_FILE, help="Where the server's output goes."),
+) -> None:
+    """Serve the model repository with the embedded Triton server (no GPU, no Docker needed).
+
+    Each backend folder (onnx, pytorch, python, ensemble; tensorrt only with a GPU) becomes
+    one --model-repository. Models that fail to load are listed with the reason; the others
+    serve. Prints the model table once ready.
+    """
+    try:
+        if (pid := _read_pid(pid_file)) is not None:
+            raise ServerError(
+                f"a server already runs with pid {pid} (pid file {pid_file}); "
+                "run `satwatch stop` or give another --pid-file"
+            )
+        key = None if allow_admin else admin_key or secrets.token_urlsafe(16)
+        running = start_embedded_server(
+            repository_dir(repository),
+            ports=ServerPorts(http_port, grpc_port, metrics_port),
+            log_file=log_file,
+            host=host,
+            admin_key=key,
+            timeout=timeout,
+        )
+    except SatwatchError as error:
+        raise _fail(error) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(code=130) from None
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    pid_file.write_text(f"{running.server.pid}\n")
+    _print_running(running)
+    if key is not None and not admin_key:
+        CONSOLE.print(f"admin key (header 'admin-key'): {key}", highlight=False)
+    if detach:
+        CONSOLE.print(
+            f"running in the background, pid {running.server.pid}, log {log_file}; "
+            "`satwatch stop` ends it",
+            highlight=False,
+        )
+        return
+    try:
+        _wait_foreground(running, pid_file, timeout=30.0)
+    except SatwatchError as error:
+        raise _fail(error) from None
+
+
+def stop(
+    pid_file: Path = typer.Option(DEFAULT_PID_FILE, help="The pid file `satwatch serve` wrote."),
+    timeout: float = typer.Option(30.0, help="Seconds to wait for a clean exit before killing."),
+) -> None:
+    """Stop a server started by `satwatch serve` (SIGINT, then SIGKILL of its whole group)."""
+    pid = _read_pid(pid_file)
+    if pid is None:
+        pid_file.unlink(missing_ok=True)
+        raise _fail(ServerError(f"no running tritonserver named by {pid_file}"))
+    stop_process_group(pid, timeout)
+    pid_file.unlink(missing_ok=True)
+    left = process_group_members(pid)
+    if left:
+        raise _fail(ServerError(f"processes {left} of tritonserver {pid} are still alive"))
+    CONSOLE.print(f"tritonserver {pid} stopped")
+
+
+def status(
+    url: str = typer.Option("http://127.0.0.1:8000", help="The server's HTTP URL."),
+    admin_key: str = typer.Option(None, envvar="SATWATCH_ADMIN_KEY", help="The admin key, if set."),
+) -> None:
+    """Print the model table of a running server (repository index API)."""
+    try:
+        print_table(model_table(url.rstrip("/"), admin_key))
+    except SatwatchError as error:
+        raise _fail(error) from None
+
+
+def demo(
+    workdir: Path = typer.Option(
+        None, help="Folder for the sample repository and log [default: a temporary one]."
+    ),
+    http_port: int = typer.Option(0, help="HTTP port [default: a free one]."),
+    grpc_port: int = typer.Option(0, help="gRPC port [default: a free one]."),
+    metrics_port: int = typer.Option(0, help="Metrics port [default: a free one]."),
+) -> None:
+    """Build a tiny demonstration repository, serve it, query it over HTTP and gRPC, stop.
+
+    Every backend runs: ONNX, TorchScript, Python and an ensemble chaining them. Exits 1
+    when an answer differs from the expected numbers.
+    """
+    free = ServerPorts.free()
+    ports = ServerPorts(
+        http_port or free.http, grpc_port or free.grpc, metrics_port or free.metrics
+    )
+    run = _run_demo_in(workdir, ports)
+    if not all(answer.ok for answer in run.answers):
+        raise _fail(ServerError("some demo answers differ from the expected numbers"))
+    CONSOLE.print("[green]every answer is exact[/]")
+
+
+def _run_demo_in(workdir: Path | None, ports: ServerPorts):
+    from satwatch.server.demo import run_demo  # noqa: PLC0415 - torch/onnx import only here
+
+    def on_ready(running: RunningServer) -> None:
+        _print_running(running)
+
+    try:
+        with CONSOLE.status("building the sample repository and starting Triton..."):
+            if workdir is not None:
+                result = run_demo(workdir, ports, on_ready=on_ready)
+            else:
+                with tempfile.TemporaryDirectory(prefix="satwatch-demo-") as folder:
+                    result = run_demo(Path(folder), ports, on_ready=on_ready)
+    except SatwatchError as error:
+        raise _fail(error) from None
+    answers = Table(title="Answers")
+    for column in ("model", "protocol", "output", "expected", "exact"):
+        answers.add_column(column)
+    for answer in result.answers:
+        answers.add_row(
+            answer.model,
+            answer.protocol,
+            str(answer.output.tolist()),
+            str(answer.expected.tolist()),
+            "[green]yes[/]" if answer.ok else "[red]NO[/]",
+        )
+    CONSOLE.print(answers)
+    return result
+
+
+COMMANDS: dict[str, Callable] = {"serve": serve, "stop": stop, "status": status, "demo": demo}
 
 
 def register(app: typer.Typer) -> None:
-    """Add this subpackage's commands to the root ``satwatch`` app."""
+    """Add ``serve``, ``stop``, ``status`` and ``demo`` to the root ``satwatch`` app."""
+    for name, command in COMMANDS.items():
+        app.command(name)(command)

@@ -1,0 +1,137 @@
+"""satwatch's Python-based ``onnxruntime`` backend for Triton's Python backend stub.
+
+Triton resolves ``backend: "onnxruntime"`` to ``<backend-dir>/onnxruntime/model.py`` when no
+native ``libtriton_onnxruntime.so`` is there. This file loads ``<version>/model.onnx`` (or the
+config's ``default_model_filename``) into ONNX Runtime on the CPU, with thread counts from the
+config's ``parameters`` (``intra_op_thread_count``, ``inter_op_thread_count``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import triton_python_backend_utils as pb_utils
+from onnx import helper
+
+from satwatch.server import backend_common as common
+
+DEFAULT_FILENAME = "model.onnx"
+
+
+def _dims(value_info: onnx.ValueInfoProto) -> list[int]:
+    shape = value_info.type.tensor_type.shape
+    return [d.dim_value if d.HasField("dim_value") else -1 for d in shape.dim]
+
+
+def _entry(value_info: onnx.ValueInfoProto, batched: bool) -> dict:
+    dims = _dims(value_info)
+    dtype = helper.tensor_dtype_to_np_dtype(value_info.type.tensor_type.elem_type)
+    return {
+        "name": value_info.name,
+        "data_type": common.triton_type(dtype),
+        # With max_batch_size > 0 the config's dims leave out the batch axis.
+        "dims": dims[1:] if batched else dims,
+    }
+
+
+class TritonPythonModel:
+    """One ONNX model served through ONNX Runtime's CPU provider."""
+
+    @staticmethod
+    def auto_complete_config(auto_complete_model_config):
+        """Fill inputs and outputs from the ONNX graph when the config leaves them out."""
+        config = auto_complete_model_config.as_dict()
+        if config.get("input") and config.get("output"):
+            return auto_complete_model_config
+        path = common.locate_model_file(config, DEFAULT_FILENAME)
+        graph = onnx.load(str(path), load_external_data=False).graph
+        initializers = {tensor.name for tensor in graph.initializer}
+        batched = config.get("max_batch_size", 0) > 0
+        if not config.get("input"):
+            for value in graph.input:
+                if value.name not in initializers:
+                    auto_complete_model_config.add_input(_entry(value, batched))
+        if not config.get("output"):
+            for value in graph.output:
+                auto_complete_model_config.add_output(_entry(value, batched))
+        return auto_complete_model_config
+
+    def initialize(self, args):
+        """Open the ONNX Runtime session and check the config against the model's tensors."""
+        config = common.load_config(args)
+        self.name = args["model_name"]
+        self.max_batch_size = int(config.get("max_batch_size", 0))
+        path = common.model_file(
+            args["model_repository"], args["model_version"], config, DEFAULT_FILENAME
+        )
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = common.parameter(config, "intra_op_thread_count", 0)
+        options.inter_op_num_threads = common.parameter(config, "inter_op_thread_count", 0)
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        model_inputs = {node.name: node for node in self.session.get_inputs()}
+        model_outputs = {node.name for node in self.session.get_outputs()}
+        self.outputs = common.output_specs(config)
+        for spec in self.outputs:
+            if spec.name not in model_outputs:
+                raise ValueError(
+                    f"model {self.name!r}: config output {spec.name!r} is not in {path.name}; "
+                    f"expected one of {sorted(model_outputs)}"
+                )
+        self.inputs, self.zeros = [], {}
+        for spec in common.input_specs(config):
+            if spec.name not in model_inputs:
+                raise ValueError(
+                    f"model {self.name!r}: config input {spec.name!r} is not in {path.name}; "
+                    f"expected one of {sorted(model_inputs)}"
+                )
+            node = model_inputs[spec.name]
+            shape = [d if isinstance(d, int) and d >= 0 else -1 for d in node.shape]
+            self.inputs.append(self._refine(spec, shape))
+            # An optional input left out: zeros when its shape is fully static, else omitted.
+            if spec.optional and -1 not in shape:
+                self.zeros[spec.name] = np.zeros(shape, spec.dtype)
+        self.output_names = [spec.name for spec in self.outputs]
+
+    def _refine(self, spec: common.TensorSpec, shape: list[int]) -> common.TensorSpec:
+        """Tighten the config's -1 dims with the model's static ones; reject contradictions."""
+        model_dims = shape[1:] if self.max_batch_size > 0 else shape
+        if len(model_dims) != len(spec.dims):
+            raise ValueError(
+                f"model {self.name!r}, input {spec.name!r}: config dims {list(spec.dims)}, "
+                f"model dims {model_dims}"
+            )
+        dims = []
+        for configured, actual in zip(spec.dims, model_dims, strict=True):
+            if configured != -1 and actual != -1 and configured != actual:
+                raise ValueError(
+                    f"model {self.name!r}, input {spec.name!r}: config dims "
+                    f"{list(spec.dims)}, model dims {model_dims}"
+                )
+            dims.append(actual if configured == -1 else configured)
+        return common.TensorSpec(spec.name, spec.dtype, tuple(dims), spec.optional)
+
+    def _run(self, inputs: common.Inputs) -> dict:
+        feed = {}
+        for name, array in inputs.items():
+            if array is not None:
+                feed[name] = array
+            elif name in self.zeros:
+                feed[name] = self.zeros[name]
+        values = self.session.run(self.output_names, feed)
+        return dict(zip(self.output_names, values, strict=True))
+
+    def execute(self, requests):
+        """Answer every request: one ONNX Runtime run for the batch, one error per bad request."""
+        results = common.run_batched(
+            [common.request_inputs(request) for request in requests],
+            self.inputs,
+            self.outputs,
+            self.max_batch_size,
+            self._run,
+        )
+        return common.responses(pb_utils, results)
+
+    def finalize(self):
+        """Release the session."""
+        self.session = None

@@ -1,0 +1,211 @@
+"""The command-line flags satwatch gives ``tritonserver``, kept apart from the process.
+
+:class:`TritonServerConfig` knows every flag it may emit and refuses any other, so a typo
+fails here with a clear message instead of as a cryptic server start-up error.
+
+Example::
+
+    folders = repository_folders(Path("triton-repository"), gpu=gpu_available())
+    config = TritonServerConfig.for_repository(folders, backend_dir, admin_key="s3cret")
+    config["http-port"] = 9000
+    args = config.to_args()   # ["--model-repository=...", ..., "--http-port=9000"]
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from satwatch.exceptions import ServerError
+
+LOGGER = logging.getLogger(__name__)
+
+BACKEND_FOLDERS = ("onnx", "tensorrt", "pytorch", "python", "ensemble")
+"""The repository's backend folders, each served as its own ``--model-repository``."""
+
+ALLOWED_FLAGS = frozenset(
+    {
+        "model-repository",  # repeated: one per backend folder
+        "backend-directory",
+        "backend-config",
+        "model-config-name",
+        "model-control-mode",
+        "load-model",
+        "exit-on-error",
+        "strict-readiness",
+        "strict-model-config",
+        "disable-auto-complete-config",
+        "exit-timeout-secs",
+        "http-address",
+        "http-port",
+        "http-restricted-api",
+        "allow-http",
+        "grpc-address",
+        "grpc-port",
+        "grpc-restricted-protocol",
+        "allow-grpc",
+        "metrics-address",
+        "metrics-port",
+        "allow-metrics",
+        "allow-gpu-metrics",
+        "log-verbose",
+        "log-info",
+        "log-warning",
+        "log-error",
+        "log-file",
+        "id",
+    }
+)
+"""Flags of ``tritonserver`` 2.51 that satwatch may set (checked with ``tritonserver --help``)."""
+
+RESTRICTED_GROUPS = "model-repository,shared-memory"
+"""API groups kept behind the admin key: load/unload, repository index, shared memory."""
+
+ADMIN_HEADER = "admin-key"
+"""The request header carrying the admin key."""
+
+
+def gpu_available() -> bool:
+    """Return whether an NVIDIA GPU is here (``/dev/nvidia0``, or ``nvidia-smi -L`` lists one)."""
+    if Path("/dev/nvidia0").exists():
+        return True
+    if shutil.which("nvidia-smi") is None:
+        return False
+    try:
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return listed.returncode == 0 and b"GPU" in listed.stdout
+
+
+def repository_folders(repository: Path, gpu: bool) -> list[Path]:
+    """Return the backend folders of ``repository`` to serve, logging each one skipped.
+
+    Args:
+        repository: The model repository root holding ``onnx/``, ``pytorch/``...
+        gpu: Whether a GPU is present; ``tensorrt/`` is skipped without one.
+
+    Raises:
+        ServerError: If no folder holds any model.
+    """
+    folders = []
+    for name in BACKEND_FOLDERS:
+        folder = repository / name
+        models = [p for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []
+        if not models:
+            LOGGER.info("skipping %s: absent or holds no model folder", folder)
+        elif name == "tensorrt" and not gpu:
+            LOGGER.info("skipping %s: TensorRT plans need an NVIDIA GPU and none is here", folder)
+        else:
+            folders.append(folder.resolve())
+    if not folders:
+        raise ServerError(
+            f"repository {repository}: expected model folders in one of "
+            f"{', '.join(BACKEND_FOLDERS)}, got none"
+        )
+    return folders
+
+
+@dataclass
+class TritonServerConfig:
+    """The flags of one ``tritonserver`` run.
+
+    Attributes:
+        model_repositories: Folders passed as repeated ``--model-repository`` flags.
+        flags: Every other flag, name without ``--`` -> value (``None`` for a bare switch).
+    """
+
+    model_repositories: list[Path]
+    flags: dict[str, str | int | bool | None] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in self.flags:
+            self._check(name)
+
+    @staticmethod
+    def _check(name: str) -> None:
+        if name not in ALLOWED_FLAGS or name == "model-repository":
+            raise ServerError(
+                f"unknown tritonserver flag {name!r}: expected one of "
+                f"{', '.join(sorted(ALLOWED_FLAGS - {'model-repository'}))}"
+            )
+
+    def __setitem__(self, name: str, value: str | int | bool | None) -> None:
+        self._check(name)
+        self.flags[name] = value
+
+    def __getitem__(self, name: str) -> str | int | bool | None:
+        return self.flags[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.flags
+
+    @classmethod
+    def for_repository(
+        cls,
+        repositories: list[Path],
+        backend_directory: Path,
+        *,
+        gpu: bool = False,
+        host: str = "127.0.0.1",
+        http_port: int = 8000,
+        grpc_port: int = 8001,
+        metrics_port: int = 8002,
+        admin_key: str | None = None,
+    ) -> TritonServerConfig:
+        """Return satwatch's standard flags.
+
+        Failed models leave the others serving (``exit-on-error=false``, readiness not
+        strict); models load explicitly so later versions can be loaded over the API; the
+        repository and shared-memory APIs need ``admin_key`` unless it is ``None``.
+        """
+        flags: dict[str, str | int | bool | None] = {
+            "backend-directory": str(backend_directory),
+            "exit-on-error": False,
+            "strict-readiness": False,
+            "model-control-mode": "explicit",
+            "load-model": "*",
+            "http-address": host,
+            "http-port": http_port,
+            "grpc-address": host,
+            "grpc-port": grpc_port,
+            "metrics-address": host,
+            "metrics-port": metrics_port,
+            "log-verbose": 0,
+        }
+        if not gpu:
+            # Reads <model>/configs/cpu.pbtxt where present, config.pbtxt elsewhere.
+            flags["model-config-name"] = "cpu"
+            flags["allow-gpu-metrics"] = False
+        if admin_key is not None:
+            restriction = f"{RESTRICTED_GROUPS}:{ADMIN_HEADER}={admin_key}"
+            flags["http-restricted-api"] = restriction
+            flags["grpc-restricted-protocol"] = restriction
+        return cls(list(repositories), flags)
+
+    def _pairs(self) -> Iterator[tuple[str, str | None]]:
+        for folder in self.model_repositories:
+            yield "model-repository", str(folder)
+        for name, value in self.flags.items():
+            if isinstance(value, bool):
+                yield name, "true" if value else "false"
+            else:
+                yield name, None if value is None else str(value)
+
+    def to_args(self) -> list[str]:
+        """Return the flags as ``tritonserver`` arguments (``--name=value``)."""
+        return [
+            f"--{name}" if value is None else f"--{name}={value}" for name, value in self._pairs()
+        ]
+
+    def redacted_args(self) -> list[str]:
+        """Return :meth:`to_args` with the admin key hidden, for logs."""
+        marker = f"{ADMIN_HEADER}="
+        return [
+            arg.split(marker, 1)[0] + marker + "***" if marker in arg else arg
+            for arg in self.to_args()
+        ]

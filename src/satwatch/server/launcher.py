@@ -1,0 +1,207 @@
+"""Run the embedded ``tritonserver`` process: start, wait until ready, stop.
+
+The server runs in its own process group (with its Python backend stubs), with the venv's
+``bin/`` first on ``PATH`` so the stubs import the venv's packages, and with the wheel's
+``nvidia_pytriton.libs/`` on ``LD_LIBRARY_PATH``. Stopping sends SIGINT (Triton unloads its
+models and ends its stubs), then SIGKILL to the whole group after a timeout so no
+``triton_python_backend_stub`` is left behind.
+
+Example::
+
+    server = TritonServer(config, log_file=Path("build/triton.log"))
+    server.start()
+    server.wait_ready(timeout=60)
+    ...
+    server.stop()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from satwatch.exceptions import ServerError
+from satwatch.server.backend_common import REPOSITORIES_ENV
+from satwatch.server.backends import TritonDistribution, find_distribution
+from satwatch.server.config import TritonServerConfig
+
+LOGGER = logging.getLogger(__name__)
+
+
+def server_environment(
+    distribution: TritonDistribution, config: TritonServerConfig, base: dict | None = None
+) -> dict[str, str]:
+    """Return the environment ``tritonserver`` needs.
+
+    The venv's ``bin/`` goes first on ``PATH``: the stub then runs with the venv's packages
+    (``PYTHONPATH`` or ``VIRTUAL_ENV`` alone do not do it; checked).
+    """
+    env = dict(os.environ if base is None else base)
+    venv_bin = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join([venv_bin, *filter(None, [env.get("PATH")])])
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(
+        [str(distribution.libs), *filter(None, [env.get("LD_LIBRARY_PATH")])]
+    )
+    # Lets satwatch's backends find a model's file while auto-completing its config.
+    env[REPOSITORIES_ENV] = os.pathsep.join(str(p) for p in config.model_repositories)
+    return env
+
+
+def process_group_members(pgid: int) -> list[int]:
+    """Return the live processes of process group ``pgid`` (read from ``/proc``)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        # Fields after the ")" closing the command name: state ppid pgrp ...
+        fields = text.rsplit(")", 1)[-1].split()
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def stop_process_group(
+    pid: int, timeout: float = 30.0, process: subprocess.Popen | None = None
+) -> None:
+    """Stop the server ``pid`` (leader of its own group): SIGINT, then SIGKILL the group.
+
+    Args:
+        pid: The ``tritonserver`` process id, which is also its process group id.
+        timeout: Seconds to wait for a clean exit before killing.
+        process: The ``Popen`` when this process started it (so it is reaped).
+    """
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGINT)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            break
+        if process is None and not _alive(pid):
+            break
+        time.sleep(0.1)
+    else:
+        LOGGER.warning("tritonserver %d did not exit within %.0f s; killing it", pid, timeout)
+    # Stubs the server did not end (or a server that hung) go with the group.
+    grace = time.monotonic() + 5.0
+    while process_group_members(pid) and time.monotonic() < grace:
+        time.sleep(0.1)
+    if process_group_members(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    if process is not None:
+        process.wait(timeout=10)
+
+
+class TritonServer:
+    """One ``tritonserver`` process.
+
+    Args:
+        config: Its flags.
+        log_file: Where its output goes (created with its parents).
+        distribution: The Triton files; default :func:`find_distribution`.
+    """
+
+    def __init__(
+        self,
+        config: TritonServerConfig,
+        log_file: Path,
+        distribution: TritonDistribution | None = None,
+    ) -> None:
+        self.config = config
+        self.log_file = Path(log_file)
+        self.distribution = distribution or find_distribution()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int:
+        """The server's process id (and process group id)."""
+        if self.process is None:
+            raise ServerError("tritonserver: expected a started server, got none started")
+        return self.process.pid
+
+    @property
+    def http_url(self) -> str:
+        """``http://host:port`` of the HTTP endpoint."""
+        return f"http://{self._client_host()}:{self.config['http-port']}"
+
+    def _client_host(self) -> str:
+        host = str(self.config.flags.get("http-address", "127.0.0.1"))
+        return "127.0.0.1" if host in ("0.0.0.0", "") else host
+
+    def start(self) -> None:
+        """Start the server in its own process group, output to the log file (truncated)."""
+        args = [str(self.distribution.server), *self.config.to_args()]
+        LOGGER.info("starting %s", " ".join(self.config.redacted_args()))
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("wb") as log:
+            self.process = subprocess.Popen(
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=server_environment(self.distribution, self.config),
+                start_new_session=True,  # its own group: Ctrl-C reaches us, we stop it
+            )
+
+    def wait_ready(self, timeout: float = 60.0) -> float:
+        """Wait until ``/v2/health/ready`` answers 200; return the seconds it took.
+
+        Raises:
+            ServerError: If the server exits or is not ready within ``timeout``; the message
+                carries the end of the log.
+        """
+        started = time.monotonic()
+        url = f"{self.http_url}/v2/health/ready"
+        while time.monotonic() - started < timeout:
+            if self.process is not None and self.process.poll() is not None:
+                raise ServerError(
+                    f"tritonserver exited with code {self.process.returncode} before it was "
+                    f"ready; log {self.log_file}:\n{self.log_tail()}"
+                )
+            try:
+                with urllib.request.urlopen(url, timeout=2) as answer:
+                    if answer.status == 200:
+                        return time.monotonic() - started
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.1)
+        raise ServerError(
+            f"tritonserver: expected ready within {timeout:.0f} s, got not ready; "
+            f"log {self.log_file}:\n{self.log_tail()}"
+        )
+
+    def log_tail(self, lines: int = 15) -> str:
+        """Return the last lines of the server log."""
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def is_running(self) -> bool:
+        """Whether the process is still running."""
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the server and every process of its group; idempotent."""
+        if self.process is None:
+            return
+        stop_process_group(self.process.pid, timeout, self.process)
+        LOGGER.info("tritonserver %d stopped (exit code %s)", self.pid, self.process.returncode)

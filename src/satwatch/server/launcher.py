@@ -26,6 +26,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from satwatch.exceptions import ServerError
@@ -78,6 +79,19 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _running(pid: int, process: subprocess.Popen | None) -> bool:
+    return process.poll() is None if process is not None else _alive(pid)
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def stop_process_group(
     pid: int, timeout: float = 30.0, process: subprocess.Popen | None = None
 ) -> None:
@@ -90,22 +104,16 @@ def stop_process_group(
     """
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGINT)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            break
-        if process is None and not _alive(pid):
-            break
-        time.sleep(0.1)
-    else:
+    exited = _wait_until(lambda: not _running(pid, process), timeout)
+    if not exited:
         LOGGER.warning("tritonserver %d did not exit within %.0f s; killing it", pid, timeout)
-    # Stubs the server did not end (or a server that hung) go with the group.
-    grace = time.monotonic() + 5.0
-    while process_group_members(pid) and time.monotonic() < grace:
-        time.sleep(0.1)
+    else:
+        # A clean exit ends the stubs too; give them a moment before killing what is left.
+        _wait_until(lambda: not process_group_members(pid), 2.0)
     if process_group_members(pid):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
+        _wait_until(lambda: not process_group_members(pid), 5.0)
     if process is not None:
         process.wait(timeout=10)
 

@@ -1,0 +1,17 @@
+# The production image: NVIDIA's Triton (24.10 = Triton 2.51, the server version the embedded
+# path runs) plus what the repository's Python models import. The native onnxruntime,
+# tensorrt and pytorch backends of the image serve those models; satwatch's Python-based
+# backends are only for the embedded CPU server.
+FROM nvcr.io/nvidia/tritonserver:24.10-py3
+
+WORKDIR /opt/satwatch
+COPY pyproject.toml README.md ./
+COPY src ./src
+# --no-deps: the image's backends serve the detectors, so no torch/onnxruntime wheels here;
+# the Python models need only numpy, scipy and the satwatch package itself.
+RUN pip install --no-cache-dir "numpy<2" "scipy>=1.11" "pyyaml>=6" \
+    && pip install --no-cache-dir --no-deps . \
+    && python3 -c "import satwatch, numpy, scipy"
+
+EXPOSE 8000 8001 8002
+WORKDIR /models

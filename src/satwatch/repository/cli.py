@@ -1,0 +1,186 @@
+"""``satwatch validate``, ``deploy-onnx``, ``convert-tensorrt`` and ``convert-torchscript``.
+
+The same commands run as the repository's scripts (``triton-repository/scripts/``), which
+call these functions through ``typer.run``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import typer
+from rich.console import Console
+
+from satwatch.exceptions import SatwatchError
+from satwatch.paths import repository_dir
+
+LOGGER = logging.getLogger(__name__)
+CONSOLE = Console()
+ERRORS = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def _clean_errors(command: F) -> F:
+    """Turn a ``SatwatchError`` into one red line and exit code 1, not a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: object, **kwargs: object) -> None:
+        try:
+            command(*args, **kwargs)
+        except SatwatchError as error:
+            ERRORS.print(f"[bold red]error:[/] {error}", highlight=False)
+            raise typer.Exit(code=1) from error
+
+    return wrapper  # type: ignore[return-value]
+
+
+REPOSITORY_OPTION = typer.Option(
+    None,
+    "--repository",
+    "-r",
+    help="Model repository root (default $SATWATCH_REPOSITORY or ./triton-repository).",
+)
+
+
+@_clean_errors
+def validate_command(
+    repository: Path | None = REPOSITORY_OPTION,
+    live: bool = typer.Option(
+        False,
+        "--live",
+        help="Also serve the repository with the embedded Triton server and check that every "
+        "model is READY (takes the models' load time).",
+    ),
+    timeout: float = typer.Option(180.0, help="Seconds to wait for the server with --live."),
+) -> None:
+    """Check the model repository: configs, model files, tensors, ensembles, unique names.
+
+    Parses every config.pbtxt and configs/*.pbtxt with Triton's ModelConfig schema, checks each
+    version's model file exists and that ONNX / TorchScript tensors match the config, that
+    ensemble steps name existing models and every tensor is produced before it is consumed,
+    and that model names are unique across the backend folders. Prints each problem with its
+    file; exits 1 when there is any.
+    """
+    from satwatch.repository.validate import live_problems, validate_repository
+
+    root = repository_dir(repository)
+    problems = validate_repository(root)
+    if live and not problems:
+        with CONSOLE.status("serving the repository with the embedded Triton server..."):
+            problems = live_problems(root, timeout=timeout)
+    for problem in problems:
+        ERRORS.print(f"[red]{problem}[/]", highlight=False, soft_wrap=True)
+    if problems:
+        ERRORS.print(f"[bold red]{len(problems)} problem(s)[/] in {root}")
+        raise typer.Exit(code=1)
+    CONSOLE.print(f"[green]{root}: valid[/]" + (" (every model READY)" if live else ""))
+
+
+@_clean_errors
+def deploy_onnx_command(
+    onnx: Path = typer.Option(..., "--onnx", help="The exported ONNX detector.", exists=True),
+    name: str = typer.Option(..., "--name", help="Model name, e.g. SMAP_E-1."),
+    repository: Path | None = REPOSITORY_OPTION,
+    version: int | None = typer.Option(
+        None, "--version", help="Version number (default: the next after the highest present)."
+    ),
+    keep: int = typer.Option(
+        2, "--keep", help="Versions served (version_policy { latest { num_versions } })."
+    ),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --version folder."),
+    url: str | None = typer.Option(
+        None,
+        "--url",
+        help="Running server to load the model on: http://host:8000, host:8000 or grpc://host:8001.",
+    ),
+    admin_key: str | None = typer.Option(
+        None, "--admin-key", envvar="SATWATCH_ADMIN_KEY", help="Key of the server's load API."
+    ),
+) -> None:
+    """Deploy an ONNX detector as the next version of onnx/<NAME>/.
+
+    Reads the graph's inputs and outputs, writes config.pbtxt from the onnx template (and the
+    CPU variant configs/cpu.pbtxt); every input but input_data is optional state. Copies the
+    file to the version folder, validates (undoing it when invalid), and with --url asks the
+    server to load the new version.
+    """
+    from satwatch.repository.deploy import deploy_onnx
+
+    result = deploy_onnx(
+        onnx,
+        name,
+        repository=repository,
+        version=version,
+        keep=keep,
+        overwrite=force,
+        url=url,
+        admin_key=admin_key,
+    )
+    where = result.model_dir / str(result.version)
+    CONSOLE.print(f"[green]deployed[/] {name} version {result.version} -> {where}")
+    if result.loaded:
+        CONSOLE.print(f"[green]loaded[/] on {url}: version {result.version} is ready")
+
+
+@_clean_errors
+def convert_tensorrt_command(
+    onnx: Path = typer.Option(..., "--onnx", help="The ONNX detector to convert.", exists=True),
+    output: Path = typer.Option(
+        ..., "--output", help="Plan to write, e.g. tensorrt/SMAP_E-1_trt/1/model.plan."
+    ),
+    fp16: bool = typer.Option(False, "--fp16", help="Allow FP16 kernels."),
+    int8: bool = typer.Option(False, "--int8", help="Allow INT8 kernels (needs --calib)."),
+    calib: Path | None = typer.Option(
+        None, "--calib", help="Normalised telemetry (T, 25) as .npy for INT8 calibration."
+    ),
+    workspace: int = typer.Option(1024, "--workspace", help="Builder workspace in MB."),
+    min_steps: int = typer.Option(1, "--min-steps", "--min", help="Fewest time steps."),
+    opt_steps: int = typer.Option(100, "--opt-steps", "--opt", help="Time steps tuned for."),
+    max_steps: int = typer.Option(4096, "--max-steps", "--max", help="Most time steps."),
+) -> None:
+    """Build a TensorRT plan from an ONNX detector and write its tensorrt_plan config.
+
+    Uses TensorRT's Python API (or trtexec when only that is installed) with one optimisation
+    profile over input_data's time axis. Needs TensorRT and an NVIDIA GPU; without them it
+    exits 1 saying which is missing.
+    """
+    from satwatch.repository.tensorrt import BuildOptions, convert
+
+    options = BuildOptions(fp16, int8, calib, workspace, min_steps, opt_steps, max_steps)
+    plan = convert(onnx, output, options)
+    CONSOLE.print(f"[green]built[/] {plan}")
+
+
+@_clean_errors
+def convert_torchscript_command(
+    checkpoint: Path = typer.Option(
+        ..., "--checkpoint", help="TranAD artifact folder (model.pt + card.json).", exists=True
+    ),
+    output: Path = typer.Option(
+        ..., "--output", help="TorchScript file to write, e.g. pytorch/tranad_sat1/1/model.pt."
+    ),
+) -> None:
+    """Convert a trained TranAD checkpoint to TorchScript for the PyTorch backend."""
+    from satwatch.export.torchscript import convert
+
+    written = convert(checkpoint, output)
+    CONSOLE.print(f"[green]wrote[/] {written or output}")
+
+
+COMMANDS = {
+    "validate": validate_command,
+    "deploy-onnx": deploy_onnx_command,
+    "convert-tensorrt": convert_tensorrt_command,
+    "convert-torchscript": convert_torchscript_command,
+}
+
+
+def register(app: typer.Typer) -> None:
+    """Add the repository commands to the root ``satwatch`` app."""
+    for name, command in COMMANDS.items():
+        app.command(name)(command)

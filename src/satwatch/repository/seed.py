@@ -1,0 +1,126 @@
+"""The configs of the seed's models as the shared contracts name their tensors.
+
+``/work/notes/contracts.md`` fixes the tensor names; these functions turn them into configs
+from the templates, for the builder, the tests and the checked-in ensembles. The detectors'
+configs are better read from the exported files (``deploy.onnx_model_config``); the state
+sizes here are parameters for that reason.
+
+Example::
+
+    configs = seed_model_configs(encoder_hidden=500, decoder_hidden=500)
+    configs["SMAP_E-1"].input[1].name   # 'encoder_state'
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from tritonclient.grpc import model_config_pb2 as mc
+
+from satwatch.repository.config import config_from_template, output, tensor
+
+LOGGER = logging.getLogger(__name__)
+
+FEATURES = 25
+"""SMAP rows: the telemetry value and 24 one-hot command columns."""
+
+TRANAD_CONTEXT = 9
+"""Steps of context TranAD needs before a chunk (its 10-step window minus one)."""
+
+
+def detector_outputs() -> list[mc.ModelOutput]:
+    """The three outputs every detector serves."""
+    return [
+        output("reconstruction", "FP32", [-1, FEATURES]),
+        output("anomaly_score", "FP32", [-1]),
+        output("anomaly_detected", "BOOL", [-1]),
+    ]
+
+
+def omnianomaly_config(
+    name: str, *, encoder_hidden: int, decoder_hidden: int, repository: Path | None = None
+) -> mc.ModelConfig:
+    """``onnx/SMAP_<chan>``: ``input_data`` plus the optional GRU states, and the states out."""
+    return config_from_template(
+        "onnx",
+        repository=repository,
+        name=name,
+        input=[
+            tensor("input_data", "FP32", [-1, FEATURES]),
+            tensor("encoder_state", "FP32", [1, encoder_hidden], optional=True),
+            tensor("decoder_state", "FP32", [1, decoder_hidden], optional=True),
+        ],
+        output=[
+            *detector_outputs(),
+            output("encoder_state_out", "FP32", [1, encoder_hidden]),
+            output("decoder_state_out", "FP32", [1, decoder_hidden]),
+        ],
+    )
+
+
+def tranad_config(name: str = "tranad_sat1", repository: Path | None = None) -> mc.ModelConfig:
+    """``pytorch/tranad_sat1``: ``input_data`` plus the optional context, and the context out."""
+    return config_from_template(
+        "pytorch",
+        repository=repository,
+        name=name,
+        input=[
+            tensor("input_data", "FP32", [-1, FEATURES]),
+            tensor("context", "FP32", [TRANAD_CONTEXT, FEATURES], optional=True),
+        ],
+        output=[*detector_outputs(), output("context_out", "FP32", [TRANAD_CONTEXT, FEATURES])],
+    )
+
+
+def preprocessing_config(repository: Path | None = None) -> mc.ModelConfig:
+    """``python/preprocessing``: ``raw_input`` (+ optional ``channel_id``) -> ``normalized``."""
+    return config_from_template(
+        "python",
+        repository=repository,
+        name="preprocessing",
+        input=[
+            tensor("raw_input", "FP32", [-1, FEATURES]),
+            tensor("channel_id", "STRING", [1], optional=True),
+        ],
+        output=[output("normalized", "FP32", [-1, FEATURES])],
+    )
+
+
+def postprocessing_config(repository: Path | None = None) -> mc.ModelConfig:
+    """``python/postprocessing``: scores (+ channel, thresholds, state) -> fused result."""
+    return config_from_template(
+        "python",
+        repository=repository,
+        name="postprocessing",
+        input=[
+            tensor("score1", "FP32", [-1]),
+            tensor("score2", "FP32", [-1], optional=True),
+            tensor("channel_id", "STRING", [1], optional=True),
+            tensor("thresholds", "FP32", [-1], optional=True),
+            tensor("post_state", "FP32", [-1], optional=True),
+        ],
+        output=[
+            output("final_result", "FP32", [-1]),
+            output("decision", "BOOL", [-1]),
+            output("events", "FP32", [-1, 3]),
+            output("post_state_out", "FP32", [-1]),
+        ],
+    )
+
+
+def seed_model_configs(
+    *, encoder_hidden: int, decoder_hidden: int, repository: Path | None = None
+) -> dict[str, mc.ModelConfig]:
+    """The four models the seed's ensembles chain, keyed by name."""
+    return {
+        "preprocessing": preprocessing_config(repository),
+        "SMAP_E-1": omnianomaly_config(
+            "SMAP_E-1",
+            encoder_hidden=encoder_hidden,
+            decoder_hidden=decoder_hidden,
+            repository=repository,
+        ),
+        "tranad_sat1": tranad_config(repository=repository),
+        "postprocessing": postprocessing_config(repository),
+    }

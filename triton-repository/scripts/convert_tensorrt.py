@@ -1,0 +1,20 @@
+#!/usr/bin/env python3
+"""Build a TensorRT plan and its tensorrt_plan config from an ONNX detector (TensorRT + GPU).
+
+The same as ``satwatch convert-tensorrt``; run it with the project's Python
+(``.venv/bin/python convert_tensorrt.py --help``).
+The repository defaults to the one holding this script unless --repository or
+$SATWATCH_REPOSITORY says otherwise.
+"""
+
+import os
+from pathlib import Path
+
+import typer
+
+os.environ.setdefault("SATWATCH_REPOSITORY", str(Path(__file__).resolve().parents[1]))
+
+from satwatch.repository.cli import convert_tensorrt_command  # noqa: E402 - needs the default above
+
+if __name__ == "__main__":
+    typer.run(convert_tensorrt_command)

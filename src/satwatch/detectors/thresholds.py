@@ -94,6 +94,15 @@ def _profile(x: float, peaks: np.ndarray) -> tuple[float, float, float]:
     return -n * np.log(sigma) - n * (1.0 + gamma), gamma, sigma
 
 
+def _profile_grid(grid: np.ndarray, peaks: np.ndarray) -> np.ndarray:
+    """Profile log-likelihood of :func:`_profile` at many ``x`` at once (-inf where invalid)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gamma = np.log1p(grid[:, None] * peaks[None, :]).mean(axis=1)
+        sigma = gamma / grid
+        values = -peaks.size * (np.log(sigma) + 1.0 + gamma)
+    return np.where(np.isfinite(values) & (sigma > 0) & (gamma != 0), values, -np.inf)
+
+
 def fit_gpd(peaks: np.ndarray) -> GpdFit:
     """Maximum-likelihood GPD fit of positive excesses (Grimshaw's one-variable reduction).
 
@@ -116,22 +125,31 @@ def fit_gpd(peaks: np.ndarray) -> GpdFit:
         best = uniform
     # x must keep 1 + x * Y > 0: x > -1 / max(Y). Grimshaw's bound caps the positive side.
     upper = 2.0 * (mean - low) / (low * low) if low > 0 else 1e6 / mean
-    negative = -np.geomspace(1e-6, 1.0 - 1e-6, _GRID) / high
+    # Dense at both ends of (-1/max(Y), 0): strongly bounded tails (gamma near -1) put their
+    # maximum within a hair of -1/max(Y).
+    fractions = np.concatenate(
+        [np.geomspace(1e-6, 0.5, _GRID), 1.0 - np.geomspace(0.5, 1e-12, _GRID)]
+    )
+    negative = -np.unique(fractions) / high
     positive = np.geomspace(1e-6 / high, max(upper, 1e-5 / high), _GRID)
     for grid in (negative[::-1], positive):
-        values = np.array([_profile(x, peaks)[0] for x in grid])
+        values = _profile_grid(grid, peaks)
         # interior local maxima only: the likelihood grows without bound towards x = -1/max(Y)
         # when gamma < -1, and that edge is no fit (Grimshaw keeps roots of the score equation).
-        for i in range(1, grid.size - 1):
-            if values[i] >= values[i - 1] and values[i] >= values[i + 1] and np.isfinite(values[i]):
-                res = minimize_scalar(
-                    lambda x: -_profile(x, peaks)[0],
-                    bounds=(min(grid[i - 1], grid[i + 1]), max(grid[i - 1], grid[i + 1])),
-                    method="bounded",
-                )
-                loglik, gamma, sigma = _profile(float(res.x), peaks)
-                if loglik > best.log_likelihood:
-                    best = GpdFit(gamma, sigma, loglik)
+        inner = values[1:-1]
+        peaks_at = (
+            np.flatnonzero(np.isfinite(inner) & (inner > values[:-2]) & (inner >= values[2:])) + 1
+        )
+        for i in peaks_at:
+            res = minimize_scalar(
+                lambda x: -_profile(x, peaks)[0],
+                bounds=(min(grid[i - 1], grid[i + 1]), max(grid[i - 1], grid[i + 1])),
+                method="bounded",
+                options={"xatol": 1e-9 / high},
+            )
+            loglik, gamma, sigma = _profile(float(res.x), peaks)
+            if loglik > best.log_likelihood:
+                best = GpdFit(gamma, sigma, loglik)
     return best
 
 

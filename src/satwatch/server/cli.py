@@ -29,7 +29,7 @@ DEFAULT_LOG_FILE = PROJECT_ROOT / "build" / "triton.log"
 
 
 def _fail(error: SatwatchError) -> typer.Exit:
-    ERRORS.print(f"[bold red]error:[/] {error}", highlight=False)
+    ERRORS.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
     return typer.Exit(code=1)
 
 

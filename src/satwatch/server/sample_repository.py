@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import textwrap
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -181,7 +182,11 @@ def build_sample_repository(root: Path) -> Path:
 
     torch_dir = root / "pytorch" / "sample_torch"
     (torch_dir / "1").mkdir(parents=True, exist_ok=True)
-    torch.jit.script(_Triple()).save(str(torch_dir / "1" / "model.pt"))
+    with warnings.catch_warnings():
+        # torch 2.13 calls jit.script deprecated; TorchScript is what Triton's backend loads.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.script(_Triple())
+    scripted.save(str(torch_dir / "1" / "model.pt"))
     write_config(
         torch_dir,
         {

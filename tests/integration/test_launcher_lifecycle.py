@@ -1,0 +1,123 @@
+"""The launcher: models that fail to load, clean shutdown, no process left behind."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.http as httpclient
+
+from satwatch.server.embedded import ServerPorts
+from satwatch.server.launcher import process_group_members
+from satwatch.server.sample_repository import add_broken_models
+
+from .conftest import WIDE_OUTPUT, serve_command
+
+pytestmark = pytest.mark.integration
+
+
+def _triton_processes() -> dict[int, str]:
+    """Every live tritonserver or Python backend stub on the machine: pid -> command."""
+    found = {}
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            command = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "tritonserver" in command or "triton_python_backend_stub" in command:
+            found[int(cmdline.parent.name)] = command
+    return found
+
+
+def _assert_gone(pid: int) -> None:
+    assert process_group_members(pid) == []
+    mine = {p: c for p, c in _triton_processes().items() if p == pid}
+    assert mine == {}
+
+
+def test_broken_models_are_reported_and_the_others_serve_then_stop_leaves_nothing(
+    triton_factory, sample_repository, tmp_path
+):
+    repository = tmp_path / "repository"
+    shutil.copytree(sample_repository, repository)
+    add_broken_models(repository)
+    served = triton_factory(repository)
+
+    table = {
+        line.split("│")[1].strip(): line for line in served.serve_output.splitlines() if "│" in line
+    }
+    assert "failed to read text proto" in table["broken_config"]
+    assert "UNAVAILABLE" in table["broken_config"]
+    assert "model file not found" in table["missing_file"]
+    client = httpclient.InferenceServerClient(url=served.http_address)
+    states = {
+        row["name"]: row.get("state")
+        for row in client.get_model_repository_index(headers=served.admin_headers)
+    }
+    assert states["missing_file"] == "UNAVAILABLE"
+    for model in (
+        "sample_affine",
+        "sample_pipeline",
+        "sample_python",
+        "sample_state",
+        "sample_torch",
+    ):
+        assert states[model] == "READY"
+    x = np.ones((1, 4), dtype=np.float32)
+    tensor = httpclient.InferInput("input_data", [1, 4], "FP32")
+    tensor.set_data_from_numpy(x)
+    np.testing.assert_array_equal(client.infer("sample_python", [tensor]).as_numpy("output"), x - 1)
+    client.close()
+
+    stubs = [p for p in process_group_members(served.pid) if p != served.pid]
+    assert stubs, "expected Python backend stubs in the server's process group"
+    result = served.stop()
+    assert result.returncode == 0, result.stderr
+    assert f"tritonserver {served.pid} stopped" in result.stdout
+    _assert_gone(served.pid)
+    assert not served.pid_file.exists()
+
+
+def test_foreground_serve_stops_cleanly_on_sigterm(sample_repository, tmp_path):
+    repository = tmp_path / "repository"
+    shutil.copytree(sample_repository / "python", repository / "python")  # fastest to load
+    ports = ServerPorts.free()
+    command = serve_command(repository, ports, tmp_path, detach=False)
+    serve = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=WIDE_OUTPUT
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "triton.pid").exists() and time.monotonic() < deadline:
+            assert serve.poll() is None, serve.stdout.read()
+            time.sleep(0.2)
+        pid = int((tmp_path / "triton.pid").read_text())
+        with urllib.request.urlopen(f"http://127.0.0.1:{ports.http}/v2/health/ready") as answer:
+            assert answer.status == 200
+        serve.send_signal(signal.SIGTERM)
+        output, _ = serve.communicate(timeout=60)
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+    assert serve.returncode == 0, output
+    assert "sample_python" in output and "READY" in output
+    _assert_gone(pid)
+    assert not (tmp_path / "triton.pid").exists()
+
+
+def test_a_second_serve_on_the_same_pid_file_is_refused(triton_server):
+    result = subprocess.run(
+        serve_command(triton_server.repository, ServerPorts.free(), triton_server.pid_file.parent),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=WIDE_OUTPUT,
+    )
+    assert result.returncode == 1
+    assert f"a server already runs with pid {triton_server.pid}" in result.stderr

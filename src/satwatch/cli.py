@@ -11,6 +11,7 @@ import typer
 from satwatch.data import cli as data_cli
 from satwatch.detectors import cli as detectors_cli
 from satwatch.evaluation import cli as evaluation_cli
+from satwatch.repository import cli as repository_cli
 from satwatch.server import cli as server_cli
 
 app = typer.Typer(
@@ -24,5 +25,5 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (server_cli, data_cli, detectors_cli, evaluation_cli):
+for module in (server_cli, data_cli, detectors_cli, evaluation_cli, repository_cli):
     module.register(app)

@@ -16,6 +16,7 @@ Example::
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,7 +167,10 @@ def torchscript_signature(path: Path) -> ScriptSignature:
     if not path.is_file():
         raise ModelError(f"{path}: expected a TorchScript file, got no such file")
     try:
-        module = torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():
+            # torch 2.13 marks TorchScript deprecated; Triton's PyTorch backend still runs it.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(path), map_location="cpu")
         schema = module.forward.schema
     except Exception as error:  # torch raises RuntimeError and others for a bad file
         raise ModelError(f"{path}: not a loadable TorchScript module ({error})") from error

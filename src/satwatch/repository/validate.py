@@ -106,12 +106,17 @@ class ModelEntry:
 # --- reading the repository ----------------------------------------------------------------
 
 
+def _without_path(message: str, path: Path) -> str:
+    """Drop a leading ``<path>:`` (the Problem prints it), keeping ``line:column:``."""
+    prefix = f"{path}:"
+    return message[len(prefix) :].lstrip() if message.startswith(prefix) else message
+
+
 def _parse(path: Path, problems: list[Problem]) -> mc.ModelConfig | None:
     try:
         return load_config(path)
     except SatwatchError as error:
-        # The message already starts with the file (and line); keep only the reason.
-        problems.append(Problem(path, str(error).split(": ", 1)[-1]))
+        problems.append(Problem(path, _without_path(str(error), path)))
         return None
 
 
@@ -241,7 +246,7 @@ def _check_model_file(entry: ModelEntry, backend: str, model_file: Path) -> None
         else:
             return  # a TensorRT plan needs TensorRT to read; a model.py has no signature
     except SatwatchError as error:
-        entry.add(str(error).split(": ", 1)[-1], model_file)
+        entry.add(_without_path(str(error), model_file), model_file)
         return
     for message in messages:
         entry.add(f"{message} (model file {model_file})")

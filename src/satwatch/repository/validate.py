@@ -228,6 +228,10 @@ def compare_torchscript(config: mc.ModelConfig, signature: ScriptSignature) -> l
         for argument in signature.arguments:
             if not argument.optional and argument.name not in declared:
                 problems.append(f"forward() argument {argument.name!r} is missing from the config")
+        # The embedded PyTorch backend passes inputs by position, so the order matters too.
+        order = [arg.name for arg in signature.arguments if arg.name in declared]
+        if not problems and [tensor.name for tensor in config.input] != order:
+            problems.append(f"inputs are not in the order of forward({arguments})")
     if len(config.output) > signature.num_outputs:
         problems.append(
             f"config declares {len(config.output)} outputs, forward() returns "

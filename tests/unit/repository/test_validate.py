@@ -169,3 +169,18 @@ def test_validate_models_script_fails_naming_the_problem(small_repository: Path)
     assert broken.returncode == 1
     assert "expected model file" in broken.stderr
     assert "1 problem(s)" in broken.stderr
+
+
+def test_torchscript_inputs_out_of_forward_order_are_reported(small_repository: Path) -> None:
+    path = small_repository / "pytorch" / "tranad_sat1" / "config.pbtxt"
+
+    def swap(config) -> None:  # noqa: ANN001
+        first, second = config.input[0].__deepcopy__(), config.input[1].__deepcopy__()
+        del config.input[:]
+        config.input.extend([second, first])
+
+    _edit(path, swap)
+    cpu = small_repository / "pytorch" / "tranad_sat1" / "configs" / "cpu.pbtxt"
+    _edit(cpu, swap)
+    messages = _messages(small_repository)
+    assert any("not in the order of forward(input_data, context)" in m for m in messages), messages

@@ -1,0 +1,122 @@
+"""The repository's ensembles, deploy script and --live validation in the real embedded Triton.
+
+The sample repository (stand-in models with the contracts' tensors, the project's checked-in
+ensemble configs) is served once; the tests check that the ensembles load and carry state,
+that deploying version 2 of a served model leaves both versions answering with 2 the
+default, and that ``validate --live`` reports a model that does not load.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.http as httpclient
+
+from satwatch.repository.deploy import deploy_onnx
+from satwatch.repository.sample import build_sample_repository, make_detector_onnx
+from satwatch.repository.validate import live_problems
+
+pytestmark = pytest.mark.integration
+
+MODELS = ("SMAP_E-1", "tranad_sat1", "preprocessing", "postprocessing")
+ENSEMBLES = ("multi_detector", "anomaly_pipeline")
+
+
+@pytest.fixture(scope="module")
+def served(triton_factory: Callable, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    repository = build_sample_repository(tmp_path_factory.mktemp("repo-live") / "repository")
+    return triton_factory(repository)
+
+
+@pytest.fixture(scope="module")
+def client(served) -> httpclient.InferenceServerClient:  # noqa: ANN001
+    return httpclient.InferenceServerClient(served.http_address)
+
+
+def _infer(client, model: str, arrays: dict[str, np.ndarray], outputs: list[str]) -> dict:  # noqa: ANN001
+    inputs = []
+    for name, array in arrays.items():
+        item = httpclient.InferInput(name, list(array.shape), "FP32")
+        item.set_data_from_numpy(array)
+        inputs.append(item)
+    requested = [httpclient.InferRequestedOutput(name) for name in outputs]
+    result = client.infer(model, inputs, outputs=requested)
+    return {name: result.as_numpy(name) for name in outputs}
+
+
+def test_every_model_and_both_ensembles_are_ready(client) -> None:  # noqa: ANN001
+    for name in (*MODELS, *ENSEMBLES):
+        assert client.is_model_ready(name), name
+
+
+def test_multi_detector_carries_every_state_from_chunk_to_chunk(client) -> None:  # noqa: ANN001
+    rng = np.random.default_rng(0)
+    series = rng.normal(size=(30, 25)).astype(np.float32)
+    names = [
+        "final_result",
+        "decision",
+        "events",
+        "encoder_state_out",
+        "context_out",
+        "post_state_out",
+    ]
+    first = _infer(client, "multi_detector", {"raw_input": series[:20]}, names)
+    # Both stand-in detectors score the feature mean; postprocessing takes the max.
+    np.testing.assert_allclose(first["final_result"], series[:20].mean(axis=1), rtol=1e-5)
+    assert first["decision"].dtype == bool and first["events"].shape == (0, 3)
+    assert first["encoder_state_out"].shape == (1, 4)  # zero state fed when absent
+    np.testing.assert_array_equal(first["context_out"], series[11:20])
+    state = {
+        "raw_input": series[20:],
+        "encoder_state": np.full((1, 4), 7.0, np.float32),
+        "context": first["context_out"],
+        "post_state": first["post_state_out"],
+    }
+    second = _infer(client, "multi_detector", state, names)
+    np.testing.assert_array_equal(second["encoder_state_out"], state["encoder_state"])
+    np.testing.assert_array_equal(second["context_out"], series[21:30])
+    assert second["post_state_out"].tolist() == [30.0]  # 20 steps, then 10 more
+
+
+def test_anomaly_pipeline_scores_with_one_detector(client) -> None:  # noqa: ANN001
+    series = np.linspace(0, 2, 50, dtype=np.float32).reshape(2, 25)
+    result = _infer(client, "anomaly_pipeline", {"raw_input": series}, ["final_result"])
+    np.testing.assert_allclose(result["final_result"], series.mean(axis=1), rtol=1e-5)
+
+
+def test_deploying_version_2_serves_both_with_2_the_default(served, client, tmp_path: Path) -> None:  # noqa: ANN001
+    onnx_file = make_detector_onnx(tmp_path / "v2.onnx")
+    deployment = deploy_onnx(
+        onnx_file,
+        "SMAP_E-1",
+        repository=served.repository,
+        keep=2,
+        url=served.http_url,
+        admin_key=served.admin_key,
+    )
+    assert deployment.version == 2 and deployment.loaded
+    assert client.is_model_ready("SMAP_E-1", "1")
+    assert client.is_model_ready("SMAP_E-1", "2")
+    metadata = client.get_model_metadata("SMAP_E-1")
+    assert sorted(metadata["versions"]) == ["1", "2"]
+    series = np.ones((3, 25), np.float32)
+    item = httpclient.InferInput("input_data", [3, 25], "FP32")
+    item.set_data_from_numpy(series)
+    default = client.infer("SMAP_E-1", [item])
+    assert default.get_response()["model_version"] == "2"
+
+
+def test_live_validation_names_a_model_that_does_not_load(tmp_path: Path) -> None:
+    repository = build_sample_repository(tmp_path / "repository")
+    for name in ENSEMBLES:
+        shutil.rmtree(repository / "ensemble" / name)  # keep the server start short
+    shutil.rmtree(repository / "pytorch")
+    model = repository / "python" / "preprocessing" / "1" / "model.py"
+    model.write_text("raise RuntimeError('broken on purpose')\n")
+    problems = [str(p) for p in live_problems(repository, timeout=120)]
+    assert any("preprocessing" in p and "UNAVAILABLE" in p for p in problems), problems
+    assert not any("SMAP_E-1" in p for p in problems), problems

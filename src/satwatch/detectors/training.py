@@ -13,6 +13,7 @@ Usage::
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing
 import queue
@@ -61,6 +62,7 @@ class TrainJob:
         data: telemetry folder.
         artifacts: artifacts root.
         spacecraft: ``SMAP`` or ``MSL``.
+        overrides: hyperparameters that replace the profile's (e.g. tiny models in tests).
     """
 
     detector: str
@@ -71,11 +73,17 @@ class TrainJob:
     data: Path
     artifacts: Path
     spacecraft: str = "SMAP"
+    overrides: dict = field(default_factory=dict)
+
+    @property
+    def params(self) -> object:
+        """The detector's hyperparameters: the profile's, with the overrides applied."""
+        return dataclasses.replace(detector_params(self.detector, self.profile), **self.overrides)
 
     @property
     def epochs(self) -> int:
-        """Number of epochs the job's profile trains for."""
-        return detector_params(self.detector, self.profile).epochs
+        """Number of epochs the job trains for."""
+        return self.params.epochs
 
 
 @dataclass
@@ -106,10 +114,17 @@ def plan_jobs(
     data: Path,
     artifacts: Path,
     spacecraft: str = "SMAP",
+    overrides: dict | None = None,
 ) -> list[TrainJob]:
     """One job per channel for OmniAnomaly; one job over all channels for TranAD."""
     detector_params(detector, profile)  # fail early on a bad detector or profile
-    common = {"profile": profile, "seed": seed, "data": Path(data), "artifacts": Path(artifacts)}
+    common = {
+        "profile": profile,
+        "seed": seed,
+        "data": Path(data),
+        "artifacts": Path(artifacts),
+        "overrides": dict(overrides or {}),
+    }
     if detector == "tranad":
         name = model_name(detector)
         return [TrainJob(detector, name, tuple(channels), spacecraft=spacecraft, **common)]
@@ -134,7 +149,7 @@ def train_job(job: TrainJob, on_epoch: EpochCallback | None = None) -> JobResult
     stats = {c.name: Normalisation.fit(c.train) for c in channels}
     train = [stats[c.name].apply(c.train) for c in channels]
     module = detector_module(job.detector)
-    params = detector_params(job.detector, job.profile)
+    params = job.params
     losses: list[float] = []
 
     def record(epoch: int, loss: float) -> None:

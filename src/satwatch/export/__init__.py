@@ -1,0 +1,1 @@
+"""Exported forms of the trained detectors: ONNX (OmniAnomaly) and TorchScript (TranAD)."""

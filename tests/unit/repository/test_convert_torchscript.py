@@ -1,0 +1,61 @@
+"""convert_torchscript: a TranAD checkpoint becomes TorchScript that fits the pytorch config."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from satwatch.repository.cli import COMMANDS
+from satwatch.repository.seed import tranad_config
+from satwatch.repository.signatures import torchscript_signature
+from satwatch.repository.validate import compare_torchscript
+
+from .conftest import PROJECT_REPOSITORY
+
+torchscript = pytest.importorskip("satwatch.export.torchscript")
+SCRIPT = PROJECT_REPOSITORY / "scripts" / "convert_torchscript.py"
+
+
+@pytest.fixture
+def checkpoint(tmp_path: Path) -> Path:
+    """An untrained TranAD saved as ``satwatch train`` saves one."""
+    from satwatch.detectors import tranad
+    from satwatch.detectors.artifacts import save_trained
+
+    params = tranad.Params(epochs=1)
+    model = tranad.build_model(params, 25).eval()
+    card = {"detector": "tranad", "params": params.to_dict(), "n_features": 25, "threshold": 0.5}
+    return save_trained(tmp_path / "artifacts" / "tranad" / "tranad_sat1", model, card)
+
+
+def test_convert_script_writes_torchscript_matching_the_config(
+    checkpoint: Path, tmp_path: Path
+) -> None:
+    output = tmp_path / "pytorch" / "tranad_sat1" / "1" / "model.pt"
+    command = [
+        sys.executable,
+        str(SCRIPT),
+        "--checkpoint",
+        str(checkpoint),
+        "--output",
+        str(output),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    signature = torchscript_signature(output)
+    assert compare_torchscript(tranad_config(repository=PROJECT_REPOSITORY), signature) == []
+
+
+def test_convert_command_refuses_a_folder_without_a_card(tmp_path: Path) -> None:
+    app = typer.Typer()
+    app.command()(COMMANDS["convert-torchscript"])
+    (tmp_path / "empty").mkdir()
+    args = ["--checkpoint", str(tmp_path / "empty"), "--output", str(tmp_path / "x.pt")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1
+    assert "card" in result.output

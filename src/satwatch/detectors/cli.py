@@ -7,7 +7,14 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    track,
+)
 from rich.table import Table
 
 from satwatch.exceptions import SatwatchError
@@ -117,6 +124,70 @@ def _summary(results: list) -> None:
     CONSOLE.print(table)
 
 
+def export(
+    channels: str = typer.Option(
+        "seed", "--channels", "-c", help="Channel ids (E-1,A-1), 'seed' or 'all'."
+    ),
+    artifacts: Path | None = typer.Option(
+        None, "--artifacts", help="Trained models (default $SATWATCH_ARTIFACTS or ./artifacts)."
+    ),
+    output: Path | None = typer.Option(
+        None,
+        "--output",
+        "-o",
+        help="Write <output>/<name>/model.onnx (default: model.onnx beside each model.pt).",
+    ),
+    check: bool = typer.Option(
+        True, "--check/--no-check", help="Compare ONNX Runtime with PyTorch on the test split."
+    ),
+    data: Path | None = typer.Option(
+        None, "--data", help="Telemetry folder (default $SATWATCH_DATA or the shared copy)."
+    ),
+) -> None:
+    """Export trained OmniAnomaly models to ONNX (served interface, threshold baked in)."""
+    from satwatch.data import load_dataset
+    from satwatch.detectors.artifacts import artifact_dir, load_trained, model_name
+    from satwatch.evaluation.offline import normalised_test
+    from satwatch.export.onnx import export_omni, parity
+
+    table = Table(title="ONNX export")
+    for column in ("model", "file", "max |score diff|", "max rel diff", "detected equal"):
+        table.add_column(column)
+    failed = False
+    try:
+        dataset = load_dataset(data_dir(data))
+        names = dataset.resolve_channels(channels)
+        root = artifacts_dir(artifacts)
+        for channel in track(names, description="exporting", console=CONSOLE):
+            folder = artifact_dir(root, "omni", model_name("omni", channel))
+            model, card = load_trained(folder)
+            target = (Path(output) / card["name"] if output else folder) / "model.onnx"
+            export_omni(model, card["threshold"], target)
+            if not check:
+                table.add_row(card["name"], str(target), "-", "-", "-")
+                continue
+            report = parity(
+                model, card["threshold"], target, normalised_test(card, dataset.channel(channel))
+            )
+            failed |= not report["detected_equal"]
+            equal = "yes" if report["detected_equal"] else "[red]NO[/red]"
+            table.add_row(
+                card["name"],
+                str(target),
+                f"{report['max_abs_score_diff']:.2e}",
+                f"{report['max_rel_score_diff']:.2e}",
+                equal,
+            )
+    except SatwatchError as err:
+        ERRORS.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(1) from err
+    CONSOLE.print(table)
+    if failed:
+        ERRORS.print("[red]error:[/red] ONNX Runtime decisions differ from PyTorch's")
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``train`` to the root ``satwatch`` app."""
+    """Add ``train`` and ``export`` to the root ``satwatch`` app."""
     app.command("train")(train)
+    app.command("export")(export)

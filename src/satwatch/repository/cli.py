@@ -53,8 +53,8 @@ def validate_command(
     live: bool = typer.Option(
         False,
         "--live",
-        help="Also serve the repository with the embedded Triton server and check that every "
-        "model is READY (takes the models' load time).",
+        help="When the static checks pass, also serve the repository with the embedded Triton "
+        "server and check that every model is READY (takes the models' load time).",
     ),
     timeout: float = typer.Option(180.0, help="Seconds to wait for the server with --live."),
 ) -> None:

@@ -25,7 +25,7 @@ Run: ``python -m satwatch.repository.validate [--repository DIR] [--live]`` or
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,14 +33,10 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from satwatch.exceptions import SatwatchError
 from satwatch.paths import repository_dir
-from satwatch.repository.config import backend_of, find_tensor, load_config, type_name
-from satwatch.repository.signatures import (
-    ScriptSignature,
-    Signature,
-    TensorSpec,
-    onnx_signature,
-    torchscript_signature,
-)
+from satwatch.repository.compare import compare_onnx, compare_torchscript
+from satwatch.repository.config import backend_of, load_config
+from satwatch.repository.ensemble_checks import ensemble_problems
+from satwatch.repository.signatures import onnx_signature, torchscript_signature
 
 LOGGER = logging.getLogger(__name__)
 
@@ -147,99 +143,6 @@ def version_folders(model_dir: Path) -> list[int]:
 # --- one model -----------------------------------------------------------------------------
 
 
-def _dims(dims: Iterable[int]) -> str:
-    return f"[{', '.join(str(d) for d in dims)}]"
-
-
-def _check_spec(
-    kind: str, tensor: mc.ModelInput | mc.ModelOutput, spec: TensorSpec, batched: bool
-) -> list[str]:
-    problems = []
-    if tensor.data_type != spec.data_type:
-        problems.append(
-            f"{kind} {tensor.name!r}: config says {type_name(tensor.data_type)}, "
-            f"the model file says {type_name(spec.data_type)}"
-        )
-    expected = ([-1] if batched else []) + list(tensor.dims)
-    if spec.dims is not None:
-        # A dynamic axis in the file accepts any config value; a fixed one must be equal.
-        fits = len(expected) == len(spec.dims) and all(
-            m == -1 or m == c for c, m in zip(expected, spec.dims, strict=True)
-        )
-        if not fits:
-            batch_note = " with the batch axis" if batched else ""
-            problems.append(
-                f"{kind} {tensor.name!r}: config dims {_dims(tensor.dims)} "
-                f"({_dims(expected)}{batch_note}) do not match the model file's "
-                f"{_dims(spec.dims)}"
-            )
-    return problems
-
-
-def compare_onnx(config: mc.ModelConfig, signature: Signature) -> list[str]:
-    """Return how ``config`` disagrees with an ONNX model's ``signature`` (empty: agrees)."""
-    batched = config.max_batch_size > 0
-    problems = []
-    for tensor in config.input:
-        spec = signature.input(tensor.name)
-        if spec is None:
-            names = ", ".join(s.name for s in signature.inputs)
-            problems.append(f"input {tensor.name!r} is not an input of the ONNX graph ({names})")
-            continue
-        problems += _check_spec("input", tensor, spec, batched)
-        if tensor.optional and (spec.dims is None or -1 in spec.dims):
-            problems.append(
-                f"optional input {tensor.name!r} has dynamic dims {_dims(spec.dims or [])} in "
-                "the ONNX graph: expected static dims, so a backend can feed zeros when absent"
-            )
-    declared = {tensor.name for tensor in config.input}
-    for spec in signature.inputs:
-        if spec.name not in declared:
-            problems.append(f"ONNX graph input {spec.describe()} is missing from the config")
-    for tensor in config.output:
-        spec = signature.output(tensor.name)
-        if spec is None:
-            names = ", ".join(s.name for s in signature.outputs)
-            problems.append(f"output {tensor.name!r} is not an output of the ONNX graph ({names})")
-            continue
-        problems += _check_spec("output", tensor, spec, batched)
-    return problems
-
-
-def compare_torchscript(config: mc.ModelConfig, signature: ScriptSignature) -> list[str]:
-    """Return how ``config`` disagrees with a TorchScript ``forward`` (empty: agrees).
-
-    Inputs named ``<name>__<index>`` are matched by position by the PyTorch backend, so
-    names are only compared when the config does not use that convention.
-    """
-    problems = []
-    if not all("__" in tensor.name for tensor in config.input):
-        arguments = ", ".join(arg.name for arg in signature.arguments)
-        for tensor in config.input:
-            argument = signature.argument(tensor.name)
-            if argument is None:
-                problems.append(f"input {tensor.name!r} is not an argument of forward({arguments})")
-            elif tensor.optional and not argument.optional:
-                problems.append(
-                    f"input {tensor.name!r} is optional in the config but forward() requires it "
-                    f"({argument.type} without a default)"
-                )
-        declared = {tensor.name for tensor in config.input}
-        for argument in signature.arguments:
-            if not argument.optional and argument.name not in declared:
-                problems.append(f"forward() argument {argument.name!r} is missing from the config")
-        # The embedded PyTorch backend passes inputs by position, so the order matters too.
-        order = [arg.name for arg in signature.arguments if arg.name in declared]
-        if not problems and [tensor.name for tensor in config.input] != order:
-            problems.append(f"inputs are not in the order of forward({arguments})")
-    if len(config.output) > signature.num_outputs:
-        problems.append(
-            f"config declares {len(config.output)} outputs, forward() returns "
-            f"{signature.num_outputs} ({signature.schema})"
-        )
-    return problems
-
-
 def _check_model_file(entry: ModelEntry, backend: str, model_file: Path) -> None:
     assert entry.config is not None
     try:
@@ -312,120 +215,13 @@ def check_model(entry: ModelEntry) -> None:
     _check_versions(entry, backend)
 
 
-# --- ensembles -----------------------------------------------------------------------------
-
-
-def _known_type(name: str, config: mc.ModelConfig, index: dict[str, ModelEntry]) -> int | None:
-    """The data type of ensemble tensor ``name``: declared, or its producer's output type."""
-    declared = find_tensor(config.input, name) or find_tensor(config.output, name)
-    if declared is not None:
-        return declared.data_type
-    for step in config.ensemble_scheduling.step:
-        entry = index.get(step.model_name)
-        for model_tensor, ensemble_tensor in step.output_map.items():
-            if ensemble_tensor == name and entry is not None and entry.config is not None:
-                produced = find_tensor(entry.config.output, model_tensor)
-                return produced.data_type if produced is not None else None
-    return None
-
-
-def _check_step(
-    number: int, step: mc.ModelEnsembling.Step, config: mc.ModelConfig, index: dict
-) -> list[str]:
-    label = f"step {number} ({step.model_name})"
-    entry = index.get(step.model_name)
-    if entry is None:
-        return [f"{label}: no model {step.model_name!r} in the repository"]
-    model = entry.config
-    if model is None:
-        return []  # its own config problem is reported with its file
-    problems = []
-    for key, tensor in step.input_map.items():
-        model_input = find_tensor(model.input, key)
-        if model_input is None:
-            problems.append(f"{label}: input_map key {key!r} is not an input of {step.model_name}")
-            continue
-        known = _known_type(tensor, config, index)
-        if known is not None and known != model_input.data_type:
-            problems.append(
-                f"{label}: {tensor!r} is {type_name(known)} but input {key!r} of "
-                f"{step.model_name} expects {type_name(model_input.data_type)}"
-            )
-    for key in step.output_map:
-        if find_tensor(model.output, key) is None:
-            problems.append(
-                f"{label}: output_map key {key!r} is not an output of {step.model_name}"
-            )
-    for model_input in model.input:
-        if not model_input.optional and model_input.name not in step.input_map:
-            problems.append(f"{label}: required input {model_input.name!r} is not mapped")
-    if step.model_version > 0 and step.model_version not in version_folders(entry.model_dir):
-        problems.append(f"{label}: model_version {step.model_version} has no version folder")
-    return problems
-
-
-def _producers(config: mc.ModelConfig, problems: list[str]) -> dict[str, int]:
-    """Return ``{tensor: step number}``; a second producer or an overwritten input is a problem."""
-    inputs = {tensor.name for tensor in config.input}
-    producers: dict[str, int] = {}
-    for number, step in enumerate(config.ensemble_scheduling.step, 1):
-        for tensor in step.output_map.values():
-            if tensor in inputs:
-                problems.append(
-                    f"step {number} ({step.model_name}) overwrites ensemble input {tensor!r}"
-                )
-            elif tensor in producers:
-                problems.append(
-                    f"tensor {tensor!r} is produced by step {producers[tensor]} and step {number}: "
-                    "expected one producer"
-                )
-            producers.setdefault(tensor, number)
-    return producers
-
-
-def _check_dataflow(config: mc.ModelConfig) -> list[str]:
-    """Producers and consumers: one producer per tensor, nothing consumed before produced."""
-    problems: list[str] = []
-    producers = _producers(config, problems)
-    available = {tensor.name for tensor in config.input}
-    pending = dict(enumerate(config.ensemble_scheduling.step, 1))
-    while pending:
-        ready = [n for n, s in pending.items() if set(s.input_map.values()) <= available]
-        if not ready:
-            break
-        for number in ready:
-            available |= set(pending.pop(number).output_map.values())
-    for number, step in pending.items():
-        for tensor in sorted(set(step.input_map.values()) - available):
-            if tensor in producers:
-                problems.append(
-                    f"step {number} ({step.model_name}) consumes {tensor!r}, which is produced "
-                    f"only after it (step {producers[tensor]} waits on it: a cycle)"
-                )
-            else:
-                problems.append(
-                    f"step {number} ({step.model_name}) consumes {tensor!r}, which no ensemble "
-                    "input or step produces"
-                )
-    for tensor in config.output:
-        if tensor.name not in producers:
-            problems.append(f"ensemble output {tensor.name!r} is produced by no step")
-    return problems
-
-
 def check_ensemble(entry: ModelEntry, index: dict[str, ModelEntry]) -> None:
     """Check an ensemble's steps against the models of ``index``."""
-    config = entry.config
-    if config is None:
+    if entry.config is None:
         return
-    steps = config.ensemble_scheduling.step
-    if not steps:
-        entry.add("ensemble has no ensemble_scheduling steps")
-        return
-    for number, step in enumerate(steps, 1):
-        for message in _check_step(number, step, config, index):
-            entry.add(message)
-    for message in _check_dataflow(config):
+    models = {name: item.config for name, item in index.items()}
+    versions = {name: version_folders(item.model_dir) for name, item in index.items()}
+    for message in ensemble_problems(entry.config, models, versions):
         entry.add(message)
 
 

@@ -11,9 +11,9 @@ import typer
 from typer.testing import CliRunner
 
 from satwatch.repository.cli import COMMANDS
+from satwatch.repository.compare import compare_torchscript
 from satwatch.repository.seed import tranad_config
 from satwatch.repository.signatures import torchscript_signature
-from satwatch.repository.validate import compare_torchscript
 
 from .conftest import PROJECT_REPOSITORY
 

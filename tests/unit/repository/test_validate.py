@@ -8,9 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from satwatch.repository.compare import compare_onnx
 from satwatch.repository.config import load_config, tensor, write_config
 from satwatch.repository.signatures import onnx_signature
-from satwatch.repository.validate import compare_onnx, validate_model, validate_repository
+from satwatch.repository.validate import validate_model, validate_repository
 
 from .conftest import PROJECT_REPOSITORY, make_detector_onnx
 

@@ -1,0 +1,428 @@
+"""``satwatch build``: fill a Triton model repository from the trained detectors.
+
+For the channels asked for (default the 27 seed SMAP channels) the builder
+
+1. trains what is missing (``artifacts/omni/SMAP_<chan>``, ``artifacts/tranad/tranad_sat1``)
+   with the chosen profile through :mod:`satwatch.detectors.training`;
+2. exports each OmniAnomaly to ``onnx/SMAP_<chan>/1/model.onnx`` with ``config.pbtxt``
+   (production, ``KIND_GPU``, two versions served) and ``configs/cpu.pbtxt``, the config read
+   from the graph (:func:`satwatch.repository.deploy.onnx_model_config`);
+3. scripts TranAD to ``pytorch/tranad_sat1/1/model.pt`` with its configs;
+4. writes the Python models' configs and data files: ``preprocessing/1/normalisation.json``
+   (training statistics per channel), ``postprocessing/1/thresholds.json`` (threshold and
+   baseline = median training score, per detector per channel) and
+   ``custom_logic/1/catalog.db`` (channel -> subsystem, models, thresholds);
+5. rebuilds the seed's ensembles and validates the whole repository.
+
+When the target is not the project's own ``triton-repository/``, the builder first copies the
+source parts it needs there (``configs/`` and the Python models' ``model.py``).
+
+Example::
+
+    report = build_repository(artifacts_dir(), repository_dir(), data_dir(), channels="seed")
+    report.seconds["SMAP_E-1"], report.size_bytes
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import typer
+
+from satwatch.data import load_dataset, subsystem_of
+from satwatch.detectors.artifacts import artifact_dir, detector_module, load_trained, model_name
+from satwatch.detectors.normalization import Normalisation
+from satwatch.exceptions import RepositoryError
+from satwatch.paths import PROJECT_ROOT
+from satwatch.pipeline.catalog import CATALOG_FILE, ChannelEntry, ModelEntry, write_catalog
+from satwatch.pipeline.configs import custom_logic_config
+from satwatch.pipeline.postprocess import THRESHOLDS_FILE, Threshold, save_thresholds
+from satwatch.pipeline.preprocess import STATS_FILE, NormalisationTable
+from satwatch.repository.config import write_model_configs
+from satwatch.repository.deploy import onnx_model_config
+from satwatch.repository.ensembles import ONNX_DETECTOR, write_seed_ensembles
+from satwatch.repository.seed import postprocessing_config, preprocessing_config, tranad_config
+from satwatch.repository.signatures import onnx_signature
+from satwatch.repository.validate import Problem, validate_repository
+
+LOGGER = logging.getLogger(__name__)
+
+SOURCE_REPOSITORY = PROJECT_ROOT / "triton-repository"
+"""The checked-in repository holding ``configs/`` and the Python models' source."""
+
+PYTHON_MODELS = ("preprocessing", "postprocessing", "custom_logic")
+TRANAD = model_name("tranad")
+NUM_VERSIONS = 2
+
+Progress = Callable[[str, int, int], None]
+"""``progress(description, completed, total)``: the builder's progress, in steps."""
+
+
+@dataclass
+class BuildReport:
+    """What :func:`build_repository` did.
+
+    Attributes:
+        repository: The repository filled.
+        channels: Channels built.
+        trained: Models trained because they were missing.
+        seconds: Wall time per step (``train``, each model name, ``ensembles``, ``validate``).
+        size_bytes: Size of the repository's files afterwards.
+        problems: What the validator found (empty: valid).
+    """
+
+    repository: Path
+    channels: list[str]
+    trained: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    size_bytes: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+
+def _copy_sources(repository: Path) -> None:
+    """Copy ``configs/`` and the Python models' source into a repository outside the project."""
+    if repository.resolve() == SOURCE_REPOSITORY.resolve():
+        return
+    if not (repository / "configs").is_dir():
+        shutil.copytree(SOURCE_REPOSITORY / "configs", repository / "configs")
+    for name in PYTHON_MODELS:
+        source = SOURCE_REPOSITORY / "python" / name / "1" / "model.py"
+        target = repository / "python" / name / "1" / "model.py"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target)
+
+
+def _missing(artifacts: Path, channels: Sequence[str]) -> tuple[list[str], bool]:
+    omni = [
+        c
+        for c in channels
+        if not (artifact_dir(artifacts, "omni", model_name("omni", c)) / "card.json").is_file()
+    ]
+    tranad = not (artifact_dir(artifacts, "tranad", TRANAD) / "card.json").is_file()
+    return omni, tranad
+
+
+def _train(
+    artifacts: Path,
+    data: Path,
+    channels: Sequence[str],
+    *,
+    profile: str,
+    jobs: int,
+    seed: int,
+    overrides: Mapping[str, dict],
+    progress: Progress,
+) -> list[str]:
+    from satwatch.detectors.training import plan_jobs, run_jobs
+
+    omni, tranad = _missing(artifacts, channels)
+    planned = []
+    if omni:
+        planned += plan_jobs(
+            "omni", omni, profile, seed, data, artifacts, overrides=overrides.get("omni")
+        )
+    if tranad:
+        planned += plan_jobs(
+            "tranad",
+            list(channels),
+            profile,
+            seed,
+            data,
+            artifacts,
+            overrides=overrides.get("tranad"),
+        )
+    if not planned:
+        return []
+    total = sum(job.epochs for job in planned)
+    done = [0]
+
+    def on_epoch(name: str, epoch: int, loss: float) -> None:
+        done[0] += 1
+        progress(f"train {name} epoch {epoch} (loss {loss:.4g})", done[0], total)
+
+    results = run_jobs(planned, workers=jobs, on_epoch=on_epoch)
+    failed = [f"{r.name}: {r.error}" for r in results if r.error]
+    if failed:
+        raise RepositoryError("training failed for " + "; ".join(failed))
+    return [r.name for r in results]
+
+
+def _baseline(module_name: str, model: object, series: np.ndarray) -> float:
+    """Median training score: where the threshold-normalised score is 0."""
+    return float(np.median(detector_module(module_name).score(model, series)))
+
+
+def _export_omni(
+    artifacts: Path, repository: Path, channel: str, train: np.ndarray
+) -> tuple[ModelEntry, Normalisation]:
+    from satwatch.export.onnx import export_trained
+
+    name = model_name("omni", channel)
+    folder = artifact_dir(artifacts, "omni", name)
+    model_dir = repository / "onnx" / name
+    path = export_trained(folder, model_dir / "1" / "model.onnx")
+    config = onnx_model_config(
+        onnx_signature(path),
+        name,
+        num_versions=NUM_VERSIONS,
+        repository=repository,
+        source=str(path),
+    )
+    write_model_configs(model_dir, config)
+    model, card = load_trained(folder)
+    stats = Normalisation.from_dict(card["normalisation"][channel])
+    baseline = _baseline("omni", model, stats.apply(train))
+    return ModelEntry("omni", name, float(card["threshold"]), baseline), stats
+
+
+def _export_tranad(
+    artifacts: Path, repository: Path, trains: Mapping[str, np.ndarray], tables: NormalisationTable
+) -> dict[str, ModelEntry]:
+    from satwatch.export.torchscript import convert
+
+    folder = artifact_dir(artifacts, "tranad", TRANAD)
+    model_dir = repository / "pytorch" / TRANAD
+    convert(folder, model_dir / "1" / "model.pt")
+    write_model_configs(model_dir, tranad_config(repository=repository))
+    model, card = load_trained(folder)
+    per_channel = card.get("channel_thresholds") or {}
+    entries = {}
+    for channel, train in trains.items():
+        # A channel TranAD was not trained on falls back to the pooled threshold.
+        threshold = float(per_channel.get(channel, card["threshold"]))
+        baseline = _baseline("tranad", model, tables.get(channel).apply(train))
+        entries[channel] = ModelEntry("tranad", TRANAD, threshold, baseline)
+    return entries
+
+
+def _write_python_models(
+    repository: Path,
+    tables: NormalisationTable,
+    models: Mapping[str, Sequence[ModelEntry]],
+    spacecraft: str,
+) -> None:
+    python = repository / "python"
+    configs = {
+        "preprocessing": preprocessing_config(repository),
+        "postprocessing": postprocessing_config(repository),
+        "custom_logic": custom_logic_config(repository),
+    }
+    for name, config in configs.items():
+        write_model_configs(python / name, config)
+    tables.save(python / "preprocessing" / "1" / STATS_FILE)
+    thresholds = {c: [Threshold(m.threshold, m.baseline) for m in ms] for c, ms in models.items()}
+    save_thresholds(python / "postprocessing" / "1" / THRESHOLDS_FILE, thresholds)
+    entries = [
+        ChannelEntry(channel, spacecraft, subsystem_of(channel), tuple(ms))
+        for channel, ms in models.items()
+    ]
+    write_catalog(python / "custom_logic" / "1" / CATALOG_FILE, entries)
+
+
+def repository_size(repository: Path) -> int:
+    """Total bytes of the files under ``repository``."""
+    return sum(p.stat().st_size for p in Path(repository).rglob("*") if p.is_file())
+
+
+def build_repository(
+    artifacts: Path,
+    repository: Path,
+    data: Path,
+    *,
+    channels: str | Sequence[str] = "seed",
+    train_if_missing: bool = True,
+    profile: str = "quick",
+    jobs: int = 1,
+    seed: int = 0,
+    spacecraft: str = "SMAP",
+    overrides: Mapping[str, dict] | None = None,
+    progress: Progress | None = None,
+) -> BuildReport:
+    """Fill ``repository`` from the artifacts (training missing ones first); see the module doc.
+
+    Args:
+        artifacts: Artifacts root (``<artifacts>/<detector>/<name>/``).
+        repository: The model repository to fill (created when absent).
+        data: Telemetry folder.
+        channels: ``"seed"``, ``"all"``, ``"E-1,A-1"`` or a list of channel ids.
+        train_if_missing: Train missing artifacts; otherwise a missing one is an error.
+        profile: Training profile (``quick`` or ``full``).
+        jobs: Training worker processes.
+        seed: Training seed.
+        spacecraft: ``SMAP`` (the served models are SMAP's).
+        overrides: Per detector (``omni``, ``tranad``) hyperparameters replacing the profile's
+            (e.g. tiny models in tests).
+        progress: Called as ``progress(description, completed, total)``.
+
+    Raises:
+        RepositoryError: If artifacts are missing (and not to be trained) or training fails.
+    """
+    progress = progress or (lambda description, completed, total: None)
+    artifacts, repository, data = Path(artifacts), Path(repository), Path(data)
+    dataset = load_dataset(data, spacecraft=spacecraft)
+    names = dataset.resolve_channels(channels) if isinstance(channels, str) else list(channels)
+    report = BuildReport(repository, names)
+    repository.mkdir(parents=True, exist_ok=True)
+    _copy_sources(repository)
+
+    started = time.perf_counter()
+    omni_missing, tranad_missing = _missing(artifacts, names)
+    if (omni_missing or tranad_missing) and not train_if_missing:
+        missing = [model_name("omni", c) for c in omni_missing] + (
+            [TRANAD] if tranad_missing else []
+        )
+        raise RepositoryError(
+            f"{artifacts}: expected trained artifacts, missing {', '.join(missing)}"
+        )
+    report.trained = _train(
+        artifacts,
+        data,
+        names,
+        profile=profile,
+        jobs=jobs,
+        seed=seed,
+        overrides=overrides or {},
+        progress=progress,
+    )
+    report.seconds["train"] = time.perf_counter() - started
+
+    trains = {c: dataset.channel(c).train for c in names}
+    total, step = len(names) + 4, 0
+    models: dict[str, list[ModelEntry]] = {}
+    stats = {}
+    for channel in names:
+        progress(f"export {model_name('omni', channel)}", step, total)
+        started = time.perf_counter()
+        entry, stats[channel] = _export_omni(artifacts, repository, channel, trains[channel])
+        models[channel] = [entry]
+        report.seconds[entry.model] = time.perf_counter() - started
+        step += 1
+    tables = NormalisationTable(stats)
+    progress(f"export {TRANAD}", step, total)
+    started = time.perf_counter()
+    for channel, entry in _export_tranad(artifacts, repository, trains, tables).items():
+        models[channel].append(entry)
+    report.seconds[TRANAD] = time.perf_counter() - started
+    step += 1
+
+    progress("python models", step, total)
+    started = time.perf_counter()
+    _write_python_models(repository, tables, models, spacecraft)
+    report.seconds["python"] = time.perf_counter() - started
+    step += 1
+
+    progress("ensembles", step, total)
+    started = time.perf_counter()
+    if model_name("omni", "E-1", spacecraft) == ONNX_DETECTOR and "E-1" in names:
+        write_seed_ensembles(repository)
+    else:
+        LOGGER.warning(
+            "E-1 not built: the seed's ensembles (which chain SMAP_E-1) are left as they are"
+        )
+    report.seconds["ensembles"] = time.perf_counter() - started
+    step += 1
+
+    progress("validate", step, total)
+    started = time.perf_counter()
+    report.problems = validate_repository(repository)
+    report.seconds["validate"] = time.perf_counter() - started
+    progress("done", total, total)
+    report.size_bytes = repository_size(repository)
+    return report
+
+
+# --- CLI -----------------------------------------------------------------------------------
+
+
+def build_command(
+    artifacts: Path | None = typer.Option(
+        None,
+        "--artifacts",
+        help="Trained artifacts root (default $SATWATCH_ARTIFACTS or ./artifacts).",
+    ),
+    repository: Path | None = typer.Option(
+        None,
+        "--repository",
+        "-r",
+        help="Repository to fill (default $SATWATCH_REPOSITORY or ./triton-repository).",
+    ),
+    data: Path | None = typer.Option(
+        None, "--data", help="Telemetry folder (default $SATWATCH_DATA or the shared copy)."
+    ),
+    channels: str = typer.Option(
+        "seed", "--channels", help="'seed' (27 SMAP channels), 'all', or a list such as 'E-1,A-1'."
+    ),
+    profile: str = typer.Option(
+        "quick", "--profile", help="Training profile for missing artifacts: quick or full."
+    ),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Training worker processes (one core each)."),
+    seed: int = typer.Option(0, "--seed", help="Training seed."),
+    no_train: bool = typer.Option(
+        False, "--no-train", help="Fail instead of training when an artifact is missing."
+    ),
+) -> None:
+    """Fill the Triton model repository from the trained detectors.
+
+    Trains missing detectors (OmniAnomaly per channel, one TranAD), exports them (ONNX,
+    TorchScript) with production and CPU configs, writes the Python models' statistics,
+    thresholds and channel catalog, rebuilds the ensembles and validates the result.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from satwatch.exceptions import SatwatchError
+    from satwatch.paths import artifacts_dir, data_dir, repository_dir
+
+    console, errors = Console(), Console(stderr=True)
+    root = repository_dir(repository)
+    try:
+        with Progress(
+            TextColumn("{task.description:<48}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            console=console,
+        ) as bar:
+            task = bar.add_task("build", total=1)
+
+            def on_progress(description: str, completed: int, total: int) -> None:
+                bar.update(task, description=description, completed=completed, total=total)
+
+            report = build_repository(
+                artifacts_dir(artifacts),
+                root,
+                data_dir(data),
+                channels=channels,
+                train_if_missing=not no_train,
+                profile=profile,
+                jobs=jobs,
+                seed=seed,
+                progress=on_progress,
+            )
+    except SatwatchError as error:
+        errors.print(f"[bold red]error:[/] {error}", highlight=False)
+        raise typer.Exit(code=1) from error
+    table = Table(title=f"built {root}")
+    table.add_column("step")
+    table.add_column("seconds", justify="right")
+    for name, seconds in report.seconds.items():
+        table.add_row(name, f"{seconds:.2f}")
+    console.print(table)
+    trained = ", ".join(report.trained) or "none"
+    console.print(f"trained: {trained}; size {report.size_bytes / 1e6:.1f} MB")
+    for problem in report.problems:
+        errors.print(f"[bold red]invalid:[/] {problem}", highlight=False)
+    if report.problems:
+        raise typer.Exit(code=1)
+
+
+def register_build(app: typer.Typer) -> None:
+    """Add ``satwatch build`` to the root app."""
+    app.command("build")(build_command)

@@ -1,0 +1,176 @@
+"""The channel catalog: channel -> subsystem, served models and their thresholds (SQLite).
+
+``satwatch build`` writes it to ``python/custom_logic/1/catalog.db``; ``custom_logic`` reads
+it through :class:`Catalog`, which keeps the rows in memory and reads the file again when it
+changes (its mtime, size or inode), so rebuilding the catalog needs no model reload. The file
+is replaced atomically (written beside, then renamed), so a reader never sees half a catalog.
+
+Tables::
+
+    channels(channel PRIMARY KEY, spacecraft, subsystem)
+    models(channel, position, detector, model, threshold, baseline)   -- position 0 = score1
+
+Example::
+
+    write_catalog(path, [ChannelEntry("E-1", "SMAP", "EPS", (ModelEntry("omni", "SMAP_E-1",
+                  2.0, 0.1), ModelEntry("tranad", "tranad_sat1", 0.4, 0.01)))])
+    Catalog(path).lookup("E-1").subsystem   # 'EPS'
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from satwatch.exceptions import DataError
+
+LOGGER = logging.getLogger(__name__)
+
+CATALOG_FILE = "catalog.db"
+
+_SCHEMA = """
+CREATE TABLE channels (channel TEXT PRIMARY KEY, spacecraft TEXT NOT NULL,
+                       subsystem TEXT NOT NULL);
+CREATE TABLE models (channel TEXT NOT NULL REFERENCES channels(channel),
+                     position INTEGER NOT NULL, detector TEXT NOT NULL, model TEXT NOT NULL,
+                     threshold REAL NOT NULL, baseline REAL NOT NULL,
+                     PRIMARY KEY (channel, position));
+"""
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One served detector of a channel.
+
+    Attributes:
+        detector: ``omni`` or ``tranad``.
+        model: Served model name (``SMAP_E-1``, ``tranad_sat1``).
+        threshold: The detector's threshold for this channel.
+        baseline: Median training score of the detector on this channel.
+    """
+
+    detector: str
+    model: str
+    threshold: float
+    baseline: float = 0.0
+
+
+@dataclass(frozen=True)
+class ChannelEntry:
+    """One channel of the catalog.
+
+    Attributes:
+        channel: Channel id (``E-1``).
+        spacecraft: ``SMAP`` or ``MSL``.
+        subsystem: EPS, ACS, FSW, TCS, Data, SS or PS.
+        models: Detectors in score order (score1, score2).
+    """
+
+    channel: str
+    spacecraft: str
+    subsystem: str
+    models: tuple[ModelEntry, ...]
+
+
+def write_catalog(path: Path, entries: Iterable[ChannelEntry]) -> Path:
+    """Write the catalog to ``path``, replacing any previous one atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.unlink(missing_ok=True)
+    with sqlite3.connect(partial) as connection:
+        connection.executescript(_SCHEMA)
+        for entry in entries:
+            connection.execute(
+                "INSERT INTO channels VALUES (?, ?, ?)",
+                (entry.channel, entry.spacecraft, entry.subsystem),
+            )
+            connection.executemany(
+                "INSERT INTO models VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (entry.channel, i, m.detector, m.model, m.threshold, m.baseline)
+                    for i, m in enumerate(entry.models)
+                ],
+            )
+    connection.close()
+    os.replace(partial, path)
+    return path
+
+
+def read_catalog(path: Path) -> dict[str, ChannelEntry]:
+    """Read every channel of the catalog at ``path``.
+
+    Raises:
+        DataError: If the file is missing or not a catalog.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: channel catalog not found (run `satwatch build`)")
+    try:
+        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            channels = connection.execute("SELECT * FROM channels").fetchall()
+            models = connection.execute("SELECT * FROM models ORDER BY channel, position")
+            by_channel: dict[str, list[ModelEntry]] = {}
+            for channel, _, detector, model, threshold, baseline in models.fetchall():
+                by_channel.setdefault(channel, []).append(
+                    ModelEntry(detector, model, threshold, baseline)
+                )
+        finally:
+            connection.close()
+    except sqlite3.DatabaseError as error:
+        raise DataError(f"{path}: not a channel catalog: {error}") from error
+    return {
+        name: ChannelEntry(name, spacecraft, subsystem, tuple(by_channel.get(name, ())))
+        for name, spacecraft, subsystem in channels
+    }
+
+
+class Catalog:
+    """The catalog at a path, cached in memory and reread when the file changes."""
+
+    def __init__(self, path: Path) -> None:
+        """Remember the path; the file is read at the first lookup."""
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._signature: tuple[int, int, int] | None = None
+        self._entries: dict[str, ChannelEntry] = {}
+        self.loads = 0
+        """How many times the file was read (for tests and logs)."""
+
+    def _current(self) -> dict[str, ChannelEntry]:
+        try:
+            stat = self.path.stat()
+        except OSError as error:
+            raise DataError(f"{self.path}: channel catalog not found (run `satwatch build`)") from (
+                error
+            )
+        signature = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        with self._lock:
+            if signature != self._signature:
+                self._entries = read_catalog(self.path)
+                self._signature = signature
+                self.loads += 1
+                LOGGER.info("catalog %s loaded: %d channels", self.path, len(self._entries))
+            return self._entries
+
+    def channels(self) -> list[str]:
+        """Channel ids in the catalog."""
+        return sorted(self._current())
+
+    def lookup(self, channel: str) -> ChannelEntry:
+        """Return the entry of ``channel``.
+
+        Raises:
+            DataError: For a channel the catalog does not hold (naming it and the known ones).
+        """
+        entries = self._current()
+        if channel not in entries:
+            known = ", ".join(sorted(entries)) or "none"
+            raise DataError(f"unknown channel {channel!r}: the catalog holds {known}")
+        return entries[channel]

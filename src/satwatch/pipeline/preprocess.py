@@ -1,0 +1,120 @@
+"""Preprocessing stage: raw SMAP telemetry -> per-channel normalised steps.
+
+The statistics are the detectors' own (:class:`satwatch.detectors.normalization.Normalisation`,
+fitted on each channel's training data); ``satwatch build`` writes them for every channel into
+``python/preprocessing/1/normalisation.json`` as ``{channel: Normalisation.to_dict()}``.
+
+NaN / Inf policy: **refuse**. A chunk holding a non-finite value is rejected with a
+:class:`~satwatch.exceptions.DataError` naming the rows and columns (the Python model turns
+it into an ``INVALID_ARG`` error for that request only; the server keeps serving). Imputing
+would change what the detectors see without the operator knowing, and the recurrent state a
+stream carries would silently absorb made-up values; a telemetry gap is the ground station's
+to fill, so the request is refused and the client decides (drop the rows, fill, resend).
+
+Example::
+
+    table = NormalisationTable.load(folder / "normalisation.json")
+    normalised = preprocess(raw, table.get("E-1"))
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from satwatch.detectors.normalization import Normalisation
+from satwatch.exceptions import DataError
+
+LOGGER = logging.getLogger(__name__)
+
+FEATURES = 25
+STATS_FILE = "normalisation.json"
+"""File of per-channel statistics in ``python/preprocessing/<version>/``."""
+
+_SHOWN = 5  # rows named in an error message before "and N more"
+
+
+def check_raw(raw: np.ndarray, features: int = FEATURES) -> np.ndarray:
+    """Return ``raw`` as float32 ``(T, features)`` after checking shape and finiteness.
+
+    Raises:
+        DataError: For a wrong shape, or NaN/Inf values (naming rows and columns).
+    """
+    array = np.asarray(raw)
+    if array.ndim != 2 or array.shape[1] != features or array.shape[0] < 1:
+        raise DataError(f"raw_input: expected shape (T>=1, {features}), got {array.shape}")
+    bad = ~np.isfinite(array)
+    if bad.any():
+        rows = np.flatnonzero(bad.any(axis=1))
+        cols = np.flatnonzero(bad.any(axis=0))
+        shown = ", ".join(str(r) for r in rows[:_SHOWN])
+        more = f" and {rows.size - _SHOWN} more" if rows.size > _SHOWN else ""
+        raise DataError(
+            f"raw_input: expected finite telemetry, got {int(bad.sum())} NaN/Inf value(s) in "
+            f"row(s) {shown}{more} (column(s) {', '.join(str(c) for c in cols)}); "
+            "policy 'refuse': drop or fill those rows and resend"
+        )
+    return array.astype(np.float32, copy=False)
+
+
+def preprocess(raw: np.ndarray, stats: Normalisation) -> np.ndarray:
+    """Normalise raw telemetry ``(T, F)`` with one channel's training statistics.
+
+    Raises:
+        DataError: For a wrong shape or a non-finite value (see the module's policy).
+    """
+    return stats.apply(check_raw(raw, stats.n_features))
+
+
+@dataclass(frozen=True)
+class NormalisationTable:
+    """Normalisation statistics of every channel of a repository.
+
+    Attributes:
+        stats: channel -> statistics.
+    """
+
+    stats: dict[str, Normalisation]
+
+    def get(self, channel: str) -> Normalisation:
+        """Return the statistics of ``channel``.
+
+        Raises:
+            DataError: For a channel without statistics (naming the known ones).
+        """
+        try:
+            return self.stats[channel]
+        except KeyError:
+            known = ", ".join(sorted(self.stats)) or "none"
+            raise DataError(
+                f"channel {channel!r}: no normalisation statistics; expected one of {known}"
+            ) from None
+
+    def to_dict(self) -> dict:
+        """JSON form: ``{channel: Normalisation.to_dict()}``."""
+        return {name: stats.to_dict() for name, stats in sorted(self.stats.items())}
+
+    def save(self, path: Path) -> Path:
+        """Write the table as JSON to ``path``."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=1) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> NormalisationTable:
+        """Read a table written by :meth:`save`.
+
+        Raises:
+            DataError: If the file is missing or malformed.
+        """
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as error:
+            raise DataError(f"{path}: expected normalisation statistics JSON: {error}") from error
+        return cls({name: Normalisation.from_dict(item) for name, item in data.items()})

@@ -1,0 +1,87 @@
+"""Small helpers the Python models (``triton-repository/python/*/1/model.py``) share.
+
+They take the ``triton_python_backend_utils`` module as an argument instead of importing
+it, so this module imports anywhere (tests, offline tools) and the models stay short.
+
+Example::
+
+    params = parameters(json.loads(args["model_config"]))
+    channel = channel_of(pb_utils, request, default="E-1")
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+from satwatch.exceptions import DataError, SatwatchError
+
+LOGGER = logging.getLogger(__name__)
+
+DEFAULT_CHANNEL = "E-1"
+"""The channel of the seed's fixed ensembles when a request names none."""
+
+
+def parameters(config: Mapping) -> dict[str, str]:
+    """Return a model config's ``parameters`` as ``{key: string_value}``."""
+    return {
+        key: value.get("string_value", "") for key, value in config.get("parameters", {}).items()
+    }
+
+
+def version_folder(args: Mapping[str, str]) -> Path:
+    """The model's version folder (``<model dir>/<version>``) from ``initialize``'s args."""
+    return Path(args["model_repository"]) / str(args["model_version"])
+
+
+def output_dtype(pb_utils: ModuleType, config: Mapping, name: str) -> np.dtype:
+    """The numpy dtype of output ``name`` as the config declares it."""
+    return pb_utils.triton_string_to_numpy(
+        pb_utils.get_output_config_by_name(config, name)["data_type"]
+    )
+
+
+def decode_channel(value: np.ndarray | None, default: str = DEFAULT_CHANNEL) -> str:
+    """The channel id of a ``channel_id`` BYTES tensor (``default`` when absent).
+
+    Raises:
+        DataError: If the tensor does not hold exactly one non-empty UTF-8 string.
+    """
+    if value is None:
+        return default
+    flat = np.asarray(value, dtype=object).reshape(-1)
+    if flat.size != 1:
+        raise DataError(f"channel_id: expected one string, got {flat.size} values")
+    item = flat[0]
+    try:
+        text = item.decode("utf-8") if isinstance(item, bytes | bytearray) else str(item)
+    except UnicodeDecodeError as error:
+        raise DataError(f"channel_id: expected UTF-8 text, got {item!r}") from error
+    if not text.strip():
+        raise DataError("channel_id: expected a channel id such as 'E-1', got an empty string")
+    return text.strip()
+
+
+def optional_input(pb_utils: ModuleType, request, name: str) -> np.ndarray | None:  # noqa: ANN001
+    """The numpy value of an optional input, or ``None`` when the request leaves it out."""
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    return None if tensor is None else tensor.as_numpy()
+
+
+def channel_of(pb_utils: ModuleType, request, default: str = DEFAULT_CHANNEL) -> str:  # noqa: ANN001
+    """The request's ``channel_id`` (``default`` when absent)."""
+    return decode_channel(optional_input(pb_utils, request, "channel_id"), default)
+
+
+def error_response(pb_utils: ModuleType, error: Exception):  # noqa: ANN201
+    """One request's error response: ``INVALID_ARG`` for satwatch errors, else ``INTERNAL``."""
+    if isinstance(error, SatwatchError):
+        code = pb_utils.TritonError.INVALID_ARG
+    else:
+        LOGGER.exception("request failed", exc_info=error)
+        code = pb_utils.TritonError.INTERNAL
+    return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error), code))

@@ -1,0 +1,160 @@
+"""Postprocessing stages: hand-computed fusion, smoothing, decisions and events; streaming."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from satwatch.exceptions import DataError
+from satwatch.pipeline.postprocess import (
+    PostSettings,
+    PostState,
+    Threshold,
+    find_events,
+    fuse,
+    load_thresholds,
+    postprocess,
+    save_thresholds,
+    smooth,
+    stream_id_of,
+    thresholds_from_array,
+)
+
+
+def test_threshold_ratio_is_one_at_the_threshold_whatever_the_sign() -> None:
+    negative = Threshold(threshold=-10.0, baseline=-30.0)
+    ratios = negative.ratio(np.array([-30.0, -10.0, 10.0], np.float32))
+    np.testing.assert_allclose(ratios, [0.0, 1.0, 2.0])
+    np.testing.assert_allclose(Threshold(4.0).ratio(np.array([2.0, 8.0])), [0.5, 2.0])
+
+
+def test_threshold_below_its_baseline_is_refused() -> None:
+    with pytest.raises(DataError, match="above its baseline"):
+        Threshold(1.0, 2.0).ratio(np.ones(3))
+
+
+def test_fusion_max_mean_vote_by_hand() -> None:
+    a = np.array([0.5, 2.0, 1.5], np.float32)
+    b = np.array([1.5, 0.0, 0.5], np.float32)
+    np.testing.assert_allclose(fuse([a, b], "max"), [1.5, 2.0, 1.5])
+    np.testing.assert_allclose(fuse([a, b], "mean"), [1.0, 1.0, 1.0])
+    np.testing.assert_allclose(fuse([a, b], "vote"), [0.5, 0.5, 0.5])
+    np.testing.assert_allclose(fuse([a, a * 0 + 3], "vote"), [0.5, 1.0, 1.0])
+
+
+def test_settings_from_config_parameters_and_bad_values() -> None:
+    settings = PostSettings.from_parameters(
+        {"fusion": "vote", "smoothing_window": "3", "merge_gap": "0", "other": "x"}
+    )
+    assert (settings.fusion, settings.smoothing_window, settings.merge_gap) == ("vote", 3, 0)
+    assert settings.min_event_length == 3
+    with pytest.raises(DataError, match="fusion"):
+        PostSettings.from_parameters({"fusion": "median"})
+    with pytest.raises(DataError, match="smoothing_window"):
+        PostSettings.from_parameters({"smoothing_window": "five"})
+
+
+def test_causal_smoothing_by_hand() -> None:
+    state = PostState.start(window=3, stream_id=7)
+    out = smooth(np.array([3.0, 0.0, 3.0, 6.0], np.float32), state)
+    # Means over the last 3 values, fewer at the start.
+    np.testing.assert_allclose(out, [3.0, 1.5, 2.0, 3.0])
+
+
+def test_events_merge_gap_and_minimum_length_by_hand() -> None:
+    settings = PostSettings(min_event_length=3, merge_gap=2)
+    decision = np.zeros(20, bool)
+    decision[[2, 3, 6, 7]] = True  # runs 2-3 and 6-7: gap of 2 quiet steps -> merged 2..7
+    decision[[12, 13]] = True  # run of 2 steps, alone: dropped
+    final = np.arange(20, dtype=np.float32)
+    events, run = find_events(final, decision, settings, PostState.start(1, 1))
+    assert events == [(2, 7, 7.0)]
+    assert run is None
+
+
+def test_gap_longer_than_merge_gap_splits_events() -> None:
+    settings = PostSettings(min_event_length=2, merge_gap=1)
+    decision = np.array([1, 1, 0, 0, 1, 1, 0, 0], bool)
+    events, _ = find_events(np.ones(8, np.float32), decision, settings, PostState.start(1, 1))
+    assert [e[:2] for e in events] == [(0, 1), (4, 5)]
+
+
+def test_postprocess_decisions_and_events_by_hand() -> None:
+    settings = PostSettings(fusion="max", smoothing_window=1, min_event_length=2, merge_gap=0)
+    score1 = np.array([1, 3, 3, 1, 1, 3], np.float32)
+    score2 = np.array([0, 0, 0, 0, 0, 0], np.float32)
+    result = postprocess([score1, score2], [Threshold(2.0), Threshold(1.0)], settings)
+    np.testing.assert_allclose(result.final, [0.5, 1.5, 1.5, 0.5, 0.5, 1.5])
+    assert result.decision.tolist() == [False, True, True, False, False, True]
+    # 1..2 closed; 5 is open at the end but only 1 step long: not reported yet.
+    np.testing.assert_allclose(result.events, [[1, 2, 1.5]])
+    assert result.state.run == (5, 5, 1.5)
+
+
+def _stream(scores, thresholds, settings, sizes):
+    state, finals, decisions, events = None, [], [], {}
+    start = 0
+    for size in sizes:
+        chunk = [s[start : start + size] for s in scores]
+        start += size
+        result = postprocess(chunk, thresholds, settings, state)
+        state = PostState.from_array(result.state.to_array(), settings.smoothing_window)
+        finals.append(result.final)
+        decisions.append(result.decision)
+        for row in result.events:
+            events[int(row[0])] = tuple(row)  # the last report of an event wins
+    return np.concatenate(finals), np.concatenate(decisions), events
+
+
+@pytest.mark.parametrize("fusion", ["max", "mean", "vote"])
+def test_chunks_with_state_equal_the_whole_series(fusion: str) -> None:
+    rng = np.random.default_rng(3)
+    length = 600
+    scores = [rng.gamma(2.0, 0.4, length).astype(np.float32) for _ in range(2)]
+    for start in (50, 200, 420):  # bursts so there are events spanning chunk boundaries
+        scores[0][start : start + 30] += 3.0
+    thresholds = [Threshold(2.0, 0.5), Threshold(1.8)]
+    settings = PostSettings(fusion=fusion, smoothing_window=5, min_event_length=3, merge_gap=10)
+    whole = postprocess(scores, thresholds, settings, PostState.start(5, 11))
+    final, decision, events = _stream(scores, thresholds, settings, [1, 64, 7, 100, 28, 400])
+    np.testing.assert_array_equal(final, whole.final)  # bit-identical
+    np.testing.assert_array_equal(decision, whole.decision)
+    assert len(whole.events) >= 2
+    assert sorted(events.values()) == [tuple(row) for row in whole.events]
+
+
+def test_state_round_trip_and_wrong_state_refused() -> None:
+    state = PostState(42, 17, np.array([1, 2, 3, 4], np.float32), (10, 12, 3.5))
+    back = PostState.from_array(state.to_array(), window=5)
+    assert (back.stream_id, back.offset, back.run) == (42, 17, (10, 12, 3.5))
+    np.testing.assert_array_equal(back.history, state.history)
+    assert stream_id_of(state.to_array()) == 42
+    with pytest.raises(DataError, match="smoothing window 3"):
+        PostState.from_array(state.to_array(), window=3)
+    with pytest.raises(DataError, match="post_state"):
+        PostState.from_array(np.zeros(2, np.float32), window=5)
+
+
+def test_new_streams_get_distinct_ids() -> None:
+    ids = {PostState.start(5).stream_id for _ in range(20)}
+    assert len(ids) > 15
+
+
+def test_mismatched_inputs_are_refused() -> None:
+    settings = PostSettings()
+    with pytest.raises(DataError, match="one threshold per score"):
+        postprocess([np.ones(3)], [Threshold(1.0), Threshold(2.0)], settings)
+    with pytest.raises(DataError, match="one non-zero length"):
+        postprocess([np.ones(3), np.ones(4)], [Threshold(1.0)] * 2, settings)
+
+
+def test_thresholds_from_request_values_and_file(tmp_path) -> None:
+    assert thresholds_from_array(np.array([2.0, 3.0]), 2) == [Threshold(2.0), Threshold(3.0)]
+    assert thresholds_from_array(np.array([2.0, 1.0, 3.0, 0.5]), 2) == [
+        Threshold(2.0, 1.0),
+        Threshold(3.0, 0.5),
+    ]
+    with pytest.raises(DataError, match="expected 2 values"):
+        thresholds_from_array(np.array([1.0, 2.0, 3.0]), 2)
+    table = {"E-1": [Threshold(2.0, 0.25), Threshold(-1.0, -4.0)]}
+    assert load_thresholds(save_thresholds(tmp_path / "t.json", table)) == table

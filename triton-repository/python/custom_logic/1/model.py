@@ -1,0 +1,120 @@
+"""Triton Python model ``custom_logic``: one channel's detection pipeline via BLS, with alerts.
+
+Inputs ``channel_id`` BYTES [1] and ``raw_input`` FP32 [-1, 25], plus the optional stream
+state ``encoder_state``, ``decoder_state`` (the channel's OmniAnomaly), ``context`` (TranAD)
+and ``post_state`` (postprocessing); each comes back as ``<name>_out`` so a client streams
+chunks by passing them back. Outputs ``final_result``, ``decision``, ``events`` [-1, 3] and
+the channel's ``subsystem``.
+
+Per request: the channel's subsystem, models and thresholds come from the SQLite catalog
+(cached, reread when the file changes); Business Logic Scripting calls ``preprocessing`` ->
+``SMAP_<chan>`` and ``tranad_sat1`` -> ``postprocessing``; reported events go to the SQLite
+event log (new ones also to the webhook, from a background thread). An unknown channel, or a
+failing step, is that request's error (``INVALID_ARG`` naming the channel or the step).
+Parameters: ``satwatch.pipeline.configs``.
+"""
+
+import json
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from satwatch.exceptions import SatwatchError
+from satwatch.pipeline import serving
+from satwatch.pipeline.catalog import CATALOG_FILE, Catalog
+from satwatch.pipeline.configs import event_log_path
+from satwatch.pipeline.eventlog import EventLog, WebhookNotifier
+from satwatch.pipeline.postprocess import stream_id_of
+
+RESULTS = ("final_result", "decision", "events")
+DETECTOR_STATES = {"omni": ("encoder_state", "decoder_state"), "tranad": ("context",)}
+
+
+class StepError(SatwatchError):
+    """A BLS call answered with an error."""
+
+
+class TritonPythonModel:
+    """Catalog lookup, BLS pipeline, event log and webhook."""
+
+    def initialize(self, args):
+        """Open the catalog and the event log; start the webhook thread when configured."""
+        config = json.loads(args["model_config"])
+        params = serving.parameters(config)
+        self.dtypes = {
+            o["name"]: pb_utils.triton_string_to_numpy(o["data_type"]) for o in config["output"]
+        }
+        folder = serving.version_folder(args)
+        self.catalog = Catalog(params.get("catalog") or folder / CATALOG_FILE)
+        self.log = EventLog(event_log_path(params, folder.parent))
+        self.notifier = None
+        if params.get("webhook_url"):
+            self.notifier = WebhookNotifier(
+                self.log,
+                params["webhook_url"],
+                timeout=float(params.get("webhook_timeout") or 2),
+                retry_interval=float(params.get("webhook_retry_interval") or 60),
+            ).start()
+
+    def _call(self, model, inputs, outputs):
+        tensors = [
+            pb_utils.Tensor(k, np.ascontiguousarray(v)) for k, v in inputs.items() if v is not None
+        ]
+        request = pb_utils.InferenceRequest(
+            model_name=model, inputs=tensors, requested_output_names=list(outputs)
+        )
+        response = request.exec()
+        if response.has_error():
+            raise StepError(f"step {model!r} failed: {response.error().message()}")
+        return {o: pb_utils.get_output_tensor_by_name(response, o).as_numpy() for o in outputs}
+
+    def _answer(self, request):
+        channel_tensor = serving.optional_input(pb_utils, request, "channel_id")
+        channel = serving.decode_channel(channel_tensor)
+        entry = self.catalog.lookup(channel)
+        raw = pb_utils.get_input_tensor_by_name(request, "raw_input").as_numpy()
+        channel_id = np.array([channel.encode()], dtype=np.object_)
+        normalized = self._call(
+            "preprocessing", {"raw_input": raw, "channel_id": channel_id}, ["normalized"]
+        )["normalized"]
+        outputs, scores, thresholds = {}, [], []
+        for model in entry.models:
+            states = DETECTOR_STATES.get(model.detector, ())
+            feeds = {"input_data": normalized}
+            feeds |= {s: serving.optional_input(pb_utils, request, s) for s in states}
+            answer = self._call(
+                model.model, feeds, ["anomaly_score", *(f"{s}_out" for s in states)]
+            )
+            scores.append(answer.pop("anomaly_score"))
+            thresholds += [model.threshold, model.baseline]
+            outputs |= answer
+        post_inputs = {f"score{i + 1}": score for i, score in enumerate(scores)}
+        post_inputs["thresholds"] = np.asarray(thresholds, np.float32)
+        post_inputs["post_state"] = serving.optional_input(pb_utils, request, "post_state")
+        outputs |= self._call("postprocessing", post_inputs, [*RESULTS, "post_state_out"])
+        stream_id = stream_id_of(outputs["post_state_out"])
+        new = self.log.record(channel, entry.subsystem, stream_id, outputs["events"])
+        if new and self.notifier is not None:
+            self.notifier.submit(new)
+        outputs["subsystem"] = np.array([entry.subsystem.encode()], dtype=np.object_)
+        return pb_utils.InferenceResponse(
+            [
+                pb_utils.Tensor(n, np.ascontiguousarray(v.astype(self.dtypes[n])))
+                for n, v in outputs.items()
+            ]
+        )
+
+    def execute(self, requests):
+        """One response per request; errors stay with their request."""
+        responses = []
+        for request in requests:
+            try:
+                responses.append(self._answer(request))
+            except SatwatchError as error:
+                responses.append(serving.error_response(pb_utils, error))
+        return responses
+
+    def finalize(self):
+        """Let the webhook thread deliver what is queued, then stop it."""
+        if self.notifier is not None:
+            self.notifier.close()

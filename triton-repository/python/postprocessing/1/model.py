@@ -1,0 +1,95 @@
+"""Triton Python model ``postprocessing``: detector scores -> fused score, decisions, events.
+
+Inputs ``score1`` FP32 [-1] (the channel's OmniAnomaly) and optional ``score2`` (TranAD),
+``channel_id`` BYTES [1] (picks the thresholds; the config's ``default_channel``, E-1, when
+absent), ``thresholds`` FP32 [-1] (one per score, or (threshold, baseline) pairs; overrides
+the shipped ones) and ``post_state`` FP32 [-1] (what the previous chunk returned).
+Outputs ``final_result`` (smoothed fused score), ``decision``, ``events`` [-1, 3]
+(start, end, peak) and ``post_state_out``. Fusion, smoothing and event rules come from the
+config ``parameters``; the stages are ``satwatch.pipeline.postprocess``. Thresholds per
+channel are ``thresholds.json`` in this version folder (written by ``satwatch build``).
+
+Each request is its own stream (its own state), so requests are processed one by one; the
+work per request is a few vector operations.
+"""
+
+import json
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from satwatch.exceptions import DataError, SatwatchError
+from satwatch.pipeline import serving
+from satwatch.pipeline.postprocess import (
+    THRESHOLDS_FILE,
+    PostSettings,
+    PostState,
+    load_thresholds,
+    postprocess,
+    thresholds_from_array,
+)
+
+OUTPUTS = ("final_result", "decision", "events", "post_state_out")
+
+
+class TritonPythonModel:
+    """Threshold-normalised fusion, causal smoothing and event extraction."""
+
+    def initialize(self, args):
+        """Read the settings, the shipped thresholds and the output dtypes."""
+        config = json.loads(args["model_config"])
+        params = serving.parameters(config)
+        self.settings = PostSettings.from_parameters(params)
+        self.default_channel = params.get("default_channel") or serving.DEFAULT_CHANNEL
+        self.dtypes = {name: serving.output_dtype(pb_utils, config, name) for name in OUTPUTS}
+        self.thresholds = load_thresholds(serving.version_folder(args) / THRESHOLDS_FILE)
+
+    def _thresholds(self, request, count):
+        given = serving.optional_input(pb_utils, request, "thresholds")
+        if given is not None:
+            return thresholds_from_array(given, count)
+        channel = serving.channel_of(pb_utils, request, self.default_channel)
+        if channel not in self.thresholds:
+            known = ", ".join(sorted(self.thresholds)) or "none"
+            raise DataError(f"unknown channel {channel!r}: thresholds exist for {known}")
+        shipped = self.thresholds[channel]
+        if len(shipped) < count:
+            raise DataError(
+                f"channel {channel!r}: expected thresholds for {count} scores, got {len(shipped)}"
+            )
+        return shipped[:count]
+
+    def _answer(self, request):
+        scores = [pb_utils.get_input_tensor_by_name(request, "score1").as_numpy()]
+        second = serving.optional_input(pb_utils, request, "score2")
+        if second is not None:
+            scores.append(second)
+        state = serving.optional_input(pb_utils, request, "post_state")
+        if state is not None:
+            state = PostState.from_array(state, self.settings.smoothing_window)
+        result = postprocess(scores, self._thresholds(request, len(scores)), self.settings, state)
+        values = {
+            "final_result": result.final,
+            "decision": result.decision,
+            "events": result.events,
+            "post_state_out": result.state.to_array(),
+        }
+        tensors = [
+            pb_utils.Tensor(name, np.ascontiguousarray(values[name].astype(self.dtypes[name])))
+            for name in OUTPUTS
+        ]
+        return pb_utils.InferenceResponse(tensors)
+
+    def execute(self, requests):
+        """One response per request; a bad request gets its own INVALID_ARG error."""
+        responses = []
+        for request in requests:
+            try:
+                responses.append(self._answer(request))
+            except SatwatchError as error:
+                responses.append(serving.error_response(pb_utils, error))
+        return responses
+
+    def finalize(self):
+        """Nothing to release."""
+        self.thresholds = None

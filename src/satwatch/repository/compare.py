@@ -1,6 +1,8 @@
 """Does a config agree with its model file? ONNX graphs and TorchScript ``forward``.
 
-Each function returns messages (empty: they agree); the caller adds the file's name.
+Each function returns messages (empty: they agree); the caller adds the file's name. An ONNX
+graph states its tensors; a TorchScript module states only argument names, so its output
+types and shapes are checked by running it once on zeros of the config's input shapes.
 
 Example::
 
@@ -11,11 +13,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
 
-from satwatch.repository.config import type_name
-from satwatch.repository.signatures import ScriptSignature, Signature, TensorSpec
+from satwatch.repository.config import data_type, type_name
+from satwatch.repository.signatures import (
+    ScriptSignature,
+    Signature,
+    TensorSpec,
+    load_torchscript,
+)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -110,4 +118,62 @@ def compare_torchscript(config: mc.ModelConfig, signature: ScriptSignature) -> l
             f"config declares {len(config.output)} outputs, forward() returns "
             f"{signature.num_outputs} ({signature.schema})"
         )
+    return problems
+
+
+PROBE_STEPS = 16
+"""Length given to a ``-1`` axis when probing a TorchScript module."""
+
+_TORCH_TYPES = {
+    "float32": "FP32",
+    "float64": "FP64",
+    "float16": "FP16",
+    "bfloat16": "BF16",
+    "bool": "BOOL",
+    "int8": "INT8",
+    "int16": "INT16",
+    "int32": "INT32",
+    "int64": "INT64",
+    "uint8": "UINT8",
+}
+
+
+def probe_torchscript(config: mc.ModelConfig, path: Path) -> list[str]:
+    """Run ``forward`` once on zeros shaped as the config's required inputs; compare outputs.
+
+    ``-1`` axes get :data:`PROBE_STEPS`; optional inputs are left out (``None``), as a request
+    without state sends them. Inputs go in config order, as the embedded backend passes them.
+    """
+    import torch
+
+    module = load_torchscript(path)
+    arguments = []
+    for item in config.input:
+        if item.optional:
+            arguments.append(None)
+            continue
+        shape = [PROBE_STEPS if d == -1 else d for d in item.dims]
+        arguments.append(torch.zeros(shape, dtype=torch.float32))
+    try:
+        with torch.inference_mode():
+            returned = module(*arguments)
+    except Exception as error:  # the module's own error, whatever its type
+        return [f"forward() failed on zeros of the config's input shapes: {error}"]
+    outputs = list(returned) if isinstance(returned, (tuple, list)) else [returned]
+    problems = []
+    for tensor, value in zip(config.output, outputs, strict=False):
+        got = _TORCH_TYPES.get(str(value.dtype).removeprefix("torch."))
+        if got is None or data_type(got) != tensor.data_type:
+            problems.append(
+                f"output {tensor.name!r}: config says {type_name(tensor.data_type)}, "
+                f"forward() returns {value.dtype}"
+            )
+        fits = value.dim() == len(tensor.dims) and all(
+            d == -1 or d == n for d, n in zip(tensor.dims, value.shape, strict=True)
+        )
+        if not fits:
+            problems.append(
+                f"output {tensor.name!r}: config dims {_dims(tensor.dims)}, forward() returns "
+                f"shape {_dims(value.shape)} for inputs of {PROBE_STEPS} steps"
+            )
     return problems

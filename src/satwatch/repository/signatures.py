@@ -155,8 +155,8 @@ class ScriptSignature:
         return next((arg for arg in self.arguments if arg.name == name), None)
 
 
-def torchscript_signature(path: Path) -> ScriptSignature:
-    """Read the ``forward`` schema of a TorchScript file (loaded on the CPU).
+def load_torchscript(path: Path):  # noqa: ANN201 - a torch.jit.ScriptModule
+    """Load a TorchScript file on the CPU, in eval mode.
 
     Raises:
         ModelError: If the file is missing or not a TorchScript module.
@@ -171,9 +171,21 @@ def torchscript_signature(path: Path) -> ScriptSignature:
             # torch 2.13 marks TorchScript deprecated; Triton's PyTorch backend still runs it.
             warnings.simplefilter("ignore", DeprecationWarning)
             module = torch.jit.load(str(path), map_location="cpu")
-        schema = module.forward.schema
+        module.forward.schema  # noqa: B018 - a module without forward() is refused here
     except Exception as error:  # torch raises RuntimeError and others for a bad file
         raise ModelError(f"{path}: not a loadable TorchScript module ({error})") from error
+    return module.eval()
+
+
+def torchscript_signature(path: Path) -> ScriptSignature:
+    """Read the ``forward`` schema of a TorchScript file (loaded on the CPU).
+
+    Raises:
+        ModelError: If the file is missing or not a TorchScript module.
+    """
+    import torch
+
+    schema = load_torchscript(path).forward.schema
     arguments = tuple(
         ScriptArgument(
             name=arg.name,

@@ -33,7 +33,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from satwatch.exceptions import SatwatchError
 from satwatch.paths import repository_dir
-from satwatch.repository.compare import compare_onnx, compare_torchscript
+from satwatch.repository.compare import compare_onnx, compare_torchscript, probe_torchscript
 from satwatch.repository.config import backend_of, load_config
 from satwatch.repository.ensemble_checks import ensemble_problems
 from satwatch.repository.signatures import onnx_signature, torchscript_signature
@@ -150,6 +150,7 @@ def _check_model_file(entry: ModelEntry, backend: str, model_file: Path) -> None
             messages = compare_onnx(entry.config, onnx_signature(model_file))
         elif backend == "pytorch":
             messages = compare_torchscript(entry.config, torchscript_signature(model_file))
+            messages = messages or probe_torchscript(entry.config, model_file)
         else:
             return  # a TensorRT plan needs TensorRT to read; a model.py has no signature
     except SatwatchError as error:

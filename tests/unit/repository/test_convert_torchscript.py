@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,14 +9,13 @@ import typer
 from typer.testing import CliRunner
 
 from satwatch.repository.cli import COMMANDS
-from satwatch.repository.compare import compare_torchscript
+from satwatch.repository.compare import compare_torchscript, probe_torchscript
 from satwatch.repository.seed import tranad_config
 from satwatch.repository.signatures import torchscript_signature
 
 from .conftest import PROJECT_REPOSITORY
 
 torchscript = pytest.importorskip("satwatch.export.torchscript")
-SCRIPT = PROJECT_REPOSITORY / "scripts" / "convert_torchscript.py"
 
 
 @pytest.fixture
@@ -33,22 +30,17 @@ def checkpoint(tmp_path: Path) -> Path:
     return save_trained(tmp_path / "artifacts" / "tranad" / "tranad_sat1", model, card)
 
 
-def test_convert_script_writes_torchscript_matching_the_config(
+def test_convert_command_writes_torchscript_matching_the_config(
     checkpoint: Path, tmp_path: Path
 ) -> None:
+    app = typer.Typer()
+    app.command()(COMMANDS["convert-torchscript"])
     output = tmp_path / "pytorch" / "tranad_sat1" / "1" / "model.pt"
-    command = [
-        sys.executable,
-        str(SCRIPT),
-        "--checkpoint",
-        str(checkpoint),
-        "--output",
-        str(output),
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    signature = torchscript_signature(output)
-    assert compare_torchscript(tranad_config(repository=PROJECT_REPOSITORY), signature) == []
+    result = CliRunner().invoke(app, ["--checkpoint", str(checkpoint), "--output", str(output)])
+    assert result.exit_code == 0, result.output
+    config = tranad_config(repository=PROJECT_REPOSITORY)
+    assert compare_torchscript(config, torchscript_signature(output)) == []
+    assert probe_torchscript(config, output) == []
 
 
 def test_convert_command_refuses_a_folder_without_a_card(tmp_path: Path) -> None:

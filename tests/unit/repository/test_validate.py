@@ -185,3 +185,26 @@ def test_torchscript_inputs_out_of_forward_order_are_reported(small_repository: 
     _edit(cpu, swap)
     messages = _messages(small_repository)
     assert any("not in the order of forward(input_data, context)" in m for m in messages), messages
+
+
+def test_torchscript_output_type_differing_from_config_is_reported(small_repository: Path) -> None:
+    for path in (
+        small_repository / "pytorch" / "tranad_sat1" / "config.pbtxt",
+        small_repository / "pytorch" / "tranad_sat1" / "configs" / "cpu.pbtxt",
+    ):
+        _edit(path, lambda c: setattr(c.output[2], "data_type", c.output[1].data_type))
+    messages = _messages(small_repository)
+    assert any(
+        "output 'anomaly_detected': config says FP32, forward() returns torch.bool" in m
+        for m in messages
+    ), messages
+
+
+def test_torchscript_output_shape_differing_from_config_is_reported(small_repository: Path) -> None:
+    for path in (
+        small_repository / "pytorch" / "tranad_sat1" / "config.pbtxt",
+        small_repository / "pytorch" / "tranad_sat1" / "configs" / "cpu.pbtxt",
+    ):
+        _edit(path, lambda c: c.output[3].dims.__setitem__(0, 10))
+    messages = _messages(small_repository)
+    assert any("output 'context_out': config dims [10, 25]" in m for m in messages), messages

@@ -1,0 +1,377 @@
+"""TranAD: a transformer reconstruction detector with self-conditioning and adversarial training.
+
+TranAD (Tuli, Casale, Jennings; VLDB 2022) reconstructs the last time step of a short window
+(10 steps) twice. Phase 1 encodes the window concatenated with a zero "focus score" and decodes
+it with two decoders (outputs O1, O2). Phase 2 encodes the window again, now concatenated with
+the squared phase-1 error of decoder 1, and decodes with decoder 2 (output Ô2). Training plays
+the two decoders against each other with an epoch-dependent weight ``w = epsilon ** -epoch``::
+
+    loss1 = w * L(O1) + (1 - w) * L(Ô2)     # encoder, decoder 1, output head: minimise
+    loss2 = w * L(O2) - (1 - w) * L(Ô2)     # decoder 2: reconstruct, yet tell Ô2 apart
+
+The anomaly score of time step t uses the window of the 10 steps ending at t (the start of a
+series replicate-padded) and is ``0.5 * (O1 - x_t)**2 + 0.5 * (Ô2 - x_t)**2`` per feature,
+reduced to one number by a weight vector kept in the model (``score_weights``): column 0 only
+(the telemetry value) or the mean of all features (see :class:`Params`).
+
+Usage::
+
+    from satwatch.detectors import tranad
+
+    model = tranad.fit([train_e1, train_a1], tranad.Params.quick(), seed=0)
+    scores = tranad.score(model, test_e1)          # (T,), as the exported model computes them
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from satwatch.exceptions import DataError, ModelError
+
+LOGGER = logging.getLogger(__name__)
+
+N_FEATURES = 25
+"""SMAP rows: the telemetry value (column 0) and 24 one-hot command columns."""
+
+SCORE_MODES = ("value", "mean")
+"""How per-feature errors become one score: column 0 only, or the mean over features."""
+
+
+@dataclass
+class Params:
+    """TranAD hyperparameters and training profile.
+
+    Attributes:
+        window: Steps per window (paper: 10).
+        d_ff: Hidden units of the transformer feed-forward blocks (paper code: 16).
+        dropout: Dropout in the transformer layers (paper: 0.1).
+        layers: Encoder/decoder layers (paper: 1).
+        epochs: Training epochs over all windows (paper code: 5).
+        batch_size: Windows per optimiser step (paper code: 128).
+        lr: AdamW learning rate (paper code for SMAP: 1e-3).
+        weight_decay: AdamW weight decay (paper code: 1e-5).
+        lr_step: Epochs between learning-rate decays (step scheduler).
+        lr_gamma: Learning-rate decay factor per step.
+        epsilon: Base of the adversarial weight ``w = epsilon ** -epoch`` (> 1; the paper
+            calls it a training parameter; w decays from mostly-reconstruction to mostly-
+            adversarial as epochs pass).
+        windows_per_epoch: If set, each epoch draws this many windows at random (without
+            replacement) instead of all of them: the quick profile's time budget.
+        score_mode: ``"value"`` (column 0, the telemetry value) or ``"mean"`` (all features).
+        range_margin: The output head is bounded to each feature's training range widened by
+            this fraction, so decoder 2's maximisation cannot run away (the paper bounds it
+            with a sigmoid on [0, 1] data).
+    """
+
+    window: int = 10
+    d_ff: int = 16
+    dropout: float = 0.1
+    layers: int = 1
+    epochs: int = 5
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    lr_step: int = 5
+    lr_gamma: float = 0.9
+    epsilon: float = 1.5
+    windows_per_epoch: int | None = None
+    score_mode: str = "value"
+    range_margin: float = 0.1
+
+    @classmethod
+    def quick(cls) -> Params:
+        """About 2-3 minutes over the 27 seed channels on 1-2 cores."""
+        return cls(epochs=5, windows_per_epoch=None)
+
+    @classmethod
+    def full(cls) -> Params:
+        """The paper's settings."""
+        return cls(epochs=5)
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable form for the model card."""
+        return asdict(self)
+
+    def validate(self) -> None:
+        """Raise ModelError if a value is out of range."""
+        if self.score_mode not in SCORE_MODES:
+            raise ModelError(
+                f"TranAD score_mode must be one of {SCORE_MODES}, got {self.score_mode!r}"
+            )
+        if self.window < 2:
+            raise ModelError(f"TranAD window must be at least 2 steps, got {self.window}")
+        if self.epsilon <= 1.0:
+            raise ModelError(f"TranAD epsilon must be > 1 so the weight decays, got {self.epsilon}")
+
+
+class PositionalEncoding(nn.Module):
+    """Fixed sinusoidal positions (Vaswani et al.) added to a (batch, window, d_model) input."""
+
+    def __init__(self, d_model: int, window: int) -> None:
+        super().__init__()
+        position = torch.arange(window, dtype=torch.float32).unsqueeze(1)
+        rate = torch.exp(
+            torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(1e4) / d_model)
+        )
+        table = torch.zeros(window, d_model)
+        table[:, 0::2] = torch.sin(position * rate)
+        table[:, 1::2] = torch.cos(position * rate)[:, : d_model // 2]
+        self.register_buffer("table", table)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.table[: x.shape[1]]
+
+
+class TranAD(nn.Module):
+    """The TranAD network: one encoder, two decoders, a bounded output head.
+
+    Input windows are (batch, window, features); outputs are reconstructions of the window's
+    last step, (batch, features).
+    """
+
+    def __init__(
+        self,
+        n_features: int = N_FEATURES,
+        window: int = 10,
+        d_ff: int = 16,
+        dropout: float = 0.1,
+        layers: int = 1,
+    ) -> None:
+        super().__init__()
+        d_model = 2 * n_features
+        self.n_features = n_features
+        self.window = window
+        self.input_scale = math.sqrt(n_features)
+        self.positions = PositionalEncoding(d_model, window)
+
+        def encoder_layer() -> nn.TransformerEncoderLayer:
+            return nn.TransformerEncoderLayer(
+                d_model, nhead=n_features, dim_feedforward=d_ff, dropout=dropout, batch_first=True
+            )
+
+        def decoder_layer() -> nn.TransformerDecoderLayer:
+            return nn.TransformerDecoderLayer(
+                d_model, nhead=n_features, dim_feedforward=d_ff, dropout=dropout, batch_first=True
+            )
+
+        self.encoder = nn.TransformerEncoder(encoder_layer(), layers, enable_nested_tensor=False)
+        self.decoder1 = nn.TransformerDecoder(decoder_layer(), layers)
+        self.decoder2 = nn.TransformerDecoder(decoder_layer(), layers)
+        self.head = nn.Linear(d_model, n_features)
+        # Output bounds per feature (set from the training data by fit) and the score's
+        # per-feature weights: buffers, so the state dict and the exported module carry them.
+        self.register_buffer("out_low", torch.zeros(n_features))
+        self.register_buffer("out_high", torch.ones(n_features))
+        self.register_buffer("score_weights", torch.full((n_features,), 1.0 / n_features))
+
+    def _encode(self, windows: Tensor, focus: Tensor) -> Tensor:
+        x = torch.cat((windows, focus), dim=2) * self.input_scale
+        return self.encoder(self.positions(x))
+
+    def _output(self, decoded: Tensor) -> Tensor:
+        # A sigmoid bounded to the training range (the paper's head on [0, 1] data).
+        hidden = decoded[:, -1, :]
+        return self.out_low + (self.out_high - self.out_low) * torch.sigmoid(self.head(hidden))
+
+    def forward(self, windows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Run both phases; return (O1, O2, Ô2), each (batch, features)."""
+        target = windows[:, -1:, :].repeat(1, 1, 2)
+        memory = self._encode(windows, torch.zeros_like(windows))
+        o1 = self._output(self.decoder1(target, memory))
+        o2 = self._output(self.decoder2(target, memory))
+        focus = (o1.unsqueeze(1) - windows) ** 2
+        o2_hat = self._output(self.decoder2(target, self._encode(windows, focus)))
+        return o1, o2, o2_hat
+
+    def reconstruct(self, windows: Tensor) -> tuple[Tensor, Tensor]:
+        """Inference path: (O1, Ô2) without decoder 2's unused phase-1 output."""
+        target = windows[:, -1:, :].repeat(1, 1, 2)
+        memory = self._encode(windows, torch.zeros_like(windows))
+        o1 = self._output(self.decoder1(target, memory))
+        focus = (o1.unsqueeze(1) - windows) ** 2
+        o2_hat = self._output(self.decoder2(target, self._encode(windows, focus)))
+        return o1, o2_hat
+
+
+class TranADScorer(nn.Module):
+    """Per-step scoring of a series: the served computation, scriptable with TorchScript.
+
+    ``forward(series, context)`` takes (T, F) normalised steps and optionally the (window-1, F)
+    steps that preceded them; without context the series start is replicate-padded. It
+    returns (reconstruction (T, F) = Ô2, score (T,), context_out (window-1, F) = the last
+    window-1 steps seen), so chunks scored with the context passed on equal one pass.
+    """
+
+    def __init__(self, model: TranAD) -> None:
+        super().__init__()
+        self.model = model
+        self.window = model.window
+        self.n_features = model.n_features
+
+    def forward(
+        self,
+        series: Tensor,
+        context: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        history = self.window - 1
+        if context is None:
+            context = series[:1].expand(history, self.n_features)
+        padded = torch.cat((context, series), dim=0)
+        # (T, F, window) -> (T, window, F): window t holds steps t-window+1 .. t.
+        windows = padded.unfold(0, self.window, 1).transpose(1, 2)
+        o1, o2_hat = self.model.reconstruct(windows)
+        error = 0.5 * (o1 - series) ** 2 + 0.5 * (o2_hat - series) ** 2
+        score = (error * self.model.score_weights).sum(dim=1)
+        return o2_hat, score, padded[padded.shape[0] - history :]
+
+
+def build_model(params: Params, n_features: int = N_FEATURES) -> TranAD:
+    """An untrained TranAD shaped by ``params`` (load a state dict into it to restore one)."""
+    params.validate()
+    model = TranAD(n_features, params.window, params.d_ff, params.dropout, params.layers)
+    model.score_weights.copy_(_score_weights(params.score_mode, n_features))
+    return model
+
+
+def _score_weights(mode: str, n_features: int) -> Tensor:
+    if mode == "value":
+        weights = torch.zeros(n_features)
+        weights[0] = 1.0
+        return weights
+    return torch.full((n_features,), 1.0 / n_features)
+
+
+def set_score_mode(model: TranAD, mode: str) -> None:
+    """Switch a trained model's score reduction (``"value"`` or ``"mean"``) in place."""
+    if mode not in SCORE_MODES:
+        raise ModelError(f"TranAD score mode must be one of {SCORE_MODES}, got {mode!r}")
+    model.score_weights.copy_(_score_weights(mode, model.n_features))
+
+
+def make_windows(series: np.ndarray | Tensor, window: int) -> Tensor:
+    """All windows of one series, (T, window, F), the start replicate-padded."""
+    data = torch.as_tensor(np.asarray(series, dtype=np.float32))
+    padded = torch.cat((data[:1].expand(window - 1, data.shape[1]), data), dim=0)
+    return padded.unfold(0, window, 1).transpose(1, 2).contiguous()
+
+
+def _check_series(series: np.ndarray, what: str, n_features: int) -> None:
+    if series.ndim != 2 or series.shape[1] != n_features or series.shape[0] < 1:
+        raise DataError(f"TranAD {what}: expected a (T, {n_features}) array, got {series.shape}")
+    if not np.isfinite(series).all():
+        raise DataError(f"TranAD {what}: the series holds NaN or Inf values")
+
+
+def _set_output_range(model: TranAD, train: list[np.ndarray], margin: float) -> None:
+    stacked = np.concatenate(train, axis=0)
+    low = stacked.min(axis=0)
+    high = stacked.max(axis=0)
+    # Constant features get a unit-wide band so a deviation at test time can be reconstructed
+    # wrongly (and scored) rather than pinned to the constant.
+    span = np.where(high - low > 1e-6, high - low, 1.0)
+    model.out_low.copy_(torch.as_tensor(low - margin * span, dtype=torch.float32))
+    model.out_high.copy_(torch.as_tensor(high + margin * span, dtype=torch.float32))
+
+
+def fit(
+    train: list[np.ndarray],
+    params: Params,
+    seed: int,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> TranAD:
+    """Train one TranAD over several normalised (T, F) series (windows never cross series).
+
+    Args:
+        train: Normalised float32 training arrays, one per channel.
+        params: Hyperparameters and profile.
+        seed: Seeds weights, dropout and shuffling: same seed, same model.
+        on_epoch: Called after each epoch with (epoch starting at 1, mean loss1).
+
+    Returns:
+        The trained model in eval mode.
+    """
+    if not train:
+        raise DataError("TranAD fit: got no training series")
+    n_features = train[0].shape[1] if train[0].ndim == 2 else -1
+    for index, series in enumerate(train):
+        _check_series(series, f"training series {index}", n_features)
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    model = build_model(params, n_features)
+    _set_output_range(model, train, params.range_margin)
+    windows = torch.cat([make_windows(series, params.window) for series in train], dim=0)
+    side1 = [p for name, p in model.named_parameters() if not name.startswith("decoder2.")]
+    side2 = list(model.decoder2.parameters())
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=params.lr, weight_decay=params.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, params.lr_step, params.lr_gamma)
+    started = time.perf_counter()
+    model.train()
+    for epoch in range(1, params.epochs + 1):
+        weight = params.epsilon**-epoch
+        order = torch.randperm(windows.shape[0], generator=generator)
+        if params.windows_per_epoch is not None:
+            order = order[: params.windows_per_epoch]
+        total, batches = 0.0, 0
+        for start in range(0, order.shape[0], params.batch_size):
+            batch = windows[order[start : start + params.batch_size]]
+            last = batch[:, -1, :]
+            o1, o2, o2_hat = model(batch)
+            adversarial = torch.mean((o2_hat - last) ** 2)
+            loss1 = weight * torch.mean((o1 - last) ** 2) + (1 - weight) * adversarial
+            loss2 = weight * torch.mean((o2 - last) ** 2) - (1 - weight) * adversarial
+            # Each side follows its own objective: summing the two losses would cancel the
+            # adversarial term, so the gradients are taken apart.
+            grads1 = torch.autograd.grad(loss1, side1, retain_graph=True, allow_unused=True)
+            grads2 = torch.autograd.grad(loss2, side2, allow_unused=True)
+            for parameter, grad in zip(side1 + side2, grads1 + grads2, strict=True):
+                parameter.grad = grad
+            optimizer.step()
+            total += float(loss1.detach())
+            batches += 1
+        scheduler.step()
+        mean_loss = total / max(batches, 1)
+        LOGGER.info(
+            "TranAD epoch %d/%d: loss1 %.6f (w %.3f)", epoch, params.epochs, mean_loss, weight
+        )
+        if on_epoch is not None:
+            on_epoch(epoch, mean_loss)
+    LOGGER.info(
+        "TranAD trained on %d windows in %.1f s", windows.shape[0], time.perf_counter() - started
+    )
+    return model.eval()
+
+
+def score_with_reconstruction(
+    model: TranAD, series: np.ndarray, chunk: int = 4096
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-step scores (T,) and Ô2 reconstructions (T, F) of a whole normalised series.
+
+    The series is scored in chunks that pass the context on, which gives the same numbers as
+    one pass (windows are independent) with bounded memory.
+    """
+    _check_series(np.asarray(series), "series to score", model.n_features)
+    scorer = TranADScorer(model).eval()
+    data = torch.as_tensor(np.asarray(series, dtype=np.float32))
+    scores, reconstructions = [], []
+    context: Tensor | None = None
+    with torch.no_grad():
+        for start in range(0, data.shape[0], chunk):
+            recon, step_scores, context = scorer(data[start : start + chunk], context)
+            scores.append(step_scores)
+            reconstructions.append(recon)
+    return torch.cat(scores).numpy(), torch.cat(reconstructions).numpy()
+
+
+def score(model: TranAD, series: np.ndarray) -> np.ndarray:
+    """Per-step anomaly scores (T,) of a whole normalised series, as the exported model gives."""
+    return score_with_reconstruction(model, series)[0]

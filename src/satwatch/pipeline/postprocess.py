@@ -65,12 +65,14 @@ class Threshold:
 
     def ratio(self, scores: np.ndarray) -> np.ndarray:
         """Return float32 ``(scores - baseline) / (threshold - baseline)``."""
-        span = self.threshold - self.baseline
+        # In float32 from float32-rounded values: thresholds sent as an FP32 tensor then give
+        # the same bits as the ones read from the JSON file.
+        threshold, baseline = np.float32(self.threshold), np.float32(self.baseline)
+        span = np.float32(threshold - baseline)
         if not np.isfinite(span) or span <= 0:
             raise DataError(
                 f"threshold {self.threshold!r}: expected above its baseline {self.baseline!r}"
             )
-        baseline, span = np.float32(self.baseline), np.float32(span)
         return ((np.asarray(scores, np.float32) - baseline) / span).astype(np.float32)
 
 

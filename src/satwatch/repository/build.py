@@ -201,6 +201,19 @@ def _export_tranad(
     return entries
 
 
+def write_python_configs(repository: Path) -> list[Path]:
+    """Write the ``config.pbtxt`` of the three Python models (checked in for the project's)."""
+    configs = {
+        "preprocessing": preprocessing_config(repository),
+        "postprocessing": postprocessing_config(repository),
+        "custom_logic": custom_logic_config(repository),
+    }
+    written = []
+    for name, config in configs.items():
+        written += write_model_configs(Path(repository) / "python" / name, config)
+    return written
+
+
 def _write_python_models(
     repository: Path,
     tables: NormalisationTable,
@@ -208,13 +221,7 @@ def _write_python_models(
     spacecraft: str,
 ) -> None:
     python = repository / "python"
-    configs = {
-        "preprocessing": preprocessing_config(repository),
-        "postprocessing": postprocessing_config(repository),
-        "custom_logic": custom_logic_config(repository),
-    }
-    for name, config in configs.items():
-        write_model_configs(python / name, config)
+    write_python_configs(repository)
     tables.save(python / "preprocessing" / "1" / STATS_FILE)
     thresholds = {c: [Threshold(m.threshold, m.baseline) for m in ms] for c, ms in models.items()}
     save_thresholds(python / "postprocessing" / "1" / THRESHOLDS_FILE, thresholds)

@@ -40,7 +40,8 @@ class TritonPythonModel:
                 channel = serving.channel_of(pb_utils, request, self.default_channel)
                 stats = self.table.get(channel)
                 raw = pb_utils.get_input_tensor_by_name(request, "raw_input").as_numpy()
-                groups.setdefault(channel, []).append((index, check_raw(raw, stats.n_features)))
+                raw = check_raw(raw, stats.n_features)
+                groups.setdefault(channel, []).append((index, raw))
             except SatwatchError as error:
                 responses[index] = serving.error_response(pb_utils, error)
         for channel, members in groups.items():

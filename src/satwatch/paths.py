@@ -17,7 +17,7 @@ SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data" / "smap_msl"
 
 
 def data_dir(explicit: Path | None = None) -> Path:
-    """Return the telemetry folder: ``explicit``, ``$SATWATCH_DATA``, ``./data`` or the shared copy."""
+    """Return the telemetry folder: ``explicit``, ``$SATWATCH_DATA``, ``./data`` or shared."""
     if explicit is not None:
         return Path(explicit)
     if env := os.environ.get("SATWATCH_DATA"):
@@ -29,7 +29,7 @@ def data_dir(explicit: Path | None = None) -> Path:
 
 
 def repository_dir(explicit: Path | None = None) -> Path:
-    """Return the Triton model repository: ``explicit``, ``$SATWATCH_REPOSITORY`` or the checkout's."""
+    """Return the model repository: ``explicit``, ``$SATWATCH_REPOSITORY`` or the checkout's."""
     if explicit is not None:
         return Path(explicit)
     if env := os.environ.get("SATWATCH_REPOSITORY"):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import signal
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import typer
@@ -67,25 +68,35 @@ def _read_pid(pid_file: Path) -> int | None:
     return pid if b"tritonserver" in command else None
 
 
-def _wait_foreground(running: RunningServer, pid_file: Path, timeout: float) -> None:
-    def _terminate(signum: int, frame: object) -> None:
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt, so both stop the server the same clean way."""
+
+    def _interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        CONSOLE.print("serving; Ctrl-C or SIGTERM stops it")
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _wait_foreground(running: RunningServer, timeout: float) -> None:
+    CONSOLE.print("serving; Ctrl-C or SIGTERM stops it")
+    try:
         while running.server.is_running():
             time.sleep(0.5)
-        raise ServerError(
-            f"tritonserver exited by itself (code {running.server.process.returncode}); "
-            f"log {running.server.log_file}"
-        )
     except KeyboardInterrupt:
         CONSOLE.print("stopping tritonserver...")
         running.server.stop(timeout)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        pid_file.unlink(missing_ok=True)
+        CONSOLE.print(f"tritonserver {running.server.pid} stopped")
+        return
+    code = running.server.process.returncode
+    running.server.stop(timeout)  # its stubs, if any are left
+    if code != 0:  # 0: stopped from elsewhere (`satwatch stop`)
+        raise ServerError(f"tritonserver exited with code {code}; log {running.server.log_file}")
+    CONSOLE.print(f"tritonserver {running.server.pid} stopped")
 
 
 def serve(
@@ -93,7 +104,7 @@ def serve(
         None,
         "--repository",
         "-r",
-        help="Model repository root [default: $SATWATCH_REPOSITORY or ./triton-repository]",
+        help="Model repository root (default: $SATWATCH_REPOSITORY or ./triton-repository).",
     ),
     host: str = typer.Option("127.0.0.1", help="Address to bind (0.0.0.0 for every interface)."),
     http_port: int = typer.Option(8000, help="HTTP/REST port."),
@@ -121,41 +132,66 @@ def serve(
     one --model-repository. Models that fail to load are listed with the reason; the others
     serve. Prints the model table once ready.
     """
-    try:
-        if (pid := _read_pid(pid_file)) is not None:
-            raise ServerError(
-                f"a server already runs with pid {pid} (pid file {pid_file}); "
-                "run `satwatch stop` or give another --pid-file"
+    with _sigterm_as_interrupt():
+        try:
+            _serve(
+                repository_dir(repository),
+                ServerPorts(http_port, grpc_port, metrics_port),
+                host=host,
+                admin_key=admin_key,
+                allow_admin=allow_admin,
+                timeout=timeout,
+                detach=detach,
+                pid_file=pid_file,
+                log_file=log_file,
             )
-        key = None if allow_admin else admin_key or secrets.token_urlsafe(16)
-        running = start_embedded_server(
-            repository_dir(repository),
-            ports=ServerPorts(http_port, grpc_port, metrics_port),
-            log_file=log_file,
-            host=host,
-            admin_key=key,
-            timeout=timeout,
+        except SatwatchError as error:
+            raise _fail(error) from None
+        except KeyboardInterrupt:
+            raise typer.Exit(code=130) from None
+
+
+def _serve(
+    repository: Path,
+    ports: ServerPorts,
+    *,
+    host: str,
+    admin_key: str | None,
+    allow_admin: bool,
+    timeout: float,
+    detach: bool,
+    pid_file: Path,
+    log_file: Path,
+) -> None:
+    if (pid := _read_pid(pid_file)) is not None:
+        raise ServerError(
+            f"a server already runs with pid {pid} (pid file {pid_file}); "
+            "run `satwatch stop` or give another --pid-file"
         )
-    except SatwatchError as error:
-        raise _fail(error) from None
-    except KeyboardInterrupt:
-        raise typer.Exit(code=130) from None
+    key = None if allow_admin else admin_key or secrets.token_urlsafe(16)
+    running = start_embedded_server(
+        repository, ports=ports, log_file=log_file, host=host, admin_key=key, timeout=timeout
+    )
     pid_file.parent.mkdir(parents=True, exist_ok=True)
     pid_file.write_text(f"{running.server.pid}\n")
-    _print_running(running)
-    if key is not None and not admin_key:
-        CONSOLE.print(f"admin key (header 'admin-key'): {key}", highlight=False)
-    if detach:
-        CONSOLE.print(
-            f"running in the background, pid {running.server.pid}, log {log_file}; "
-            "`satwatch stop` ends it",
-            highlight=False,
-        )
-        return
     try:
-        _wait_foreground(running, pid_file, timeout=30.0)
-    except SatwatchError as error:
-        raise _fail(error) from None
+        _print_running(running)
+        if key is not None and not admin_key:
+            CONSOLE.print(f"admin key (header 'admin-key'): {key}", highlight=False)
+        if detach:
+            CONSOLE.print(
+                f"running in the background, pid {running.server.pid}, log {log_file}; "
+                "`satwatch stop` ends it",
+                highlight=False,
+            )
+            return
+        _wait_foreground(running, timeout=30.0)
+    except BaseException:
+        running.server.stop()
+        raise
+    finally:
+        if not detach or not running.server.is_running():
+            pid_file.unlink(missing_ok=True)
 
 
 def stop(
@@ -188,11 +224,11 @@ def status(
 
 def demo(
     workdir: Path = typer.Option(
-        None, help="Folder for the sample repository and log [default: a temporary one]."
+        None, help="Folder for the sample repository and log (default: a temporary one)."
     ),
-    http_port: int = typer.Option(0, help="HTTP port [default: a free one]."),
-    grpc_port: int = typer.Option(0, help="gRPC port [default: a free one]."),
-    metrics_port: int = typer.Option(0, help="Metrics port [default: a free one]."),
+    http_port: int = typer.Option(0, help="HTTP port (default: a free one)."),
+    grpc_port: int = typer.Option(0, help="gRPC port (default: a free one)."),
+    metrics_port: int = typer.Option(0, help="Metrics port (default: a free one)."),
 ) -> None:
     """Build a tiny demonstration repository, serve it, query it over HTTP and gRPC, stop.
 

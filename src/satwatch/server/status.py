@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -90,14 +91,14 @@ def explain_from_log(table: list[ModelStatus], log_text: str) -> list[ModelStatu
     A ``config.pbtxt`` that does not parse leaves the model in the index with no state and no
     reason; the log's line naming the model (``Poll failed for model directory ...``) does.
     """
+    errors = [line for line in log_text.splitlines() if line.startswith("E")]
     explained = []
     for row in table:
         if not row.ready and not row.reason:
-            mentions = [
-                line
-                for line in log_text.splitlines()
-                if line.startswith("E") and f"'{row.name}'" in line
-            ]
+            # Prefer lines quoting the name ('m'), then any naming it as a whole word.
+            quoted = [line for line in errors if f"'{row.name}'" in line]
+            word = re.compile(rf"(?<![\w-]){re.escape(row.name)}(?![\w-])")
+            mentions = quoted or [line for line in errors if word.search(line)]
             if mentions:
                 message = mentions[-1].split('] "', 1)[-1].rstrip('"')
                 row = ModelStatus(row.name, row.version, row.state, message)

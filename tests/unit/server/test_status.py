@@ -29,3 +29,14 @@ def test_reason_from_the_index_is_kept():
 def test_short_reason_drops_the_python_traceback():
     reason = "Internal: FileNotFoundError: model file not found\n\nAt:\n  model.py(1): initialize\n"
     assert short_reason(reason) == "Internal: FileNotFoundError: model file not found"
+
+
+def test_model_named_without_quotes_is_matched_as_a_whole_word():
+    log = (
+        'E1 x.cc:703] "Invalid argument: ensemble pipe contains models that are not available"\n'
+        'E1 x.cc:703] "Invalid argument: ensemble pipe-2 contains nothing"\n'
+    )
+    table = [ModelStatus("pipe", "", "UNAVAILABLE", ""), ModelStatus("pip", "", "UNAVAILABLE", "")]
+    explained = explain_from_log(table, log)
+    assert explained[0].reason.startswith("Invalid argument: ensemble pipe contains")
+    assert explained[1].reason == ""

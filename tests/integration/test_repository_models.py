@@ -1,0 +1,297 @@
+"""The built repository served by the real embedded Triton: Python models, BLS, ensembles.
+
+A small repository (channels E-1 and A-1, tiny detectors trained for one epoch) is built once
+per session with :func:`satwatch.repository.build.build_repository`, its ``custom_logic``
+pointed at a webhook served by the test, and served with ``triton_factory``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+from satwatch.data import load_dataset
+from satwatch.detectors import omnianomaly, tranad
+from satwatch.detectors.artifacts import load_trained
+from satwatch.detectors.normalization import Normalisation
+from satwatch.pipeline.configs import custom_logic_config
+from satwatch.pipeline.eventlog import EventLog
+from satwatch.pipeline.postprocess import PostSettings, load_thresholds, postprocess
+from satwatch.repository.build import BuildReport, build_repository
+from satwatch.repository.config import load_config, parameter_dict, write_model_configs
+
+pytestmark = pytest.mark.timeout(600)
+
+CHANNELS = ["E-1", "A-1"]
+TINY = {
+    "omni": {"hidden": 16, "dense": 16, "flows": 2, "epochs": 1, "stride": 10, "window": 50},
+    "tranad": {"epochs": 1, "windows_per_epoch": 2000},
+}
+MODELS = [
+    "SMAP_E-1",
+    "SMAP_A-1",
+    "tranad_sat1",
+    "preprocessing",
+    "postprocessing",
+    "custom_logic",
+    "multi_detector",
+    "anomaly_pipeline",
+]
+RESULTS = ("final_result", "decision", "events")
+
+
+class _Hook(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.received.append(json.loads(body))  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def webhook() -> Iterator[ThreadingHTTPServer]:
+    """A local HTTP server collecting the JSON bodies POSTed to it."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    server.received = []  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@dataclass
+class Built:
+    artifacts: Path
+    repository: Path
+    report: BuildReport
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory, shared_data: Path, webhook: ThreadingHTTPServer) -> Built:
+    """The small repository, built once per session."""
+    root = tmp_path_factory.mktemp("built")
+    report = build_repository(
+        root / "artifacts", root / "repository", shared_data, channels=CHANNELS, overrides=TINY
+    )
+    assert report.problems == []
+    url = f"http://127.0.0.1:{webhook.server_address[1]}/alerts"
+    write_model_configs(
+        root / "repository" / "python" / "custom_logic",
+        custom_logic_config(root / "repository", {"webhook_url": url}),
+    )
+    return Built(root / "artifacts", root / "repository", report)
+
+
+@pytest.fixture(scope="session")
+def served(triton_factory, built: Built):
+    return triton_factory(built.repository)
+
+
+@pytest.fixture(scope="session")
+def http(served) -> Iterator[httpclient.InferenceServerClient]:
+    """An HTTP client, closed before the server stops (open connections delay its exit)."""
+    client = httpclient.InferenceServerClient(served.http_address)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def grpc(served) -> Iterator[grpcclient.InferenceServerClient]:
+    """A gRPC client, closed before the server stops."""
+    client = grpcclient.InferenceServerClient(served.grpc_address)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def window(shared_data: Path) -> np.ndarray:
+    """E-1 test steps 4800..6399 (its labelled anomalies) with a gross injected fault."""
+    raw = load_dataset(shared_data).channel("E-1").test[4800:6400].astype(np.float32).copy()
+    raw[300:360, 0] = 3.0  # far outside the training range: every detector must flag it
+    return raw
+
+
+def _http_inputs(**arrays: np.ndarray) -> list[httpclient.InferInput]:
+    inputs = []
+    for name, array in arrays.items():
+        dtype = "BYTES" if array.dtype == object else "FP32"
+        item = httpclient.InferInput(name, list(array.shape), dtype)
+        item.set_data_from_numpy(array)
+        inputs.append(item)
+    return inputs
+
+
+def _grpc_inputs(**arrays: np.ndarray) -> list[grpcclient.InferInput]:
+    inputs = []
+    for name, array in arrays.items():
+        dtype = "BYTES" if array.dtype == object else "FP32"
+        item = grpcclient.InferInput(name, list(array.shape), dtype)
+        item.set_data_from_numpy(array)
+        inputs.append(item)
+    return inputs
+
+
+def _infer(http, model: str, outputs: list[str], **arrays: np.ndarray) -> dict[str, np.ndarray]:
+    result = http.infer(model, _http_inputs(**arrays))
+    return {name: result.as_numpy(name) for name in outputs}
+
+
+def _channel(name: str) -> np.ndarray:
+    return np.array([name.encode()], dtype=object)
+
+
+def test_every_model_is_ready_over_http_and_grpc(http, grpc) -> None:
+    for model in MODELS:
+        assert http.is_model_ready(model), model
+        assert grpc.is_model_ready(model), model
+
+
+def test_multi_detector_equals_its_steps_and_the_offline_pipeline(
+    http, grpc, built, window
+) -> None:
+    result = grpc.infer("multi_detector", _grpc_inputs(raw_input=window))
+    ensemble = {name: result.as_numpy(name) for name in (*RESULTS, "post_state_out")}
+
+    normalized = _infer(http, "preprocessing", ["normalized"], raw_input=window)["normalized"]
+    score1 = _infer(http, "SMAP_E-1", ["anomaly_score"], input_data=normalized)
+    score2 = _infer(http, "tranad_sat1", ["anomaly_score"], input_data=normalized)
+    steps = _infer(
+        http,
+        "postprocessing",
+        [*RESULTS, "post_state_out"],
+        score1=score1["anomaly_score"],
+        score2=score2["anomaly_score"],
+    )
+    for name in RESULTS:
+        np.testing.assert_array_equal(ensemble[name], steps[name], err_msg=name)
+    assert len(ensemble["events"]) >= 1
+    assert ensemble["events"][0][0] <= 300 <= ensemble["events"][0][1]
+
+    omni_model, card = load_trained(built.artifacts / "omni" / "SMAP_E-1")
+    tranad_model, _ = load_trained(built.artifacts / "tranad" / "tranad_sat1")
+    offline_input = Normalisation.from_dict(card["normalisation"]["E-1"]).apply(window)
+    np.testing.assert_allclose(normalized, offline_input, atol=1e-6)
+    repository = built.repository / "python" / "postprocessing"
+    settings = PostSettings.from_parameters(
+        parameter_dict(load_config(repository / "config.pbtxt"))
+    )
+    offline = postprocess(
+        [omnianomaly.score(omni_model, offline_input), tranad.score(tranad_model, offline_input)],
+        load_thresholds(repository / "1" / "thresholds.json")["E-1"],
+        settings,
+    )
+    np.testing.assert_allclose(ensemble["final_result"], offline.final, atol=1e-4)
+
+
+def test_custom_logic_agrees_with_multi_detector_and_logs_events(
+    http, built, window, webhook
+) -> None:
+    ensemble = _infer(http, "multi_detector", list(RESULTS), raw_input=window)
+    custom = _infer(
+        http,
+        "custom_logic",
+        [*RESULTS, "subsystem", "post_state_out"],
+        channel_id=_channel("E-1"),
+        raw_input=window,
+    )
+    for name in RESULTS:
+        np.testing.assert_array_equal(custom[name], ensemble[name], err_msg=name)
+    assert custom["subsystem"].tolist() == [b"EPS"]
+    stream = int(custom["post_state_out"][1])
+    log = EventLog(built.repository / "python" / "custom_logic" / "events.db")
+    logged = [(e.start, e.end) for e in log.events("E-1") if e.stream_id == stream]
+    assert logged == [(int(s), int(e)) for s, e, _ in custom["events"]]
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        posted = [b for b in webhook.received if b["stream_id"] == stream]
+        if len(posted) == len(logged):
+            break
+        time.sleep(0.2)
+    assert [(b["channel"], b["subsystem"], b["start"]) for b in posted] == [
+        ("E-1", "EPS", start) for start, _ in logged
+    ]
+
+
+def test_custom_logic_streams_chunks_like_the_whole_window(http, built, window) -> None:
+    names = ["encoder_state", "decoder_state", "context", "post_state"]
+    whole = _infer(
+        http, "custom_logic", list(RESULTS), channel_id=_channel("E-1"), raw_input=window
+    )
+    state: dict[str, np.ndarray] = {}
+    finals, decisions, events = [], [], {}
+    for start in range(0, window.shape[0], 400):
+        out = _infer(
+            http,
+            "custom_logic",
+            [*RESULTS, *(f"{n}_out" for n in names)],
+            channel_id=_channel("E-1"),
+            raw_input=window[start : start + 400],
+            **state,
+        )
+        state = {n: out[f"{n}_out"] for n in names}
+        finals.append(out["final_result"])
+        decisions.append(out["decision"])
+        events |= {int(row[0]): tuple(row[:2]) for row in out["events"]}
+    final = np.concatenate(finals)
+    np.testing.assert_allclose(final, whole["final_result"], atol=1e-5)
+    clear = np.abs(whole["final_result"] - 1.0) > 1e-4
+    np.testing.assert_array_equal(np.concatenate(decisions)[clear], whole["decision"][clear])
+    assert sorted(events.values()) == [tuple(row[:2]) for row in whole["events"]]
+    stream = int(state["post_state"][1])
+    log = EventLog(built.repository / "python" / "custom_logic" / "events.db")
+    # Reported again by later chunks, each event is one row, updated in place.
+    assert sorted((e.start, e.end) for e in log.events("E-1") if e.stream_id == stream) == sorted(
+        events.values()
+    )
+
+
+def test_custom_logic_serves_a_second_channel(http) -> None:
+    raw = np.zeros((64, 25), np.float32)
+    out = _infer(
+        http,
+        "custom_logic",
+        ["final_result", "subsystem"],
+        channel_id=_channel("A-1"),
+        raw_input=raw,
+    )
+    assert out["final_result"].shape == (64,)
+    assert out["subsystem"].tolist() == [b"ACS"]
+
+
+def test_unknown_channel_is_refused_naming_it(http, grpc, window) -> None:
+    with pytest.raises(InferenceServerException, match="unknown channel 'Q-9'.*A-1, E-1"):
+        http.infer("custom_logic", _http_inputs(channel_id=_channel("Q-9"), raw_input=window))
+    with pytest.raises(InferenceServerException, match="unknown channel 'Q-9'") as error:
+        grpc.infer("custom_logic", _grpc_inputs(channel_id=_channel("Q-9"), raw_input=window))
+    assert "INVALID_ARGUMENT" in str(error.value.status())
+
+
+def test_nan_telemetry_is_refused_and_the_server_keeps_serving(http, window) -> None:
+    broken = window.copy()
+    broken[5, 0] = np.nan
+    broken[9, 3] = np.inf
+    expected = r"NaN/Inf value\(s\) in row\(s\) 5, 9 \(column\(s\) 0, 3\)"
+    for model, arrays in (
+        ("preprocessing", {"raw_input": broken}),
+        ("multi_detector", {"raw_input": broken}),
+        ("custom_logic", {"channel_id": _channel("E-1"), "raw_input": broken}),
+    ):
+        with pytest.raises(InferenceServerException, match=expected):
+            http.infer(model, _http_inputs(**arrays))
+    assert http.is_server_ready()
+    out = _infer(http, "multi_detector", ["final_result"], raw_input=window)
+    assert np.isfinite(out["final_result"]).all()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
@@ -93,15 +92,18 @@ def test_foreground_serve_stops_cleanly_on_sigterm(sample_repository, tmp_path):
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=WIDE_OUTPUT
     )
     try:
-        deadline = time.monotonic() + 120
-        while not (tmp_path / "triton.pid").exists() and time.monotonic() < deadline:
-            assert serve.poll() is None, serve.stdout.read()
-            time.sleep(0.2)
+        lines = []
+        for line in serve.stdout:  # until the launcher says it serves (or exits)
+            lines.append(line)
+            if line.startswith("serving"):
+                break
+        assert serve.poll() is None, "".join(lines)
         pid = int((tmp_path / "triton.pid").read_text())
         with urllib.request.urlopen(f"http://127.0.0.1:{ports.http}/v2/health/ready") as answer:
             assert answer.status == 200
         serve.send_signal(signal.SIGTERM)
-        output, _ = serve.communicate(timeout=60)
+        rest, _ = serve.communicate(timeout=60)
+        output = "".join(lines) + rest
     finally:
         if serve.poll() is None:
             serve.kill()

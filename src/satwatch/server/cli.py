@@ -186,6 +186,10 @@ def _serve(
             )
             return
         _wait_foreground(running, timeout=30.0)
+    except KeyboardInterrupt:
+        # Ctrl-C or SIGTERM once the server is up is the normal way to end it.
+        running.server.stop()
+        CONSOLE.print(f"tritonserver {running.server.pid} stopped")
     except BaseException:
         running.server.stop()
         raise

@@ -53,6 +53,10 @@ N_FEATURES = 25
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
+THRESHOLD_RULE = "pot-clamped"
+"""How training fits the threshold (see ``training.fit_threshold``): POT, clamped just above
+the largest training score, because these scores are too heavy-tailed for POT alone."""
+
 
 @dataclass
 class Params:

@@ -16,7 +16,7 @@ from satwatch.detectors import omnianomaly as om
 from satwatch.detectors.artifacts import data_sha256, load_trained
 from satwatch.detectors.normalization import Normalisation
 from satwatch.detectors.thresholds import pot_threshold
-from satwatch.detectors.training import plan_jobs, run_jobs, train_job
+from satwatch.detectors.training import fit_threshold, plan_jobs, run_jobs, train_job
 from satwatch.exceptions import ModelError
 
 TINY = {"hidden": 16, "dense": 16, "flows": 4, "epochs": 2, "stride": 25, "batch_size": 32}
@@ -60,7 +60,11 @@ def test_card_holds_what_rebuilds_uses_and_judges_the_model(shared_data, tmp_pat
     assert stats.scale[0] == 1.0  # A-1's telemetry value is constant in training
     model, loaded = load_trained(tmp_path / "omni" / "SMAP_A-1")
     train_scores = om.score(model, stats.apply(chan.train))
-    assert loaded["threshold"] == pytest.approx(pot_threshold(train_scores, risk=1e-3))
+    top, median = train_scores.max(), np.median(train_scores)
+    pot = pot_threshold(train_scores, risk=1e-3)
+    assert loaded["threshold_fit"]["pot"] == pytest.approx(pot)
+    expected = min(max(pot, top), top + 0.1 * (top - median))
+    assert loaded["threshold"] == pytest.approx(expected, rel=1e-6)
     assert loaded["channel_thresholds"]["A-1"] == pytest.approx(loaded["threshold"])
 
 
@@ -74,6 +78,16 @@ def test_parallel_workers_train_each_channel_and_a_failure_does_not_stop_others(
     assert good.error is None and (good.folder / "model.pt").is_file()
     assert bad.error is not None and "Z-9" in bad.error
     assert ("SMAP_E-2", 2) in seen
+
+
+def test_clamped_rule_keeps_the_threshold_just_above_the_training_scores() -> None:
+    scores = np.concatenate([np.zeros(990), np.linspace(1.0, 10.0, 10)])
+    threshold, info = fit_threshold(scores, "pot-clamped")
+    assert info["train_max"] == 10.0 and info["train_median"] == 0.0
+    assert 10.0 <= threshold <= 11.0
+    assert fit_threshold(scores, "pot")[0] == pytest.approx(info["pot"])
+    with pytest.raises(ModelError, match="evt"):
+        fit_threshold(scores, "evt")
 
 
 def test_same_seed_trains_the_same_weights(shared_data, tmp_path) -> None:

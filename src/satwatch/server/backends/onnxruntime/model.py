@@ -9,22 +9,23 @@ config's ``parameters`` (``intra_op_thread_count``, ``inter_op_thread_count``).
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
-from onnx import helper
 
 from satwatch.server import backend_common as common
 
 DEFAULT_FILENAME = "model.onnx"
 
 
-def _dims(value_info: onnx.ValueInfoProto) -> list[int]:
+def _dims(value_info) -> list[int]:
     shape = value_info.type.tensor_type.shape
     return [d.dim_value if d.HasField("dim_value") else -1 for d in shape.dim]
 
 
-def _entry(value_info: onnx.ValueInfoProto, batched: bool) -> dict:
+def _entry(value_info, batched: bool) -> dict:
+    """Config entry of an ``onnx.ValueInfoProto``."""
+    from onnx import helper  # noqa: PLC0415 - only auto-complete needs onnx; keeps stubs light
+
     dims = _dims(value_info)
     dtype = helper.tensor_dtype_to_np_dtype(value_info.type.tensor_type.elem_type)
     return {
@@ -44,6 +45,8 @@ class TritonPythonModel:
         config = auto_complete_model_config.as_dict()
         if config.get("input") and config.get("output"):
             return auto_complete_model_config
+        import onnx  # noqa: PLC0415 - only auto-complete needs onnx; keeps stubs light
+
         path = common.locate_model_file(config, DEFAULT_FILENAME)
         graph = onnx.load(str(path), load_external_data=False).graph
         initializers = {tensor.name for tensor in graph.initializer}

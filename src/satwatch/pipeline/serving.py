@@ -78,10 +78,15 @@ def channel_of(pb_utils: ModuleType, request, default: str = DEFAULT_CHANNEL) ->
 
 
 def error_response(pb_utils: ModuleType, error: Exception):  # noqa: ANN201
-    """One request's error response: ``INVALID_ARG`` for satwatch errors, else ``INTERNAL``."""
-    if isinstance(error, SatwatchError):
+    """One request's error response.
+
+    The code is the error's own ``code`` attribute when it has one (a failed BLS step passes
+    on the step's code), ``INVALID_ARG`` for other satwatch errors, else ``INTERNAL``.
+    """
+    code = getattr(error, "code", None)
+    if code is None and isinstance(error, SatwatchError):
         code = pb_utils.TritonError.INVALID_ARG
-    else:
-        LOGGER.exception("request failed", exc_info=error)
+    elif code is None:
+        LOGGER.error("request failed", exc_info=error)
         code = pb_utils.TritonError.INTERNAL
     return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error), code))

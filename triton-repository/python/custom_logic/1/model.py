@@ -31,7 +31,11 @@ DETECTOR_STATES = {"omni": ("encoder_state", "decoder_state"), "tranad": ("conte
 
 
 class StepError(SatwatchError):
-    """A BLS call answered with an error."""
+    """A BLS call answered with an error; ``code`` is the step's Triton error code."""
+
+    def __init__(self, message, code=None):
+        super().__init__(message)
+        self.code = code
 
 
 class TritonPythonModel:
@@ -65,7 +69,9 @@ class TritonPythonModel:
         )
         response = request.exec()
         if response.has_error():
-            raise StepError(f"step {model!r} failed: {response.error().message()}")
+            error = response.error()
+            code = error.code() if hasattr(error, "code") else None
+            raise StepError(f"step {model!r} failed: {error.message()}", code)
         return {o: pb_utils.get_output_tensor_by_name(response, o).as_numpy() for o in outputs}
 
     def _answer(self, request):
@@ -110,7 +116,7 @@ class TritonPythonModel:
         for request in requests:
             try:
                 responses.append(self._answer(request))
-            except SatwatchError as error:
+            except Exception as error:  # noqa: BLE001  one bad request never fails the others
                 responses.append(serving.error_response(pb_utils, error))
         return responses
 

@@ -18,7 +18,7 @@ import json
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from satwatch.exceptions import DataError, SatwatchError
+from satwatch.exceptions import DataError
 from satwatch.pipeline import serving
 from satwatch.pipeline.postprocess import (
     THRESHOLDS_FILE,
@@ -86,7 +86,7 @@ class TritonPythonModel:
         for request in requests:
             try:
                 responses.append(self._answer(request))
-            except SatwatchError as error:
+            except Exception as error:  # noqa: BLE001  one bad request never fails the others
                 responses.append(serving.error_response(pb_utils, error))
         return responses
 

@@ -15,7 +15,6 @@ import json
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from satwatch.exceptions import SatwatchError
 from satwatch.pipeline import serving
 from satwatch.pipeline.preprocess import STATS_FILE, NormalisationTable, check_raw
 
@@ -42,7 +41,7 @@ class TritonPythonModel:
                 raw = pb_utils.get_input_tensor_by_name(request, "raw_input").as_numpy()
                 raw = check_raw(raw, stats.n_features)
                 groups.setdefault(channel, []).append((index, raw))
-            except SatwatchError as error:
+            except Exception as error:  # noqa: BLE001  one bad request never fails the others
                 responses[index] = serving.error_response(pb_utils, error)
         for channel, members in groups.items():
             normalised = self.table.get(channel).apply(np.concatenate([raw for _, raw in members]))

@@ -6,7 +6,8 @@ Triton resolves ``backend: "pytorch"`` to ``<backend-dir>/pytorch/model.py`` whe
 Inputs are passed positionally in the config's order; an optional input left out is passed
 as ``None``. The module may return one tensor, a tuple/list (in the config's output order)
 or a dict keyed by output name. Threads come from the config's ``parameters``
-(``intra_op_thread_count``, ``inter_op_thread_count``).
+(``INTRA_OP_THREAD_COUNT``, ``INTER_OP_THREAD_COUNT``, the keys of Triton's native libtorch
+backend, so one config serves both; the lower-case spellings are accepted too).
 """
 
 from __future__ import annotations
@@ -43,8 +44,12 @@ class TritonPythonModel:
         self.max_batch_size = int(config.get("max_batch_size", 0))
         self.inputs = common.input_specs(config)
         self.outputs = common.output_specs(config)
-        intra = common.parameter(config, "intra_op_thread_count", 0)
-        inter = common.parameter(config, "inter_op_thread_count", 0)
+        intra = common.parameter(config, "INTRA_OP_THREAD_COUNT", 0) or common.parameter(
+            config, "intra_op_thread_count", 0
+        )
+        inter = common.parameter(config, "INTER_OP_THREAD_COUNT", 0) or common.parameter(
+            config, "inter_op_thread_count", 0
+        )
         if intra > 0:
             torch.set_num_threads(intra)
         if inter > 0:

@@ -7,13 +7,15 @@ chunks by passing them back. Outputs ``final_result``, ``decision``, ``events`` 
 the channel's ``subsystem``.
 
 Per request: the channel's subsystem, models and thresholds come from the SQLite catalog
-(cached, reread when the file changes); Business Logic Scripting calls ``preprocessing`` ->
-``SMAP_<chan>`` and ``tranad_sat1`` -> ``postprocessing``; reported events go to the SQLite
-event log (new ones also to the webhook, from a background thread). An unknown channel, or a
-failing step, is that request's error (``INVALID_ARG`` naming the channel or the step).
+(cached, reread when the file changes); Business Logic Scripting (async BLS) calls
+``preprocessing`` -> ``SMAP_<chan>`` and ``tranad_sat1`` (at once) -> ``postprocessing``;
+reported events go to the SQLite event log (new ones also to the webhook, from a background
+thread). An unknown channel is that request's ``INVALID_ARG`` error naming it; a failing step
+is that request's error naming the step, with the step's code.
 Parameters: ``satwatch.pipeline.configs``.
 """
 
+import asyncio
 import json
 
 import numpy as np
@@ -60,44 +62,47 @@ class TritonPythonModel:
                 retry_interval=float(params.get("webhook_retry_interval") or 60),
             ).start()
 
-    def _call(self, model, inputs, outputs):
+    async def _call(self, model, inputs, outputs):
         tensors = [
             pb_utils.Tensor(k, np.ascontiguousarray(v)) for k, v in inputs.items() if v is not None
         ]
         request = pb_utils.InferenceRequest(
             model_name=model, inputs=tensors, requested_output_names=list(outputs)
         )
-        response = request.exec()
+        response = await request.async_exec()
         if response.has_error():
             error = response.error()
             code = error.code() if hasattr(error, "code") else None
             raise StepError(f"step {model!r} failed: {error.message()}", code)
         return {o: pb_utils.get_output_tensor_by_name(response, o).as_numpy() for o in outputs}
 
-    def _answer(self, request):
+    async def _answer(self, request):
         channel_tensor = serving.optional_input(pb_utils, request, "channel_id")
         channel = serving.decode_channel(channel_tensor)
         entry = self.catalog.lookup(channel)
         raw = pb_utils.get_input_tensor_by_name(request, "raw_input").as_numpy()
         channel_id = np.array([channel.encode()], dtype=np.object_)
-        normalized = self._call(
+        preprocessed = await self._call(
             "preprocessing", {"raw_input": raw, "channel_id": channel_id}, ["normalized"]
-        )["normalized"]
-        outputs, scores, thresholds = {}, [], []
+        )
+        calls = []
         for model in entry.models:
             states = DETECTOR_STATES.get(model.detector, ())
-            feeds = {"input_data": normalized}
+            feeds = {"input_data": preprocessed["normalized"]}
             feeds |= {s: serving.optional_input(pb_utils, request, s) for s in states}
-            answer = self._call(
-                model.model, feeds, ["anomaly_score", *(f"{s}_out" for s in states)]
-            )
+            names = ["anomaly_score", *(f"{s}_out" for s in states)]
+            calls.append(self._call(model.model, feeds, names))
+        # The detectors run in their own stubs: score with both at once.
+        answers = await asyncio.gather(*calls)
+        outputs, scores, thresholds = {}, [], []
+        for model, answer in zip(entry.models, answers, strict=True):
             scores.append(answer.pop("anomaly_score"))
             thresholds += [model.threshold, model.baseline]
             outputs |= answer
         post_inputs = {f"score{i + 1}": score for i, score in enumerate(scores)}
         post_inputs["thresholds"] = np.asarray(thresholds, np.float32)
         post_inputs["post_state"] = serving.optional_input(pb_utils, request, "post_state")
-        outputs |= self._call("postprocessing", post_inputs, [*RESULTS, "post_state_out"])
+        outputs |= await self._call("postprocessing", post_inputs, [*RESULTS, "post_state_out"])
         stream_id = stream_id_of(outputs["post_state_out"])
         new = self.log.record(channel, entry.subsystem, stream_id, outputs["events"])
         if new and self.notifier is not None:
@@ -110,15 +115,15 @@ class TritonPythonModel:
             ]
         )
 
-    def execute(self, requests):
-        """One response per request; errors stay with their request."""
-        responses = []
-        for request in requests:
-            try:
-                responses.append(self._answer(request))
-            except Exception as error:  # noqa: BLE001  one bad request never fails the others
-                responses.append(serving.error_response(pb_utils, error))
-        return responses
+    async def _respond(self, request):
+        try:
+            return await self._answer(request)
+        except Exception as error:  # noqa: BLE001  one bad request never fails the others
+            return serving.error_response(pb_utils, error)
+
+    async def execute(self, requests):
+        """One response per request, the requests of a batch served concurrently."""
+        return list(await asyncio.gather(*(self._respond(r) for r in requests)))
 
     def finalize(self):
         """Let the webhook thread deliver what is queued, then stop it."""

@@ -1,0 +1,63 @@
+"""``satwatch build``: what it refuses before any training or export (the full build runs in
+``tests/integration/test_repository_models.py``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from satwatch.exceptions import DataError, RepositoryError
+from satwatch.repository.build import build_repository, register_build, repository_size
+
+
+def test_missing_artifacts_without_training_are_named(tmp_path: Path, shared_data: Path) -> None:
+    with pytest.raises(RepositoryError, match="missing SMAP_E-1, SMAP_A-1, tranad_sat1"):
+        build_repository(
+            tmp_path / "artifacts",
+            tmp_path / "repository",
+            shared_data,
+            channels="E-1,A-1",
+            train_if_missing=False,
+        )
+    # The sources a served repository needs were copied before the refusal.
+    assert (tmp_path / "repository" / "configs" / "templates" / "python.pbtxt").is_file()
+    assert (tmp_path / "repository" / "python" / "custom_logic" / "1" / "model.py").is_file()
+
+
+def test_build_command_prints_one_red_line_and_exits_1(tmp_path: Path, shared_data: Path) -> None:
+    app = typer.Typer()
+    register_build(app)
+    app.command("noop")(lambda: None)  # a second command keeps `build` a subcommand
+    result = CliRunner().invoke(
+        app,
+        [
+            "build",
+            "--artifacts",
+            str(tmp_path / "none"),
+            "--repository",
+            str(tmp_path / "repo"),
+            "--data",
+            str(shared_data),
+            "--channels",
+            "E-1",
+            "--no-train",
+        ],
+    )
+    assert result.exit_code == 1
+    assert "expected trained artifacts, missing SMAP_E-1, tranad_sat1" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_unknown_channel_is_refused(tmp_path: Path, shared_data: Path) -> None:
+    with pytest.raises(DataError, match="Z-42"):
+        build_repository(tmp_path / "a", tmp_path / "r", shared_data, channels="Z-42")
+
+
+def test_repository_size_counts_every_file(tmp_path: Path) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "x").write_bytes(b"12345")
+    (tmp_path / "y").write_bytes(b"123")
+    assert repository_size(tmp_path) == 8

@@ -25,6 +25,7 @@ Usage::
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -84,7 +85,10 @@ def script(model: TranAD, threshold: float) -> torch.jit.ScriptModule:
     for parameter in served.parameters():
         parameter.requires_grad_(False)
     try:
-        return torch.jit.script(served)
+        with warnings.catch_warnings():
+            # TorchScript is what Triton's PyTorch backend runs, deprecated or not.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return torch.jit.script(served)
     except Exception as error:  # TorchScript raises several unrelated types
         raise ModelError(f"TranAD could not be scripted with torch.jit.script: {error}") from error
 
@@ -110,7 +114,9 @@ def load_exported(path: Path) -> torch.jit.ScriptModule:
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"TorchScript model not found: {path}")
-    return torch.jit.load(str(path), map_location="cpu").eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.load(str(path), map_location="cpu").eval()
 
 
 def check_exported(

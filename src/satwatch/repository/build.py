@@ -153,9 +153,25 @@ def _train(
     return [r.name for r in results]
 
 
-def _baseline(module_name: str, model: object, series: np.ndarray) -> float:
-    """Median training score: where the threshold-normalised score is 0."""
-    return float(np.median(detector_module(module_name).score(model, series)))
+def _baseline(module_name: str, model: object, series: np.ndarray, threshold: float) -> float:
+    """Median training score: where the threshold-normalised score is 0.
+
+    A threshold at or below the median (a detector flagging most training steps) would make
+    the ratio meaningless; the baseline then falls below the threshold by its own size and
+    the build says so.
+    """
+    median = float(np.median(detector_module(module_name).score(model, series)))
+    if median < threshold:
+        return median
+    fallback = threshold - max(abs(threshold), 1.0)
+    LOGGER.warning(
+        "%s threshold %.6g is not above its median training score %.6g: baseline set to %.6g",
+        module_name,
+        threshold,
+        median,
+        fallback,
+    )
+    return fallback
 
 
 def _export_omni(
@@ -177,8 +193,9 @@ def _export_omni(
     write_model_configs(model_dir, config)
     model, card = load_trained(folder)
     stats = Normalisation.from_dict(card["normalisation"][channel])
-    baseline = _baseline("omni", model, stats.apply(train))
-    return ModelEntry("omni", name, float(card["threshold"]), baseline), stats
+    threshold = float(card["threshold"])
+    baseline = _baseline("omni", model, stats.apply(train), threshold)
+    return ModelEntry("omni", name, threshold, baseline), stats
 
 
 def _export_tranad(
@@ -196,7 +213,7 @@ def _export_tranad(
     for channel, train in trains.items():
         # A channel TranAD was not trained on falls back to the pooled threshold.
         threshold = float(per_channel.get(channel, card["threshold"]))
-        baseline = _baseline("tranad", model, tables.get(channel).apply(train))
+        baseline = _baseline("tranad", model, tables.get(channel).apply(train), threshold)
         entries[channel] = ModelEntry("tranad", TRANAD, threshold, baseline)
     return entries
 

@@ -61,3 +61,17 @@ def test_repository_size_counts_every_file(tmp_path: Path) -> None:
     (tmp_path / "a" / "b" / "x").write_bytes(b"12345")
     (tmp_path / "y").write_bytes(b"123")
     assert repository_size(tmp_path) == 8
+
+
+def test_baseline_stays_below_a_degenerate_threshold(caplog) -> None:
+    import numpy as np
+
+    from satwatch.detectors import tranad
+    from satwatch.repository.build import _baseline
+
+    model = tranad.build_model(tranad.Params(d_ff=4)).eval()
+    series = np.random.default_rng(0).normal(size=(40, 25)).astype(np.float32)
+    median = float(np.median(tranad.score(model, series)))
+    assert _baseline("tranad", model, series, median + 1.0) == median
+    assert _baseline("tranad", model, series, median - 0.5) < median - 0.5
+    assert "not above its median training score" in caplog.text

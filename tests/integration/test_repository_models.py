@@ -215,6 +215,7 @@ def test_custom_logic_agrees_with_multi_detector_and_logs_events(
     log = EventLog(built.repository / "python" / "custom_logic" / "events.db")
     logged = [(e.start, e.end) for e in log.events("E-1") if e.stream_id == stream]
     assert logged == [(int(s), int(e)) for s, e, _ in custom["events"]]
+    assert logged  # the injected fault is an event
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         posted = [b for b in webhook.received if b["stream_id"] == stream]

@@ -12,6 +12,7 @@ from satwatch.data import cli as data_cli
 from satwatch.detectors import cli as detectors_cli
 from satwatch.evaluation import cli as evaluation_cli
 from satwatch.repository import cli as repository_cli
+from satwatch.repository.build import register_build
 from satwatch.server import cli as server_cli
 
 app = typer.Typer(
@@ -27,3 +28,4 @@ app = typer.Typer(
 
 for module in (server_cli, data_cli, detectors_cli, evaluation_cli, repository_cli):
     module.register(app)
+register_build(app)

@@ -217,9 +217,10 @@ def _summary_table(metrics: dict, count: int) -> str:
     )
     for paper in PUBLISHED:
         source = f'<a href="{escape(paper.url)}">{escape(paper.source)}</a>'
+        cells = _metric_cells(paper.metrics, published=True)
         rows.append(
             f"<tr><td>{escape(paper.method)}</td><td class='text'>{escape(paper.scope)}</td>"
-            f"<td class='text'>{escape(paper.protocol)}</td>{_metric_cells(paper.metrics)}"
+            f"<td class='text'>{escape(paper.protocol)}</td>{cells}"
             f"<td class='text'>{source}</td></tr>"
         )
     rows.append("</tbody></table>")
@@ -240,7 +241,8 @@ def _protocol_note(count: int) -> str:
     )
 
 
-def _metric_cells(figures: dict) -> str:
+def _metric_cells(figures: dict, published: bool = False) -> str:
+    """Table cells of the metric columns; published figures keep their published digits."""
     cells = []
     for key, _ in COLUMNS:
         value = figures.get(key)
@@ -250,7 +252,8 @@ def _metric_cells(figures: dict) -> str:
             cells.append(f'<td class="num">{value}</td>')
         else:
             grade = f" {_grade(float(value))}" if key in F1_KEYS else ""
-            cells.append(f'<td class="num{grade}">{float(value):.3f}</td>')
+            text = f"{float(value):g}" if published else f"{float(value):.3f}"
+            cells.append(f'<td class="num{grade}">{text}</td>')
     return "".join(cells)
 
 

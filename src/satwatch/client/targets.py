@@ -1,0 +1,257 @@
+"""What one chunk of a channel's stream is sent to, and what comes back.
+
+A target turns one chunk of raw telemetry plus the stream state of the previous chunk into
+per-step arrays, the events postprocessing reported and the next state:
+
+* :class:`PipelineTarget` — one request per chunk to ``custom_logic`` (routes by channel,
+  keeps the server-side event log), ``multi_detector`` or ``anomaly_pipeline`` (the seed's
+  ensembles, wired to ``SMAP_E-1``). Every optional input ``X`` of the model that has an
+  output ``X_out`` (``encoder_state``, ``decoder_state``, ``context``, ``post_state``) is
+  passed back with the next chunk. Arrays: ``fused_score`` (``final_result``) and
+  ``fused_decision``; per-detector scores are not among these models' outputs.
+* :class:`StepsTarget` — the same pipeline called step by step from the client:
+  ``preprocessing`` -> ``SMAP_<chan>`` and ``tranad_sat1`` -> ``postprocessing``, so every
+  detector's own ``anomaly_score``/``anomaly_detected`` comes back too (what the served
+  evaluation needs). Four requests per chunk instead of one.
+* :class:`DetectorTarget` — one detector (``SMAP_<chan>`` or ``tranad_sat1``): the chunk is
+  normalised by ``preprocessing`` (with the channel's statistics), then scored; its events
+  are the runs of ``anomaly_detected`` (no smoothing or merging).
+
+Example::
+
+    target = make_target("custom_logic")
+    target.check_channel("E-1")
+    result, state = target.step(connection, "E-1", raw_chunk, state={})
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from satwatch.client.connection import Connection
+from satwatch.data import subsystem_of
+from satwatch.exceptions import ClientError
+
+LOGGER = logging.getLogger(__name__)
+
+PIPELINES = ("custom_logic", "multi_detector", "anomaly_pipeline")
+STEPS = "steps"
+ENSEMBLE_CHANNEL = "E-1"
+"""The channel the seed's ensembles are wired to (their detector is ``SMAP_E-1``)."""
+TRANAD_MODEL = "tranad_sat1"
+DETECTOR_STATES = {"omni": ("encoder_state", "decoder_state"), "tranad": ("context",)}
+RESULTS = ("final_result", "decision", "events")
+
+
+def omni_model(channel: str) -> str:
+    """The served OmniAnomaly of a SMAP channel."""
+    return f"SMAP_{channel}"
+
+
+@dataclass
+class ChunkResult:
+    """What one chunk gave.
+
+    Attributes:
+        arrays: Per-step arrays of the chunk: ``<detector>_score`` float32 and
+            ``<detector>_decision`` bool for each detector the target sees (``fused`` for
+            postprocessing's ``final_result``/``decision``).
+        reported: Event rows ``(start, end, peak)`` postprocessing reported for this chunk
+            (absolute steps since the stream began), or None for a target without
+            postprocessing.
+        subsystem: The channel's subsystem when the server said it.
+    """
+
+    arrays: dict[str, np.ndarray]
+    reported: np.ndarray | None = None
+    subsystem: str | None = None
+
+
+State = dict[str, np.ndarray]
+
+
+@dataclass
+class Target:
+    """Base: a served model (or chain) a channel's chunks go to.
+
+    Attributes:
+        model: The model named on the command line.
+        version: Its version ("" for the server's choice).
+        detectors: Names of the per-detector arrays this target gives.
+    """
+
+    model: str
+    version: str = ""
+    detectors: tuple[str, ...] = field(default=())
+
+    def models(self, channel: str) -> list[str]:
+        """The models a channel's requests go to (checked READY before streaming)."""
+        return [self.model]
+
+    def check_channel(self, channel: str) -> None:
+        """Raise a ClientError when this target cannot serve ``channel``."""
+
+    def step(
+        self, connection: Connection, channel: str, raw: np.ndarray, state: State
+    ) -> tuple[ChunkResult, State]:
+        """Send one chunk; return its result and the state for the next chunk."""
+        raise NotImplementedError
+
+
+def _channel_id(channel: str) -> np.ndarray:
+    return np.array([channel.encode()], dtype=object)
+
+
+@dataclass
+class PipelineTarget(Target):
+    """``custom_logic`` or one of the seed's ensembles: one request per chunk."""
+
+    state_names: tuple[str, ...] = ()
+    has_subsystem: bool = False
+
+    def check_channel(self, channel: str) -> None:
+        if self.model != "custom_logic" and channel != ENSEMBLE_CHANNEL:
+            raise ClientError(
+                f"model {self.model!r} is wired to channel {ENSEMBLE_CHANNEL} (its detector is "
+                f"{omni_model(ENSEMBLE_CHANNEL)}); got channel {channel!r}: use --model "
+                "custom_logic, which routes every channel"
+            )
+
+    def discover(self, connection: Connection) -> None:
+        """Read the state tensors (optional ``X`` with an ``X_out``) from the model's metadata."""
+        inputs, outputs = connection.tensor_names(self.model, self.version)
+        self.state_names = tuple(n for n in inputs if f"{n}_out" in outputs)
+        self.has_subsystem = "subsystem" in outputs
+
+    def step(self, connection, channel, raw, state):
+        inputs: dict[str, np.ndarray | None] = {"raw_input": raw}
+        if self.model == "custom_logic":
+            inputs["channel_id"] = _channel_id(channel)
+        inputs |= {name: state.get(name) for name in self.state_names}
+        outputs = [*RESULTS, *(f"{n}_out" for n in self.state_names)]
+        if self.has_subsystem:
+            outputs.append("subsystem")
+        out = connection.infer(self.model, inputs, outputs, self.version)
+        subsystem = None
+        if self.has_subsystem:
+            subsystem = _text(out["subsystem"])
+        arrays = {"fused_score": out["final_result"], "fused_decision": out["decision"]}
+        new_state = {n: out[f"{n}_out"] for n in self.state_names}
+        return ChunkResult(arrays, out["events"].reshape(-1, 3), subsystem), new_state
+
+
+@dataclass
+class StepsTarget(Target):
+    """preprocessing -> SMAP_<chan> + tranad_sat1 -> postprocessing, called from the client."""
+
+    detectors: tuple[str, ...] = ("omni", "tranad")
+
+    def models(self, channel: str) -> list[str]:
+        return ["preprocessing", omni_model(channel), TRANAD_MODEL, "postprocessing"]
+
+    def step(self, connection, channel, raw, state):
+        ids = _channel_id(channel)
+        normalized = connection.infer(
+            "preprocessing", {"raw_input": raw, "channel_id": ids}, ["normalized"]
+        )["normalized"]
+        arrays: dict[str, np.ndarray] = {}
+        new_state: State = {}
+        scores = []
+        for detector, model in (("omni", omni_model(channel)), ("tranad", TRANAD_MODEL)):
+            names = DETECTOR_STATES[detector]
+            out = connection.infer(
+                model,
+                {"input_data": normalized, **{n: state.get(n) for n in names}},
+                ["anomaly_score", "anomaly_detected", *(f"{n}_out" for n in names)],
+            )
+            arrays[f"{detector}_score"] = out["anomaly_score"]
+            arrays[f"{detector}_decision"] = out["anomaly_detected"]
+            new_state |= {n: out[f"{n}_out"] for n in names}
+            scores.append(out["anomaly_score"])
+        post = connection.infer(
+            "postprocessing",
+            {
+                "score1": scores[0],
+                "score2": scores[1],
+                "channel_id": ids,
+                "post_state": state.get("post_state"),
+            },
+            [*RESULTS, "post_state_out"],
+        )
+        new_state["post_state"] = post["post_state_out"]
+        arrays |= {"fused_score": post["final_result"], "fused_decision": post["decision"]}
+        return ChunkResult(arrays, post["events"].reshape(-1, 3)), new_state
+
+
+@dataclass
+class DetectorTarget(Target):
+    """One detector, fed by ``preprocessing``; events are runs of its decisions."""
+
+    detector: str = "omni"
+
+    def models(self, channel: str) -> list[str]:
+        return ["preprocessing", self.model]
+
+    def check_channel(self, channel: str) -> None:
+        if self.detector == "omni" and self.model != omni_model(channel):
+            raise ClientError(
+                f"model {self.model!r} scores channel {self.model.removeprefix('SMAP_')} only "
+                f"(its training statistics and threshold); got channel {channel!r}: use --model "
+                f"{omni_model(channel)} or custom_logic"
+            )
+
+    def step(self, connection, channel, raw, state):
+        normalized = connection.infer(
+            "preprocessing", {"raw_input": raw, "channel_id": _channel_id(channel)}, ["normalized"]
+        )["normalized"]
+        names = DETECTOR_STATES[self.detector]
+        out = connection.infer(
+            self.model,
+            {"input_data": normalized, **{n: state.get(n) for n in names}},
+            ["anomaly_score", "anomaly_detected", *(f"{n}_out" for n in names)],
+            self.version,
+        )
+        arrays = {
+            f"{self.detector}_score": out["anomaly_score"],
+            f"{self.detector}_decision": out["anomaly_detected"],
+        }
+        return ChunkResult(arrays), {n: out[f"{n}_out"] for n in names}
+
+
+def make_target(model: str, version: str = "") -> Target:
+    """The target for a ``--model`` value.
+
+    Raises:
+        ClientError: For a name that is none of the pipelines, ``steps``, ``SMAP_<chan>`` or
+            ``tranad_sat1``.
+    """
+    if model in PIPELINES:
+        return PipelineTarget(model, version, detectors=("fused",))
+    if model == STEPS:
+        return StepsTarget(model, version)
+    if model == TRANAD_MODEL:
+        return DetectorTarget(model, version, detectors=("tranad",), detector="tranad")
+    if model.startswith("SMAP_") and len(model) > 5:
+        return DetectorTarget(model, version, detectors=("omni",), detector="omni")
+    raise ClientError(
+        f"model: expected one of {', '.join(PIPELINES)}, {STEPS}, SMAP_<channel> or "
+        f"{TRANAD_MODEL}; got {model!r}"
+    )
+
+
+def subsystem_for(channel: str, told: str | None = None) -> str:
+    """The subsystem the server told, else the one of the channel's name ('?' if unknown)."""
+    if told:
+        return told
+    try:
+        return subsystem_of(channel)
+    except Exception:  # noqa: BLE001 - a channel from --input may have any name
+        return "?"
+
+
+def _text(value: np.ndarray) -> str:
+    item = np.asarray(value, dtype=object).reshape(-1)[0]
+    return item.decode() if isinstance(item, bytes) else str(item)

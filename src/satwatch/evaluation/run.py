@@ -189,6 +189,30 @@ def save_channel_run(
     return path
 
 
+def save_channel_results(
+    run_dir: Path,
+    channel: str,
+    value: np.ndarray,
+    labels: np.ndarray | None,
+    results: Mapping[str, Any],
+) -> Path:
+    """:func:`save_channel_run` from per-detector results (offline ``ChannelResult``).
+
+    Args:
+        run_dir: The run folder.
+        channel: Channel id.
+        value: Raw telemetry value ``(T,)``.
+        labels: Expert labels ``(T,)`` or None.
+        results: Detector -> object with ``scores``, ``threshold`` and ``decisions``.
+    """
+    arrays: dict[str, Any] = {}
+    for detector, result in results.items():
+        arrays[f"{detector}_score"] = result.scores
+        arrays[f"{detector}_threshold"] = result.threshold
+        arrays[f"{detector}_decision"] = result.decisions
+    return save_channel_run(run_dir, channel, value=value, labels=labels, **arrays)
+
+
 def _series(channel: str, key: str, array: Any, length: int, dtype: Any) -> np.ndarray:
     array = np.asarray(array)
     if array.ndim != 1 or array.size != length:
@@ -430,6 +454,7 @@ __all__ = [
     "load_run",
     "ordered_detectors",
     "read_events",
+    "save_channel_results",
     "save_channel_run",
     "write_events",
 ]

@@ -327,11 +327,10 @@ def _events(chan: ChannelRun, events: list[RunEvent]) -> tuple[str, str]:
         missed = [lab for lab, seen in zip(labelled, overlaps.any(axis=0), strict=True) if not seen]
     line = f"<strong>{len(events)} detected event{'' if len(events) == 1 else 's'}</strong>"
     if chan.labels is not None:
+        if events:
+            line += f" ({sum(hits)} on a labelled anomaly, {len(hits) - sum(hits)} false alarms)"
         spans = ", ".join(f"{a}–{b}" for a, b in missed) or "none"
-        line += (
-            f" ({sum(hits)} on a labelled anomaly, {len(hits) - sum(hits)} false alarms)"
-            f" · {len(labelled)} labelled, missed: {escape(spans)}"
-        )
+        line += f" · {len(labelled)} labelled, missed: {escape(spans)}"
     summary = f'<p class="events">{line}</p>'
     if not events:
         return summary, ""

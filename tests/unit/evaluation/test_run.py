@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from satwatch.evaluation.run import (
     channel_file,
     load_run,
     read_events,
+    save_channel_results,
     save_channel_run,
     write_events,
 )
@@ -50,6 +52,17 @@ def test_channel_arrays_round_trip_and_missing_decisions_are_score_above_thresho
     np.testing.assert_array_equal(chan.decisions["omni"], chan.scores["omni"] > 1.0)
     assert chan.decisions["omni"].sum() == 10  # linspace(0, 2, 20): the last 10 exceed 1
     np.testing.assert_array_equal(chan.decisions["fused"], fused)
+
+
+def test_results_with_scores_threshold_decisions_are_saved_per_detector(tmp_path) -> None:
+    result = SimpleNamespace(
+        scores=np.array([0.1, 3.0, 0.2]), threshold=1.0, decisions=np.array([0, 1, 1])
+    )
+    save_channel_results(tmp_path, "T-1", np.zeros(3), None, {"tranad": result})
+    chan = load_run(tmp_path).channel("T-1")
+    assert chan.labels is None and chan.thresholds == {"tranad": 1.0}
+    # The given decisions are kept as they are, not recomputed from the scores.
+    np.testing.assert_array_equal(chan.decisions["tranad"], [False, True, True])
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ import typer
 from satwatch.data import cli as data_cli
 from satwatch.detectors import cli as detectors_cli
 from satwatch.evaluation import cli as evaluation_cli
+from satwatch.report import cli as report_cli
 from satwatch.repository import cli as repository_cli
 from satwatch.repository.build import register_build
 from satwatch.server import cli as server_cli
@@ -26,6 +27,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for module in (server_cli, data_cli, detectors_cli, evaluation_cli, repository_cli):
+for module in (
+    server_cli,
+    data_cli,
+    detectors_cli,
+    evaluation_cli,
+    repository_cli,
+    report_cli,
+):
     module.register(app)
 register_build(app)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from satwatch.client import cli as client_cli
 from satwatch.data import cli as data_cli
 from satwatch.detectors import cli as detectors_cli
 from satwatch.evaluation import cli as evaluation_cli
@@ -31,6 +32,7 @@ for module in (
     server_cli,
     data_cli,
     detectors_cli,
+    client_cli,
     evaluation_cli,
     repository_cli,
     report_cli,

@@ -196,16 +196,19 @@ class Connection:
 
     def _explain(self, error: BaseException, model: str, version: str) -> ClientError:
         translated = errors.translate(error, model, self.url, self.protocol)
-        text = str(error).lower()
-        step = errors.failed_step(error)
-        if "unknown channel" in str(translated):
+        if "unknown channel" in str(translated) or errors.is_unreachable(error):
             return translated
-        if step is not None and ("unavailable" in text or "not found" in text):
-            return self.not_ready(step)
-        missing = "not found" in text or "not ready" in text or "unavailable" in text
-        if missing and not errors.is_unreachable(error):
-            return self.not_ready(model, version)
-        return translated
+        text = str(error).lower()
+        missing = any(m in text for m in ("not found", "not ready", "unavailable", "no available"))
+        if not missing:
+            return translated
+        # custom_logic names the BLS step that failed: that model is the one not serving.
+        step = errors.failed_step(error)
+        name, which = (step, "") if step is not None else (model, version)
+        state, reason = self.model_state(name, which)
+        if state == "READY":
+            return translated
+        return errors.model_not_ready(name, which, self.url, state, reason)
 
 
 def _grpc_rows(index) -> list[dict]:  # noqa: ANN001 - a protobuf message

@@ -45,9 +45,10 @@ _UNREACHABLE = (
 
 
 def server_unreachable(url: str, protocol: str, detail: object = "") -> ClientError:
-    """The error for an address where no Triton server answers."""
-    tail = f" ({detail})" if detail else ""
-    return ClientError(f"no Triton server answers at {url} ({protocol}){tail}: {START_HINT}")
+    """The error for an address where no Triton server answers (``detail`` is logged)."""
+    if detail:
+        LOGGER.debug("no server at %s (%s): %s", url, protocol, detail)
+    return ClientError(f"no Triton server answers at {url} ({protocol}): {START_HINT}")
 
 
 def unknown_channel(channel: str, served: Iterable[str] = ()) -> ClientError:

@@ -134,7 +134,7 @@ def stream_channel(
             for event in tracker.finish():
                 _found(run, event, on_event)
     except SatwatchError as error:
-        LOGGER.warning("channel %s stopped after %d steps: %s", channel, run.steps, error)
+        LOGGER.info("channel %s stopped after %d steps: %s", channel, run.steps, error)
         run.error = error
     except Exception as error:  # noqa: BLE001 - one failing channel never stops the others
         LOGGER.exception("channel %s failed", channel)

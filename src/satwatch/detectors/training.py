@@ -255,15 +255,19 @@ def train_job(job: TrainJob, on_epoch: EpochCallback | None = None) -> JobResult
     )
 
 
-def _worker(job: TrainJob, events: queue.Queue | None) -> JobResult:
+def _worker(job: TrainJob, events: queue.Queue | None, threads: int = 1) -> JobResult:
     # One thread per worker: `jobs` workers then share `jobs` cores without oversubscribing.
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     logging.basicConfig(level=logging.WARNING)
 
     def on_epoch(name: str, epoch: int, loss: float) -> None:
         if events is not None:
             events.put((name, epoch, loss))
 
+    return _guarded(job, on_epoch)
+
+
+def _guarded(job: TrainJob, on_epoch: EpochCallback | None) -> JobResult:
     try:
         return train_job(job, on_epoch)
     except SatwatchError as err:
@@ -281,16 +285,19 @@ def run_jobs(
 ) -> list[JobResult]:
     """Run jobs in ``workers`` processes (in this process when ``workers`` is 1).
 
-    A failing job is returned with ``error`` set; the others still run.
+    A failing job is returned with ``error`` set; the others still run. Worker processes are
+    spawned, so a script calling this needs the ``if __name__ == "__main__":`` guard. A single
+    job (TranAD) runs here with ``workers`` torch threads instead.
     """
     if workers < 1:
         raise ModelError(f"--jobs: expected at least 1 worker, got {workers}")
     if workers == 1 or len(jobs) == 1:
         threads = torch.get_num_threads()
+        torch.set_num_threads(workers if len(jobs) == 1 else 1)
         results = []
         try:
             for job in jobs:
-                result = _worker(job, None) if on_epoch is None else _run_here(job, on_epoch)
+                result = _guarded(job, on_epoch)
                 results.append(result)
                 if on_done is not None:
                     on_done(result)
@@ -317,14 +324,6 @@ def run_jobs(
                         on_done(result)
         _drain(events, on_epoch)
     return [results_by_name[job.name] for job in jobs]
-
-
-def _run_here(job: TrainJob, on_epoch: EpochCallback) -> JobResult:
-    torch.set_num_threads(1)
-    try:
-        return train_job(job, on_epoch)
-    except SatwatchError as err:
-        return JobResult(job.name, error=str(err))
 
 
 def _future_result(future: Future, job: TrainJob) -> JobResult:

@@ -7,12 +7,9 @@ pointed at a webhook served by the test, and served with ``triton_factory``.
 
 from __future__ import annotations
 
-import json
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -25,19 +22,14 @@ from satwatch.data import load_dataset
 from satwatch.detectors import omnianomaly, tranad
 from satwatch.detectors.artifacts import load_trained
 from satwatch.detectors.normalization import Normalisation
-from satwatch.pipeline.configs import custom_logic_config
 from satwatch.pipeline.eventlog import EventLog
 from satwatch.pipeline.postprocess import PostSettings, load_thresholds, postprocess
-from satwatch.repository.build import BuildReport, build_repository
-from satwatch.repository.config import load_config, parameter_dict, write_model_configs
+from satwatch.repository.config import load_config, parameter_dict
+
+from .builders import Built, built_repository, served_repository, webhook_server
 
 pytestmark = pytest.mark.timeout(600)
 
-CHANNELS = ["E-1", "A-1"]
-TINY = {
-    "omni": {"hidden": 16, "dense": 16, "flows": 2, "epochs": 1, "stride": 10, "window": 50},
-    "tranad": {"epochs": 1, "windows_per_epoch": 2000},
-}
 MODELS = [
     "SMAP_E-1",
     "SMAP_A-1",
@@ -51,54 +43,21 @@ MODELS = [
 RESULTS = ("final_result", "decision", "events")
 
 
-class _Hook(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        self.server.received.append(json.loads(body))  # type: ignore[attr-defined]
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture(scope="session")
-def webhook() -> Iterator[ThreadingHTTPServer]:
-    """A local HTTP server collecting the JSON bodies POSTed to it."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
-    server.received = []  # type: ignore[attr-defined]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server
-    server.shutdown()
-    server.server_close()
-
-
-@dataclass
-class Built:
-    artifacts: Path
-    repository: Path
-    report: BuildReport
+def webhook() -> ThreadingHTTPServer:
+    """A local HTTP server collecting the JSON bodies POSTed to it (shared, see builders)."""
+    return webhook_server()
 
 
 @pytest.fixture(scope="session")
 def built(tmp_path_factory, shared_data: Path, webhook: ThreadingHTTPServer) -> Built:
-    """The small repository, built once per session."""
-    root = tmp_path_factory.mktemp("built")
-    report = build_repository(
-        root / "artifacts", root / "repository", shared_data, channels=CHANNELS, overrides=TINY
-    )
-    assert report.problems == []
-    url = f"http://127.0.0.1:{webhook.server_address[1]}/alerts"
-    write_model_configs(
-        root / "repository" / "python" / "custom_logic",
-        custom_logic_config(root / "repository", {"webhook_url": url}),
-    )
-    return Built(root / "artifacts", root / "repository", report)
+    """The small repository, built once per session (shared with test_detect)."""
+    return built_repository(tmp_path_factory, shared_data, webhook)
 
 
 @pytest.fixture(scope="session")
 def served(triton_factory, built: Built):
-    return triton_factory(built.repository)
+    return served_repository(triton_factory, built)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,275 @@
+"""Event-wise detection quality study: postprocessing configurations on validation and seed.
+
+Two steps, both reproducible:
+
+1. ``cache``: score the train and test splits of each channel with the trained detectors and
+   keep the scores in ``--cache`` (``<detector>/<channel>.npz``: ``train``, ``test`` scores,
+   plus for OmniAnomaly ``train_v``/``test_v``, the column-0 (telemetry value) error).
+2. ``study``: run every postprocessing configuration on the cached scores and print, for the
+   validation channels (non-seed SMAP channels, used to choose) and then for the 27 seed
+   channels (reported once per configuration), point F1, point-adjusted F1 and event-wise
+   precision / recall / F1 (Telemanom's event definition, ``satwatch.evaluation.metrics``).
+
+Nothing here looks at test labels to set a threshold: thresholds come from training scores
+(POT) or from past test scores (the dynamic threshold of ``satwatch.pipeline.dynamic_threshold``).
+Every hyperparameter is the same for every channel.
+
+Usage::
+
+    python benchmarks/quality_study.py cache --channels seed --artifacts artifacts \
+        --tranad /work/scratch_quality/art --cache /work/scratch_quality/cache
+    python benchmarks/quality_study.py study --cache /work/scratch_quality/cache \
+        --validation A-7,A-8,... [--seed-report]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from satwatch.data import SEED_CHANNELS, load_dataset
+from satwatch.evaluation.events import decisions_to_events
+from satwatch.evaluation.metrics import ChannelMetrics, channel_metrics, summarize
+from satwatch.pipeline.dynamic_threshold import DynamicSettings, DynamicThreshold
+
+VALIDATION = "A-7,A-8,B-1,D-7,D-11,E-7,E-10,E-13,G-1,G-3,G-7,R-1"
+
+
+# --------------------------------------------------------------------------- cache
+
+
+def cache_scores(channels: list[str], omni_root: Path, tranad_root: Path, cache: Path) -> None:
+    """Score train and test splits of each channel with both detectors into ``cache``."""
+    import torch
+
+    from satwatch.detectors import omnianomaly, tranad
+    from satwatch.detectors.artifacts import artifact_dir, load_trained, model_name
+    from satwatch.detectors.normalization import Normalisation
+
+    dataset = load_dataset()
+    tranad_model, tranad_card = load_trained(
+        artifact_dir(tranad_root, "tranad", model_name("tranad", channels[0], "SMAP"))
+    )
+    for name in channels:
+        channel = dataset.channel(name)
+        started = time.perf_counter()
+        out = cache / "omni" / f"{name}.npz"
+        if not out.exists():
+            model, card = load_trained(
+                artifact_dir(omni_root, "omni", model_name("omni", name, "SMAP"))
+            )
+            norm = Normalisation.from_dict(card["normalisation"][name])
+            arrays = {}
+            for split in ("train", "test"):
+                x = norm.apply(getattr(channel, split)).astype(np.float32)
+                with torch.no_grad():
+                    mean, scores, _, _ = model(torch.from_numpy(x).unsqueeze(0))
+                arrays[split] = scores[0].numpy()
+                arrays[f"{split}_v"] = np.abs(x[:, 0] - mean[0, :, 0].numpy())
+            out.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(out, **arrays)
+        out = cache / "tranad" / f"{name}.npz"
+        if not out.exists():
+            stats = tranad_card["normalisation"].get(name)
+            if stats is None:
+                # Validation channels: TranAD was trained on the seed channels only, so their
+                # statistics come from their own training split, as training would fit them.
+                norm = Normalisation.fit(channel.train)
+            else:
+                norm = Normalisation.from_dict(stats)
+            arrays = {
+                split: tranad.score(tranad_model, norm.apply(getattr(channel, split)))
+                for split in ("train", "test")
+            }
+            out.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(out, **arrays)
+        print(f"{name}: {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    del omnianomaly
+
+
+# --------------------------------------------------------------------------- study
+
+
+@dataclass(frozen=True)
+class Config:
+    """One postprocessing configuration (the same for every channel).
+
+    Attributes:
+        name: Row label.
+        scores: Which cached scores are fused: ``omni``, ``omni_v``, ``tranad``.
+        norm: ``train`` (z-score by training median / std) or ``none``.
+        ewma: EWMA smoothing span in steps (0 = none), applied per score before fusion.
+        fusion: ``max`` or ``mean`` of the normalised scores.
+        method: ``dynamic`` (Telemanom thresholding) or ``pot`` (threshold on training scores).
+        dynamic: Settings of the dynamic threshold.
+        min_length: Shortest event kept (steps).
+        merge_gap: Events closer than this are merged.
+    """
+
+    name: str
+    scores: tuple[str, ...] = ("omni", "tranad")
+    norm: str = "train"
+    ewma: int = 0
+    fusion: str = "max"
+    method: str = "dynamic"
+    dynamic: DynamicSettings = DynamicSettings()
+    min_length: int = 1
+    merge_gap: int = 0
+
+
+def load_cached(cache: Path, score: str, channel: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(train, test)`` scores of one cached score kind."""
+    detector, _, suffix = score.partition("_")
+    data = np.load(cache / detector / f"{channel}.npz")
+    key = "_" + suffix if suffix else ""
+    return data["train" + key].astype(np.float64), data["test" + key].astype(np.float64)
+
+
+def ewma(x: np.ndarray, span: int) -> np.ndarray:
+    """Causal exponentially weighted moving average, ``alpha = 2 / (span + 1)``."""
+    if span <= 1:
+        return x
+    alpha = 2.0 / (span + 1.0)
+    out = np.empty_like(x)
+    acc = x[0]
+    for i, v in enumerate(x):
+        acc = alpha * v + (1 - alpha) * acc
+        out[i] = acc
+    return out
+
+
+def normalise(train: np.ndarray, test: np.ndarray, how: str) -> tuple[np.ndarray, np.ndarray]:
+    """Scale both splits by training statistics (median and standard deviation)."""
+    if how == "none":
+        return train, test
+    centre = np.median(train)
+    spread = max(float(np.std(train)), 1e-9)
+    return (train - centre) / spread, (test - centre) / spread
+
+
+def merge_and_filter(decision: np.ndarray, min_length: int, merge_gap: int) -> np.ndarray:
+    """Merge runs separated by at most ``merge_gap`` quiet steps; drop runs under min_length."""
+    out = np.zeros_like(decision)
+    events: list[list[int]] = []
+    for start, end in decisions_to_events(decision):
+        if events and start - events[-1][1] - 1 <= merge_gap:
+            events[-1][1] = end
+        else:
+            events.append([start, end])
+    for start, end in events:
+        if end - start + 1 >= min_length:
+            out[start : end + 1] = True
+    return out
+
+
+def run_config(config: Config, cache: Path, channel: str) -> tuple[np.ndarray, np.ndarray]:
+    """Decisions and fused score of one channel's test split under ``config``."""
+    trains, tests = [], []
+    for score in config.scores:
+        train, test = load_cached(cache, score, channel)
+        train, test = ewma(train, config.ewma), ewma(test, config.ewma)
+        train, test = normalise(train, test, config.norm)
+        trains.append(train)
+        tests.append(test)
+    reduce: Callable[..., np.ndarray] = np.max if config.fusion == "max" else np.mean
+    train = reduce(np.stack(trains), axis=0)
+    test = reduce(np.stack(tests), axis=0)
+    if config.method == "pot":
+        from satwatch.detectors.thresholds import pot_threshold
+
+        decision = test > pot_threshold(train)
+    else:
+        detector = DynamicThreshold(config.dynamic)
+        decision = detector.update(test).decision
+    return merge_and_filter(decision, config.min_length, config.merge_gap), test
+
+
+def evaluate(config: Config, cache: Path, channels: list[str]) -> dict:
+    """Micro-averaged metrics of ``config`` over channels."""
+    dataset = load_dataset()
+    per: dict[str, ChannelMetrics] = {}
+    for name in channels:
+        channel = dataset.channel(name)
+        decision, _ = run_config(config, cache, name)
+        per[name] = channel_metrics(decision, channel.labels, channel.events)
+    return summarize(per)
+
+
+HEADER = f"{'configuration':44s} {'pointF1':>7s} {'paF1':>6s} {'evP':>6s} {'evR':>6s} {'evF1':>6s}"
+HEADER += "  tp  fp  fn"
+
+
+def row(config: Config, overall: dict) -> str:
+    """One table row."""
+    o = overall
+    return (
+        f"{config.name:44s} {o['point_f1']:7.3f} {o['pa_f1']:6.3f} {o['event_precision']:6.3f} "
+        f"{o['event_recall']:6.3f} {o['event_f1']:6.3f} {o['event_tp']:3d} {o['event_fp']:3d} "
+        f"{o['event_fn']:3d}"
+    )
+
+
+def configurations() -> list[Config]:
+    """The configurations compared (chosen on validation; see the report)."""
+    base = DynamicSettings()
+    configs = [
+        Config("pot omni (train POT)", ("omni",), method="pot"),
+        Config("pot tranad (train POT)", ("tranad",), method="pot"),
+        Config("pot max(omni,tranad)", method="pot"),
+        Config("dyn omni", ("omni",)),
+        Config("dyn omni_v", ("omni_v",)),
+        Config("dyn tranad", ("tranad",)),
+        Config("dyn max(omni,tranad)"),
+        Config("dyn mean(omni,tranad)", fusion="mean"),
+        Config("dyn max(omni_v,tranad)", ("omni_v", "tranad")),
+    ]
+    for window in (2000, 4000):
+        for p in (0.13, 0.2):
+            for scores in (("tranad",), ("omni", "tranad"), ("omni_v", "tranad")):
+                dyn = replace(base, window=window, min_decrease=p)
+                label = f"dyn {'+'.join(scores)} w{window} p{p}"
+                configs.append(Config(label, scores, dynamic=dyn))
+    return configs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("cache", help="score channels into the cache")
+    c.add_argument("--channels", required=True)
+    c.add_argument("--artifacts", type=Path, required=True, help="OmniAnomaly artifacts root")
+    c.add_argument("--tranad", type=Path, required=True, help="TranAD artifacts root")
+    c.add_argument("--cache", type=Path, required=True)
+    s = sub.add_parser("study", help="print the validation (and seed) tables")
+    s.add_argument("--cache", type=Path, required=True)
+    s.add_argument("--validation", default=VALIDATION)
+    s.add_argument("--only", default="", help="comma-separated substrings of config names")
+    s.add_argument("--seed-report", action="store_true", help="also report the seed channels")
+    args = parser.parse_args(argv)
+    if args.command == "cache":
+        names = list(SEED_CHANNELS) if args.channels == "seed" else args.channels.split(",")
+        cache_scores(names, args.artifacts, args.tranad, args.cache)
+        return 0
+    configs = configurations()
+    if args.only:
+        keys = args.only.split(",")
+        configs = [c for c in configs if any(k in c.name for k in keys)]
+    groups = [("validation", args.validation.split(","))]
+    if args.seed_report:
+        groups.append(("seed (27 channels)", list(SEED_CHANNELS)))
+    for title, channels in groups:
+        print(f"\n== {title}: {len(channels)} channels ==")
+        print(HEADER)
+        for config in configs:
+            print(row(config, evaluate(config, args.cache, channels)["overall"]), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

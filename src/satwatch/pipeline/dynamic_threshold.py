@@ -1,0 +1,336 @@
+"""Telemanom-style nonparametric dynamic threshold with pruning, as a causal streaming stage.
+
+Hundman et al. (KDD 2018) threshold smoothed prediction errors without assuming a
+distribution. This module applies their method to any non-negative anomaly score:
+
+1. **Smooth** the score with an exponentially weighted moving average (EWMA,
+   ``alpha = 2 / (span + 1)``; ``span`` 1 = no smoothing).
+2. Every ``batch`` steps, take the **window** of the last ``window`` smoothed values (fewer at
+   the start of a stream) with mean ``mu`` and standard deviation ``sigma``, and choose
+   ``epsilon = mu + z * sigma`` for ``z`` in ``z_range`` maximising
+   ``(d_mu / mu + d_sigma / sigma) / (n_above + n_sequences ** 2)``, where ``d_mu`` and
+   ``d_sigma`` are the drops of the mean and standard deviation when the values above
+   ``epsilon`` are removed, ``n_above`` the number of those values and ``n_sequences`` the
+   number of contiguous runs they form. Only ``z`` with at most ``max_sequences`` runs and
+   fewer than half the window above qualify; without any, ``epsilon`` is at the largest ``z``.
+3. **Prune**: the maxima of the runs above ``epsilon``, sorted in decreasing order and followed
+   by the largest value below ``epsilon``, are walked from the top; every run down to the last
+   relative drop ``(m_i - m_{i+1}) / m_i >= min_decrease`` survives, the rest are dropped
+   (with no such drop, none survive).
+4. **Decide**: the steps of the newest batch that lie in a surviving run and whose smoothed
+   score is above ``min_score`` (a floor in the score's own units, e.g. from training data)
+   are anomalous.
+
+Causality: the threshold that decides a step is computed from that step and earlier ones
+only. A step is decided when its batch completes, so the decision delay is at most
+``batch - 1`` steps (none with ``batch = 1``). At the end of a series :meth:`flush` decides
+the incomplete last batch with the same rule.
+
+Streams: :class:`DynamicState` holds everything the next chunk needs (the EWMA value, the
+last ``window`` smoothed values and how many of them are still undecided, steps seen).
+Feeding chunks one by one with the state carried gives exactly (bit for bit) the decisions of
+one call over the whole series.
+
+Example::
+
+    stage = DynamicThreshold(DynamicSettings(window=2000, batch=1))
+    first = stage.update(scores[:500])
+    rest = stage.update(scores[500:], first.state)
+    tail = stage.flush(rest.state)
+    decisions = np.concatenate([first.decision, rest.decision, tail.decision])
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from satwatch.exceptions import DataError
+
+LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DynamicSettings:
+    """The dynamic threshold's hyperparameters (the same for every channel).
+
+    Attributes:
+        span: EWMA span of the smoothing in steps (1 = none).
+        window: Past smoothed values the threshold is computed over.
+        batch: Steps decided together; the decision delay is at most ``batch - 1``.
+        z_min: Smallest ``z`` tried.
+        z_max: Largest ``z`` tried (and the fallback).
+        z_step: Step between tried ``z``.
+        min_decrease: Pruning's minimum relative drop ``p`` between successive run maxima.
+        max_sequences: Most runs above the threshold a candidate ``z`` may give.
+        min_score: Smoothed values at or below this are never anomalous.
+    """
+
+    span: int = 1
+    window: int = 2000
+    batch: int = 1
+    z_min: float = 2.5
+    z_max: float = 12.0
+    z_step: float = 0.5
+    min_decrease: float = 0.13
+    max_sequences: int = 5
+    min_score: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("span", "window", "batch", "max_sequences"):
+            if getattr(self, name) < 1:
+                raise DataError(
+                    f"dynamic threshold {name}: expected at least 1, got {getattr(self, name)}"
+                )
+        if self.batch > self.window:
+            raise DataError(
+                f"dynamic threshold batch: expected at most the window ({self.window}), "
+                f"got {self.batch}"
+            )
+        if not (self.z_step > 0 and self.z_min <= self.z_max):
+            raise DataError(
+                f"dynamic threshold z range: expected z_step > 0 and z_min <= z_max, got "
+                f"{self.z_min}..{self.z_max} step {self.z_step}"
+            )
+        if not 0 <= self.min_decrease < 1:
+            raise DataError(
+                f"dynamic threshold min_decrease: expected in [0, 1), got {self.min_decrease}"
+            )
+
+    @property
+    def z_values(self) -> np.ndarray:
+        """The ``z`` tried, ascending."""
+        count = int(np.floor((self.z_max - self.z_min) / self.z_step + 1e-9)) + 1
+        return self.z_min + self.z_step * np.arange(count)
+
+    @classmethod
+    def from_parameters(cls, parameters: Mapping[str, str], prefix: str = "dt_") -> DynamicSettings:
+        """Build from config ``parameters`` (strings) named ``<prefix><field>``."""
+        values: dict[str, int | float] = {}
+        for name, default in cls().__dict__.items():
+            text = parameters.get(prefix + name)
+            if text in (None, ""):
+                continue
+            try:
+                values[name] = type(default)(text)
+            except ValueError as error:
+                raise DataError(f"parameter {prefix}{name}: got {text!r}") from error
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class DynamicState:
+    """What a stream carries between chunks.
+
+    Attributes:
+        seen: Steps received so far.
+        level: The EWMA value after the last step (``nan`` before the first).
+        history: The last ``window`` (or fewer) smoothed values, oldest first.
+        pending: How many of the newest ``history`` values are not decided yet (< batch).
+    """
+
+    seen: int = 0
+    level: float = float("nan")
+    history: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
+    pending: int = 0
+
+    def to_array(self) -> np.ndarray:
+        """A flat float64 vector ``[seen, level, pending, history...]``."""
+        head = np.asarray([self.seen, self.level, self.pending], np.float64)
+        return np.concatenate([head, self.history.astype(np.float64)])
+
+    @classmethod
+    def from_array(cls, values: np.ndarray) -> DynamicState:
+        """Read a vector written by :meth:`to_array`.
+
+        Raises:
+            DataError: If it is too short or inconsistent.
+        """
+        flat = np.asarray(values, np.float64).reshape(-1)
+        if flat.size < 3 or flat[2] < 0 or flat[2] > flat.size - 3 or flat[0] < 0:
+            raise DataError(
+                f"dynamic threshold state: expected [seen, level, pending, history...] with "
+                f"pending <= history length, got {flat.size} values"
+            )
+        return cls(int(flat[0]), float(flat[1]), flat[3:].copy(), int(flat[2]))
+
+
+@dataclass(frozen=True)
+class DynamicResult:
+    """Output of one :meth:`DynamicThreshold.update` or :meth:`~DynamicThreshold.flush`.
+
+    Attributes:
+        first: Stream index of the first decided step (decisions cover ``first ..``).
+        decision: Decisions of the steps decided in this call (bool).
+        threshold: The ``epsilon`` that decided each of those steps.
+        smoothed: The smoothed values of the steps received in this call.
+        state: The state to pass with the next chunk.
+    """
+
+    first: int
+    decision: np.ndarray
+    threshold: np.ndarray
+    smoothed: np.ndarray
+    state: DynamicState
+
+
+def runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """Inclusive ``(start, end)`` runs of True in a 1-D bool array."""
+    padded = np.concatenate([[False], np.asarray(mask, bool), [False]]).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    return [(int(s), int(e) - 1) for s, e in zip(edges[::2], edges[1::2], strict=True)]
+
+
+def choose_epsilon(values: np.ndarray, settings: DynamicSettings) -> float:
+    """Telemanom's threshold for one window of smoothed values (step 2 of the module doc)."""
+    values = np.asarray(values, np.float64)
+    mean, std = float(values.mean()), float(values.std())
+    z_values = settings.z_values
+    if std <= 0:
+        return mean + float(z_values[-1]) * std
+    # All candidate z at once: one row of the mask per z.
+    above = values[None, :] > (mean + z_values * std)[:, None]
+    n_above = above.sum(axis=1)
+    rises = np.count_nonzero(np.diff(above.astype(np.int8), axis=1) == 1, axis=1)
+    n_sequences = rises + above[:, 0]
+    n_below = values.size - n_above
+    kept = np.where(above, 0.0, values[None, :])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        below_mean = kept.sum(axis=1) / n_below
+        below_var = (np.where(above, 0.0, (values[None, :] - below_mean[:, None]) ** 2)).sum(
+            axis=1
+        ) / n_below
+    d_mean = (mean - below_mean) / mean if mean > 0 else np.zeros(z_values.size)
+    d_std = (std - np.sqrt(below_var)) / std
+    valid = (n_above > 0) & (n_above < values.size / 2) & (n_sequences <= settings.max_sequences)
+    if not valid.any():
+        return mean + float(z_values[-1]) * std
+    with np.errstate(invalid="ignore"):
+        score = np.where(valid, (d_mean + d_std) / (n_above + n_sequences**2), -np.inf)
+    # argmax keeps the smallest z among ties, as a loop over ascending z with ">" does.
+    best_z = float(z_values[int(np.argmax(score))])
+    return mean + best_z * std
+
+
+def surviving_runs(
+    values: np.ndarray, epsilon: float, min_decrease: float
+) -> list[tuple[int, int]]:
+    """Runs of ``values > epsilon`` that survive pruning (step 3 of the module doc)."""
+    above = np.asarray(values) > epsilon
+    found = runs(above)
+    if not found:
+        return []
+    maxima = np.asarray([values[s : e + 1].max() for s, e in found])
+    rest = values[~above]
+    floor = float(rest.max()) if rest.size else 0.0
+    order = np.argsort(-maxima, kind="stable")
+    chain = np.concatenate([maxima[order], [floor]])
+    keep = 0
+    for i in range(order.size):
+        top = chain[i]
+        drop = (top - chain[i + 1]) / top if top > 0 else 0.0
+        if drop >= min_decrease:
+            keep = i + 1
+    return [found[j] for j in sorted(order[:keep].tolist())]
+
+
+class DynamicThreshold:
+    """The streaming stage; stateless itself (the state travels with the data)."""
+
+    def __init__(self, settings: DynamicSettings | None = None) -> None:
+        self.settings = settings or DynamicSettings()
+
+    def start(self, warm: np.ndarray | None = None) -> DynamicState:
+        """A new stream's state, optionally warmed with past (e.g. training) scores.
+
+        Warm scores are smoothed and fill the window but are never decided.
+        """
+        state = DynamicState()
+        if warm is None or np.asarray(warm).size == 0:
+            return state
+        level, smoothed = self._smooth(np.asarray(warm, np.float64).reshape(-1), state.level)
+        return DynamicState(0, level, smoothed[-self.settings.window :].copy(), 0)
+
+    def _smooth(self, scores: np.ndarray, level: float) -> tuple[float, np.ndarray]:
+        alpha = 2.0 / (self.settings.span + 1.0)
+        out = np.empty(scores.size, np.float64)
+        for i, value in enumerate(scores):
+            # Same operations in the same order chunked or whole: bit-identical results.
+            level = float(value) if np.isnan(level) else alpha * float(value) + (1 - alpha) * level
+            out[i] = level
+        return level, out
+
+    def _decide(self, window: np.ndarray, count: int) -> tuple[np.ndarray, float]:
+        """Decisions for the newest ``count`` values of ``window``, and the threshold."""
+        settings = self.settings
+        epsilon = choose_epsilon(window, settings)
+        flagged = np.zeros(window.size, bool)
+        for start, end in surviving_runs(window, epsilon, settings.min_decrease):
+            flagged[start : end + 1] = True
+        tail = window[window.size - count :]
+        return flagged[window.size - count :] & (tail > settings.min_score), epsilon
+
+    def update(self, scores: np.ndarray, state: DynamicState | None = None) -> DynamicResult:
+        """Smooth a chunk and decide every batch it completes.
+
+        Raises:
+            DataError: If the scores are not finite.
+        """
+        scores = np.asarray(scores, np.float64).reshape(-1)
+        if not np.all(np.isfinite(scores)):
+            raise DataError(
+                f"dynamic threshold: expected finite scores, got {scores.size} "
+                f"values with {int((~np.isfinite(scores)).sum())} not finite"
+            )
+        state = state or DynamicState()
+        settings = self.settings
+        level, smoothed = self._smooth(scores, state.level)
+        joined = np.concatenate([state.history, smoothed])
+        undecided = state.pending + scores.size
+        first_new = joined.size - undecided  # index in joined of the first undecided value
+        decisions, thresholds = [], []
+        position = first_new
+        while joined.size - position >= settings.batch:
+            end = position + settings.batch  # exclusive
+            window = joined[max(0, end - settings.window) : end]
+            decided, epsilon = self._decide(window, settings.batch)
+            decisions.append(decided)
+            thresholds.append(np.full(settings.batch, epsilon))
+            position = end
+        pending = joined.size - position
+        history = joined[max(0, joined.size - settings.window) :].copy()
+        new_state = DynamicState(state.seen + scores.size, level, history, pending)
+        first = state.seen - state.pending
+        return DynamicResult(
+            first,
+            np.concatenate(decisions) if decisions else np.zeros(0, bool),
+            np.concatenate(thresholds) if thresholds else np.zeros(0, np.float64),
+            smoothed,
+            new_state,
+        )
+
+    def flush(self, state: DynamicState) -> DynamicResult:
+        """Decide the incomplete last batch at the end of a stream."""
+        count = state.pending
+        first = state.seen - count
+        if count == 0:
+            empty = np.zeros(0, np.float64)
+            return DynamicResult(first, np.zeros(0, bool), empty, empty, state)
+        decided, epsilon = self._decide(state.history, count)
+        done = DynamicState(state.seen, state.level, state.history, 0)
+        return DynamicResult(first, decided, np.full(count, epsilon), np.zeros(0, np.float64), done)
+
+    def run(self, scores: np.ndarray, warm: np.ndarray | None = None) -> DynamicResult:
+        """A whole series: ``update`` from a fresh (optionally warmed) state, then ``flush``."""
+        head = self.update(scores, self.start(warm))
+        tail = self.flush(head.state)
+        return DynamicResult(
+            head.first,
+            np.concatenate([head.decision, tail.decision]),
+            np.concatenate([head.threshold, tail.threshold]),
+            head.smoothed,
+            tail.state,
+        )

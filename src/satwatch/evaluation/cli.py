@@ -34,10 +34,21 @@ def evaluate(
     offline: bool = typer.Option(
         False,
         "--offline",
-        help="Score the test split in this process with the trained artifacts (no server).",
+        help="Score the test split in this process with the trained artifacts (no server). "
+        "Default: stream it through the running server (`satwatch serve`) and add the "
+        "fused pipeline as a third detector.",
+    ),
+    repository: Path | None = typer.Option(
+        None,
+        "--repository",
+        help="With --offline: score with this built repository's exported model files "
+        "(ONNX Runtime, TorchScript) instead of PyTorch eager, so the numbers equal the "
+        "served evaluation's exactly.",
     ),
     detectors: str = typer.Option(
-        "omni,tranad", "--detectors", help="Comma-separated detectors: omni, tranad."
+        "omni,tranad",
+        "--detectors",
+        help="Comma-separated detectors: omni, tranad (served: always both, plus fused).",
     ),
     channels: str = typer.Option(
         "seed", "--channels", "-c", help="Channel ids (E-1,A-1), 'seed' or 'all'."
@@ -54,6 +65,18 @@ def evaluate(
     per_channel: bool = typer.Option(
         False, "--per-channel", help="Print one row per channel, not only the overall figures."
     ),
+    protocol: str = typer.Option("grpc", "--protocol", help="Served: grpc or http."),
+    url: str | None = typer.Option(
+        None, "--url", help="Served: server address host:port (default 127.0.0.1:8001 / :8000)."
+    ),
+    chunk: int = typer.Option(256, "--chunk", help="Served: time steps per request."),
+    workers: int = typer.Option(4, "--workers", help="Served: channels streamed at once."),
+    admin_key: str | None = typer.Option(
+        None,
+        "--admin-key",
+        envvar="SATWATCH_ADMIN_KEY",
+        help="Served: the server's admin key (lets an error name a model's state).",
+    ),
 ) -> None:
     """Point-wise, point-adjusted and event-wise (Telemanom) precision/recall/F1.
 
@@ -62,11 +85,19 @@ def evaluate(
     overall figures sum the counts over channels.
     """
     if not offline:
-        ERRORS.print(
-            "[red]error:[/red] served evaluation (through Triton) comes with the server "
-            "pipeline; use --offline to score in this process"
+        _served(
+            channels,
+            data,
+            artifacts,
+            output,
+            per_channel,
+            protocol=protocol,
+            url=url,
+            chunk=chunk,
+            workers=workers,
+            admin_key=admin_key,
         )
-        raise typer.Exit(2)
+        return
     from satwatch.data import load_dataset
     from satwatch.evaluation.offline import evaluate_offline, write_report
 
@@ -86,7 +117,9 @@ def evaluate(
             def on_channel(detector: str, channel: str) -> None:
                 progress.update(task, advance=1, description=f"{detector} {channel}")
 
-            report = evaluate_offline(wanted, names, data, artifacts, on_channel=on_channel)
+            report = evaluate_offline(
+                wanted, names, data, artifacts, on_channel=on_channel, repository=repository
+            )
     except SatwatchError as err:
         ERRORS.print(f"[red]error:[/red] {err}")
         raise typer.Exit(1) from err
@@ -96,8 +129,33 @@ def evaluate(
         CONSOLE.print(f"wrote {json_path} and {csv_path}")
 
 
-def _print(report: dict, per_channel: bool) -> None:
-    table = Table(title="offline evaluation (test split)")
+def _served(
+    channels: str,
+    data: Path | None,
+    artifacts: Path | None,
+    output: Path | None,
+    per_channel: bool,
+    **connection: object,
+) -> None:
+    """The served evaluation (:mod:`satwatch.client.evaluate`), printed like the offline one."""
+    from satwatch.client.cli import served_evaluation
+    from satwatch.data import load_dataset
+
+    try:
+        names = load_dataset(data_dir(data)).resolve_channels(channels)
+        report = served_evaluation(
+            names, data=data, artifacts=artifacts, output=output, **connection
+        )
+    except SatwatchError as err:
+        ERRORS.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(1) from err
+    _print(report, per_channel, title="served evaluation (test split, through Triton)")
+    if output is not None:
+        CONSOLE.print(f"wrote {output / 'metrics.json'}, metrics.csv, scores/ and events.csv")
+
+
+def _print(report: dict, per_channel: bool, title: str = "offline evaluation (test split)") -> None:
+    table = Table(title=title)
     table.add_column("detector")
     table.add_column("channel")
     for _, title in COLUMNS:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -78,7 +79,7 @@ def test_missing_artifacts_name_the_model_folder(shared_data, tmp_path) -> None:
         evaluate_detector("omni", ["E-1"], shared_data, tmp_path)
 
 
-def test_evaluate_command_offline_end_to_end_and_served_mode_not_yet(
+def test_evaluate_command_offline_end_to_end_and_served_mode_needs_a_server(
     shared_data, artifacts, tmp_path
 ) -> None:
     app = typer.Typer()
@@ -91,5 +92,9 @@ def test_evaluate_command_offline_end_to_end_and_served_mode_not_yet(
     )
     assert result.exit_code == 0, result.output
     assert "offline evaluation" in result.output and (out / "metrics.csv").is_file()
-    served = CliRunner().invoke(app, common)
-    assert served.exit_code == 2 and "--offline" in served.output
+    # Served mode streams through a server: none listens on this free port.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        url = f"127.0.0.1:{sock.getsockname()[1]}"
+    served = CliRunner().invoke(app, [*common, "--url", url])
+    assert served.exit_code == 1 and "satwatch serve" in served.output

@@ -9,6 +9,7 @@ chunk into the same row blocks as the whole series), so the comparisons are exac
 from __future__ import annotations
 
 import csv
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +28,7 @@ from satwatch.data import SEED_CHANNELS, load_dataset
 from satwatch.evaluation.events import decisions_to_events
 from satwatch.evaluation.offline import evaluate_offline
 from satwatch.evaluation.run import EVENT_COLUMNS, load_run
+from satwatch.pipeline.eventlog import EventLog
 
 from .builders import Built, built_repository, served_repository, webhook_server
 
@@ -84,7 +86,7 @@ def test_chunked_stream_equals_one_request_over_the_whole_series(grpc, fault, mo
 
 
 @pytest.mark.parametrize("model", ["custom_logic", "multi_detector", "steps"])
-def test_an_event_across_a_chunk_boundary_comes_out_once(grpc, fault, model) -> None:
+def test_an_event_across_a_chunk_boundary_comes_out_once(grpc, built, fault, model) -> None:
     run = _stream(grpc, model, fault, CHUNK)
     spanning = [e for e in run.events if e.start <= CHUNK - 1 and e.end >= CHUNK]
     assert len(spanning) == 1, run.events
@@ -92,17 +94,39 @@ def test_an_event_across_a_chunk_boundary_comes_out_once(grpc, fault, model) -> 
     assert len({e.start for e in run.events}) == len(run.events)
     if model == "steps":
         assert spanning[0].detectors == ("omni", "tranad")
+    if model == "custom_logic":
+        # The server's event log holds the same events, each one row.
+        log = EventLog(built.repository / "python" / "custom_logic" / "events.db")
+        logged = [(e.start, e.end) for e in log.events("E-1") if e.stream_id == run.stream_id]
+        assert logged == [(e.start, e.end) for e in run.events]
 
 
 def test_served_evaluation_equals_the_offline_one_for_each_detector(served, built) -> None:
     with Connection("http", served.http_address) as connection:
         result = evaluate_served(connection, ["E-1", "A-1"], chunk=256)
-    offline = evaluate_offline(["omni", "tranad"], ["E-1", "A-1"], artifacts=built.artifacts)
+    offline = evaluate_offline(
+        ["omni", "tranad"], ["E-1", "A-1"], artifacts=built.artifacts, repository=built.repository
+    )
+    # Exactly equal, not approximately: scored in process with the files the server serves.
     for detector in ("omni", "tranad"):
         assert result.report["detectors"][detector] == offline["detectors"][detector], detector
     fused = result.report["detectors"]["fused"]
     assert set(fused["channels"]) == {"E-1", "A-1"}
     assert fused["overall"]["steps"] == result.steps == 8516 + 8640
+
+
+def test_evaluate_command_streams_through_the_server(served, built, tmp_path) -> None:
+    out = tmp_path / "served"
+    args = ["evaluate", "--channels", "E-1", "--url", served.grpc_address, "--output", str(out)]
+    result = RUNNER.invoke(app, [*args, "--artifacts", str(built.artifacts)])
+    assert result.exit_code == 0, result.output
+    assert "served evaluation" in result.output
+    run = load_run(out)
+    assert run.detectors == ["omni", "tranad", "fused"]
+    channel = run.channel("E-1")
+    assert set(channel.scores) == {"omni", "tranad", "fused"}
+    card = json.loads((built.artifacts / "omni" / "SMAP_E-1" / "card.json").read_text())
+    assert channel.thresholds["omni"] == np.float32(card["threshold"])
 
 
 def test_detect_output_writes_the_run_folder(served, built, tmp_path) -> None:

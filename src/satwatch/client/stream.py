@@ -32,6 +32,7 @@ from satwatch.client.targets import PipelineTarget, Target, make_target, subsyst
 from satwatch.client.tracking import Series, StreamTracker
 from satwatch.evaluation.run import RunEvent
 from satwatch.exceptions import ClientError, SatwatchError
+from satwatch.pipeline.postprocess import stream_id_of
 
 LOGGER = logging.getLogger(__name__)
 
@@ -60,6 +61,8 @@ class StreamRun:
         requests: Chunks sent.
         seconds: Wall time of the stream.
         error: Why the stream stopped early, or None.
+        stream_id: postprocessing's id of the stream (the server's event log keys its rows
+            by it), None for a target without postprocessing.
     """
 
     channel: str
@@ -73,6 +76,7 @@ class StreamRun:
     requests: int = 0
     seconds: float = 0.0
     error: SatwatchError | None = None
+    stream_id: int | None = None
 
 
 def prepare_target(
@@ -119,6 +123,8 @@ def stream_channel(
         for raw in telemetry.chunks:
             result, state = target.step(connection, channel, raw, state)
             if tracker is None:
+                if "post_state" in state:
+                    run.stream_id = stream_id_of(state["post_state"])
                 run.subsystem = subsystem_for(channel, result.subsystem)
                 tracker = StreamTracker(
                     channel, run.subsystem, target.detectors, result.reported is not None

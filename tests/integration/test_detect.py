@@ -147,6 +147,14 @@ def test_detect_output_writes_the_run_folder(served, built, tmp_path) -> None:
     assert run.channel("E-1").labels is not None
 
 
+def test_detect_streams_rows_from_standard_input(served, fault) -> None:
+    rows = "\n".join(",".join(f"{v:.9g}" for v in row) for row in fault[:200])
+    args = ["detect", "--channel", "E-1", "--input", "-", "--chunk", "64", "-m", "SMAP_E-1"]
+    result = RUNNER.invoke(app, [*args, "--url", served.grpc_address], input=rows + "\n")
+    assert result.exit_code == 0, result.output
+    assert "200 steps in" in result.output
+
+
 def _error_line(args: list[str]) -> str:
     result = RUNNER.invoke(app, args)
     assert result.exit_code == 1, result.output

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from satwatch import demo
 from satwatch.client import cli as client_cli
 from satwatch.data import cli as data_cli
 from satwatch.detectors import cli as detectors_cli
@@ -26,6 +27,8 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Markdown reflows docstring paragraphs instead of keeping their line breaks.
+    rich_markup_mode="markdown",
 )
 
 for module in (
@@ -36,6 +39,7 @@ for module in (
     evaluation_cli,
     repository_cli,
     report_cli,
+    demo,
 ):
     module.register(app)
 register_build(app)

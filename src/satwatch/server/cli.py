@@ -1,4 +1,4 @@
-"""``satwatch serve``, ``satwatch stop``, ``satwatch status`` and ``satwatch demo``."""
+"""``satwatch serve``, ``stop``, ``status`` and ``sample-demo`` (the server alone, in seconds)."""
 
 from __future__ import annotations
 
@@ -279,10 +279,15 @@ def _run_demo_in(workdir: Path | None, ports: ServerPorts):
     return result
 
 
-COMMANDS: dict[str, Callable] = {"serve": serve, "stop": stop, "status": status, "demo": demo}
+COMMANDS: dict[str, Callable] = {
+    "serve": serve,
+    "stop": stop,
+    "status": status,
+    "sample-demo": demo,
+}
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``serve``, ``stop``, ``status`` and ``demo`` to the root ``satwatch`` app."""
+    """Add ``serve``, ``stop``, ``status`` and ``sample-demo`` to the root ``satwatch`` app."""
     for name, command in COMMANDS.items():
         app.command(name)(command)

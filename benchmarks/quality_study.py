@@ -25,6 +25,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import time
 from collections.abc import Callable
@@ -103,11 +104,14 @@ class Config:
     Attributes:
         name: Row label.
         scores: Which cached scores are fused: ``omni``, ``omni_v``, ``tranad``.
-        norm: ``train`` (z-score by training median / std) or ``none``.
-        ewma: EWMA smoothing span in steps (0 = none), applied per score before fusion.
+        norm: ``train`` (``(score - training median) / training std``, clipped at 0) or
+            ``none``.
         fusion: ``max`` or ``mean`` of the normalised scores.
-        method: ``dynamic`` (Telemanom thresholding) or ``pot`` (threshold on training scores).
-        dynamic: Settings of the dynamic threshold.
+        method: ``dynamic`` (Telemanom thresholding) or ``pot`` (POT on training scores).
+        dynamic: Settings of the dynamic threshold (its ``span`` smooths the fused score).
+        floor: Extra floor on the smoothed fused score from the training split: ``none``,
+            ``pot`` (POT threshold of the smoothed fused training scores) or ``max`` (their max).
+        warm: Prefill the dynamic threshold's window with the fused training scores.
         min_length: Shortest event kept (steps).
         merge_gap: Events closer than this are merged.
     """
@@ -115,10 +119,11 @@ class Config:
     name: str
     scores: tuple[str, ...] = ("omni", "tranad")
     norm: str = "train"
-    ewma: int = 0
     fusion: str = "max"
     method: str = "dynamic"
-    dynamic: DynamicSettings = DynamicSettings()
+    dynamic: DynamicSettings = DynamicSettings(span=105, window=2100, batch=70)
+    floor: str = "none"
+    warm: bool = False
     min_length: int = 1
     merge_gap: int = 0
 
@@ -131,26 +136,13 @@ def load_cached(cache: Path, score: str, channel: str) -> tuple[np.ndarray, np.n
     return data["train" + key].astype(np.float64), data["test" + key].astype(np.float64)
 
 
-def ewma(x: np.ndarray, span: int) -> np.ndarray:
-    """Causal exponentially weighted moving average, ``alpha = 2 / (span + 1)``."""
-    if span <= 1:
-        return x
-    alpha = 2.0 / (span + 1.0)
-    out = np.empty_like(x)
-    acc = x[0]
-    for i, v in enumerate(x):
-        acc = alpha * v + (1 - alpha) * acc
-        out[i] = acc
-    return out
-
-
 def normalise(train: np.ndarray, test: np.ndarray, how: str) -> tuple[np.ndarray, np.ndarray]:
-    """Scale both splits by training statistics (median and standard deviation)."""
+    """Scale both splits by training statistics (median, standard deviation), clip at 0."""
     if how == "none":
         return train, test
     centre = np.median(train)
     spread = max(float(np.std(train)), 1e-9)
-    return (train - centre) / spread, (test - centre) / spread
+    return np.maximum((train - centre) / spread, 0), np.maximum((test - centre) / spread, 0)
 
 
 def merge_and_filter(decision: np.ndarray, min_length: int, merge_gap: int) -> np.ndarray:
@@ -168,35 +160,44 @@ def merge_and_filter(decision: np.ndarray, min_length: int, merge_gap: int) -> n
     return out
 
 
-def run_config(config: Config, cache: Path, channel: str) -> tuple[np.ndarray, np.ndarray]:
-    """Decisions and fused score of one channel's test split under ``config``."""
+def run_config(config: Config, cache: Path, channel: str) -> np.ndarray:
+    """Decisions of one channel's test split under ``config``."""
+    from satwatch.detectors.thresholds import pot_threshold
+
     trains, tests = [], []
     for score in config.scores:
-        train, test = load_cached(cache, score, channel)
-        train, test = ewma(train, config.ewma), ewma(test, config.ewma)
-        train, test = normalise(train, test, config.norm)
+        train, test = normalise(*load_cached(cache, score, channel), config.norm)
         trains.append(train)
         tests.append(test)
     reduce: Callable[..., np.ndarray] = np.max if config.fusion == "max" else np.mean
     train = reduce(np.stack(trains), axis=0)
     test = reduce(np.stack(tests), axis=0)
+    stage = DynamicThreshold(config.dynamic)
+    smoothed_train = stage.update(train).smoothed
     if config.method == "pot":
-        from satwatch.detectors.thresholds import pot_threshold
-
-        decision = test > pot_threshold(train)
+        smoothed = stage.update(test).smoothed
+        decision = smoothed > pot_threshold(smoothed_train)
     else:
-        detector = DynamicThreshold(config.dynamic)
-        decision = detector.update(test).decision
-    return merge_and_filter(decision, config.min_length, config.merge_gap), test
+        floor = {"none": -np.inf, "pot": None, "max": float(smoothed_train.max())}[config.floor]
+        if floor is None:
+            floor = pot_threshold(smoothed_train)
+        stage = DynamicThreshold(replace(config.dynamic, min_score=float(floor)))
+        decision = stage.run(test, warm=train if config.warm else None).decision
+    return merge_and_filter(decision, config.min_length, config.merge_gap)
+
+
+_DATASET = []
 
 
 def evaluate(config: Config, cache: Path, channels: list[str]) -> dict:
     """Micro-averaged metrics of ``config`` over channels."""
-    dataset = load_dataset()
+    if not _DATASET:
+        _DATASET.append(load_dataset())
+    dataset = _DATASET[0]
     per: dict[str, ChannelMetrics] = {}
     for name in channels:
         channel = dataset.channel(name)
-        decision, _ = run_config(config, cache, name)
+        decision = run_config(config, cache, name)
         per[name] = channel_metrics(decision, channel.labels, channel.events)
     return summarize(per)
 
@@ -215,26 +216,86 @@ def row(config: Config, overall: dict) -> str:
     )
 
 
+TELEMANOM = DynamicSettings(span=105, window=2100, batch=70)
+"""Telemanom's defaults: smoothing 5 % of 30 batches x 70 steps, p = 0.13, z 2.5..12."""
+
+CHOSEN = Config(
+    "CHOSEN max(omni_v,tranad) s30 fpot W2100 p.13 gap100",
+    ("omni_v", "tranad"),
+    dynamic=replace(TELEMANOM, span=30),
+    floor="pot",
+    merge_gap=100,
+)
+"""Chosen on validation (round 1 and 3 best fused; Telemanom's window and p kept)."""
+
+FINAL = [
+    Config(
+        "pot omni (card-like POT on train)",
+        ("omni",),
+        method="pot",
+        dynamic=replace(TELEMANOM, span=1),
+    ),
+    Config("pot tranad", ("tranad",), method="pot", dynamic=replace(TELEMANOM, span=1)),
+    Config("pot max(omni,tranad)", method="pot", dynamic=replace(TELEMANOM, span=1)),
+    Config("telemanom-defaults max(omni,tranad)", dynamic=TELEMANOM),
+    CHOSEN,
+    replace(CHOSEN, name="CHOSEN batch 1 (no delay)", dynamic=replace(CHOSEN.dynamic, batch=1)),
+    replace(CHOSEN, name="CHOSEN batch 10", dynamic=replace(CHOSEN.dynamic, batch=10)),
+    Config(
+        "recall-oriented max(omni_v,tranad) s30 W2100 p.08 gap100",
+        ("omni_v", "tranad"),
+        dynamic=replace(TELEMANOM, span=30, min_decrease=0.08),
+        merge_gap=100,
+    ),
+    Config(
+        "single omni_v s105 fpot W1050 p.08 gap100",
+        ("omni_v",),
+        dynamic=replace(TELEMANOM, window=1050, min_decrease=0.08),
+        floor="pot",
+        merge_gap=100,
+    ),
+]
+"""The configurations reported on the seed channels, fixed before looking at them."""
+
+
 def configurations() -> list[Config]:
-    """The configurations compared (chosen on validation; see the report)."""
-    base = DynamicSettings()
+    """The configurations compared (all hyperparameters chosen on validation only)."""
+    telemanom = DynamicSettings(span=105, window=2100, batch=70)
+    raw = replace(telemanom, span=1)
     configs = [
-        Config("pot omni (train POT)", ("omni",), method="pot"),
-        Config("pot tranad (train POT)", ("tranad",), method="pot"),
-        Config("pot max(omni,tranad)", method="pot"),
-        Config("dyn omni", ("omni",)),
-        Config("dyn omni_v", ("omni_v",)),
-        Config("dyn tranad", ("tranad",)),
-        Config("dyn max(omni,tranad)"),
-        Config("dyn mean(omni,tranad)", fusion="mean"),
-        Config("dyn max(omni_v,tranad)", ("omni_v", "tranad")),
+        Config("pot omni", ("omni",), method="pot", dynamic=raw),
+        Config("pot tranad", ("tranad",), method="pot", dynamic=raw),
+        Config("pot max(omni,tranad)", method="pot", dynamic=raw),
+        Config("pot max(omni,tranad) span105", method="pot"),
     ]
-    for window in (2000, 4000):
-        for p in (0.13, 0.2):
-            for scores in (("tranad",), ("omni", "tranad"), ("omni_v", "tranad")):
-                dyn = replace(base, window=window, min_decrease=p)
-                label = f"dyn {'+'.join(scores)} w{window} p{p}"
-                configs.append(Config(label, scores, dynamic=dyn))
+    score_sets = {
+        "omni": ("omni",),
+        "omni_v": ("omni_v",),
+        "tranad": ("tranad",),
+        "omni+tranad": ("omni", "tranad"),
+        "omni_v+tranad": ("omni_v", "tranad"),
+        "all3": ("omni", "omni_v", "tranad"),
+    }
+    for label, scores in score_sets.items():
+        for span in (1, 30, 105):
+            for floor in ("none", "pot"):
+                for warm in (False, True):
+                    name = f"dyn {label} s{span} f{floor} w{int(warm)}"
+                    dyn = replace(telemanom, span=span)
+                    configs.append(Config(name, scores, dynamic=dyn, floor=floor, warm=warm))
+    # Second round around the first round's best on validation (span 105, no floor, cold).
+    for label in ("omni_v", "omni_v+tranad", "all3"):
+        for window, p, gap in itertools.product((1050, 2100, 4200), (0.13, 0.25), (0, 100)):
+            dyn = replace(telemanom, window=window, min_decrease=p)
+            name = f"dyn2 {label} W{window} p{p} gap{gap}"
+            configs.append(Config(name, score_sets[label], dynamic=dyn, merge_gap=gap))
+    # Third round: the best fusions of rounds 1-2 with smoothing, floor, window and p combined.
+    for label, span, floor, window, p in itertools.product(
+        ("omni_v+tranad", "omni_v"), (30, 105), ("none", "pot"), (1050, 2100), (0.08, 0.13)
+    ):
+        dyn = replace(telemanom, span=span, window=window, min_decrease=p)
+        name = f"dyn3 {label} s{span} f{floor} W{window} p{p} gap100"
+        configs.append(Config(name, score_sets[label], dynamic=dyn, floor=floor, merge_gap=100))
     return configs
 
 
@@ -251,12 +312,13 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--validation", default=VALIDATION)
     s.add_argument("--only", default="", help="comma-separated substrings of config names")
     s.add_argument("--seed-report", action="store_true", help="also report the seed channels")
+    s.add_argument("--final", action="store_true", help="only the FINAL configurations")
     args = parser.parse_args(argv)
     if args.command == "cache":
         names = list(SEED_CHANNELS) if args.channels == "seed" else args.channels.split(",")
         cache_scores(names, args.artifacts, args.tranad, args.cache)
         return 0
-    configs = configurations()
+    configs = FINAL if args.final else configurations()
     if args.only:
         keys = args.only.split(",")
         configs = [c for c in configs if any(k in c.name for k in keys)]

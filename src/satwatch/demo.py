@@ -30,7 +30,13 @@ from satwatch.paths import PROJECT_ROOT, artifacts_dir, data_dir, repository_dir
 LOGGER = logging.getLogger(__name__)
 CONSOLE = Console()
 
-SUMMARY_KEYS = ("event_f1", "event_precision", "event_recall", "pa_f1", "point_f1")
+SUMMARY_COLUMNS = {
+    "event_f1": "event F1",
+    "event_precision": "event P",
+    "event_recall": "event R",
+    "pa_f1": "PA F1",
+    "point_f1": "point F1",
+}
 
 
 def telemetry_folder(explicit: Path | None) -> Path:
@@ -84,15 +90,15 @@ def build(repository: Path, data: Path, channels: list[str], jobs: int) -> None:
 
 def summary_table(report: dict) -> Table:
     """Overall metrics of every detector, event-wise F1 first."""
-    table = Table(title="27 seed SMAP channels, served through Triton")
+    table = Table(title="Served through Triton (PA = point-adjusted)")
     table.add_column("detector")
-    for key in SUMMARY_KEYS:
-        table.add_column(key, justify="right")
+    for header in SUMMARY_COLUMNS.values():
+        table.add_column(header, justify="right")
     table.add_column("TP/FP/FN", justify="right")
     for detector, metrics in report["detectors"].items():
         overall = metrics["overall"]
         counts = "/".join(str(overall.get(f"event_{k}", "?")) for k in ("tp", "fp", "fn"))
-        table.add_row(detector, *(f"{overall[key]:.3f}" for key in SUMMARY_KEYS), counts)
+        table.add_row(detector, *(f"{overall[key]:.3f}" for key in SUMMARY_COLUMNS), counts)
     return table
 
 

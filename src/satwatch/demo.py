@@ -39,14 +39,14 @@ SUMMARY_COLUMNS = {
 }
 
 
-def telemetry_folder(explicit: Path | None) -> Path:
-    """The telemetry to use; a synthetic set is written when no real telemetry is found."""
+def telemetry_folder(explicit: Path | None, synth_to: Path = PROJECT_ROOT / "data") -> Path:
+    """The telemetry to use; a synthetic set is written to ``synth_to`` when none is found."""
     folder = data_dir(explicit)
     if (folder / "labeled_anomalies.csv").exists():
         return folder
     from satwatch.data.synth import synthesize
 
-    target = PROJECT_ROOT / "data"
+    target = synth_to
     CONSOLE.print(
         f"[yellow]no telemetry at {folder}[/] (set SATWATCH_DATA to NASA's SMAP/MSL folder); "
         f"writing a synthetic SMAP-like set to {target} instead"

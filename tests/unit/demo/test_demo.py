@@ -1,0 +1,55 @@
+"""The main job's glue: where telemetry comes from, when to build, the summary table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+
+from satwatch.data import SEED_CHANNELS, load_dataset
+from satwatch.demo import is_built, summary_table, telemetry_folder
+
+
+def test_real_telemetry_is_used_when_present(shared_data: Path, tmp_path: Path) -> None:
+    assert telemetry_folder(shared_data, synth_to=tmp_path / "synth") == shared_data
+    assert not (tmp_path / "synth").exists()
+
+
+def test_missing_telemetry_falls_back_to_a_synthetic_seed_set(tmp_path: Path) -> None:
+    folder = telemetry_folder(tmp_path / "nowhere", synth_to=tmp_path / "synth")
+    assert folder == tmp_path / "synth"
+    assert load_dataset(folder).resolve_channels("seed") == list(SEED_CHANNELS)
+
+
+def test_a_repository_counts_as_built_only_with_every_model_file(tmp_path: Path) -> None:
+    channels = ["E-1", "A-1"]
+    assert not is_built(tmp_path, channels)
+    for channel in channels:
+        path = tmp_path / "onnx" / f"SMAP_{channel}" / "1" / "model.onnx"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"x")
+    assert not is_built(tmp_path, channels)
+    tranad = tmp_path / "pytorch" / "tranad_sat1" / "1" / "model.pt"
+    tranad.parent.mkdir(parents=True)
+    tranad.write_bytes(b"x")
+    assert is_built(tmp_path, channels)
+
+
+def test_summary_table_shows_every_detector_with_its_event_counts() -> None:
+    overall = {
+        "event_f1": 0.5,
+        "event_precision": 0.4,
+        "event_recall": 2 / 3,
+        "pa_f1": 0.9,
+        "point_f1": 0.3,
+        "event_tp": 2,
+        "event_fp": 3,
+        "event_fn": 1,
+    }
+    report = {"detectors": {name: {"overall": overall} for name in ("omni", "fused")}}
+    console = Console(width=200, record=True)
+    console.print(summary_table(report))
+    text = console.export_text()
+    assert "omni" in text and "fused" in text
+    assert text.count("2/3/1") == 2
+    assert "0.667" in text

@@ -191,24 +191,29 @@ def choose_epsilon(values: np.ndarray, settings: DynamicSettings) -> float:
     z_values = settings.z_values
     if std <= 0:
         return mean + float(z_values[-1]) * std
-    # All candidate z at once: one row of the mask per z.
-    above = values[None, :] > (mean + z_values * std)[:, None]
-    n_above = above.sum(axis=1)
-    rises = np.count_nonzero(np.diff(above.astype(np.int8), axis=1) == 1, axis=1)
-    n_sequences = rises + above[:, 0]
-    n_below = values.size - n_above
-    kept = np.where(above, 0.0, values[None, :])
+    # All candidate z at once from sorted values (O(W log W) per window, no W x z matrix).
+    # Values above epsilon: a suffix of the sorted values. A run starts at each step above
+    # epsilon whose predecessor is not, so runs = #(v > e) - #(min(v, previous v) > e).
+    epsilons = mean + z_values * std
+    centred = np.sort(values - mean)
+    bounds = np.searchsorted(centred, epsilons - mean, side="right")  # count at or below
+    n_above = values.size - bounds
+    previous = np.concatenate([[-np.inf], values[:-1]])
+    both = np.sort(np.minimum(values, previous))
+    n_sequences = n_above - (values.size - np.searchsorted(both, epsilons, side="right"))
+    n_below = bounds
+    sums = np.concatenate([[0.0], np.cumsum(centred)])[bounds]
+    squares = np.concatenate([[0.0], np.cumsum(centred * centred)])[bounds]
     with np.errstate(invalid="ignore", divide="ignore"):
-        below_mean = kept.sum(axis=1) / n_below
-        below_var = (np.where(above, 0.0, (values[None, :] - below_mean[:, None]) ** 2)).sum(
-            axis=1
-        ) / n_below
+        below_centred = sums / n_below
+        below_var = np.maximum(squares / n_below - below_centred**2, 0.0)
+    below_mean = mean + below_centred
     d_mean = (mean - below_mean) / mean if mean > 0 else np.zeros(z_values.size)
     d_std = (std - np.sqrt(below_var)) / std
     valid = (n_above > 0) & (n_above < values.size / 2) & (n_sequences <= settings.max_sequences)
     if not valid.any():
         return mean + float(z_values[-1]) * std
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"):
         score = np.where(valid, (d_mean + d_std) / (n_above + n_sequences**2), -np.inf)
     # argmax keeps the smallest z among ties, as a loop over ascending z with ">" does.
     best_z = float(z_values[int(np.argmax(score))])

@@ -29,7 +29,9 @@ the incomplete last batch with the same rule.
 Streams: :class:`DynamicState` holds everything the next chunk needs (the EWMA value, the
 last ``window`` smoothed values and how many of them are still undecided, steps seen).
 Feeding chunks one by one with the state carried gives exactly (bit for bit) the decisions of
-one call over the whole series.
+one call over the whole series. Smoothed values are rounded to float32, so the state vector
+(:meth:`DynamicState.to_array`) can travel as an FP32 tensor without changing any decision
+(``seen`` is exact up to 2**24 steps).
 
 Example::
 
@@ -263,8 +265,10 @@ class DynamicThreshold:
         alpha = 2.0 / (self.settings.span + 1.0)
         out = np.empty(scores.size, np.float64)
         for i, value in enumerate(scores):
-            # Same operations in the same order chunked or whole: bit-identical results.
+            # Same operations in the same order chunked or whole: bit-identical results. Each
+            # level is rounded to float32 so the state survives an FP32 tensor unchanged.
             level = float(value) if np.isnan(level) else alpha * float(value) + (1 - alpha) * level
+            level = float(np.float32(level))
             out[i] = level
         return level, out
 

@@ -102,8 +102,8 @@ def test_chunked_equals_whole(settings: DynamicSettings, cuts: list[int]) -> Non
     state = stage.start(warm)
     decisions, thresholds, firsts = [], [], []
     for chunk in np.split(scores, cuts):
-        # The state survives its flat-array form unchanged (how a served model carries it).
-        state = DynamicState.from_array(state.to_array())
+        # The state survives an FP32 tensor unchanged (how a served model carries it).
+        state = DynamicState.from_array(state.to_array().astype(np.float32))
         part = stage.update(chunk, state)
         firsts.append(part.first)
         decisions.append(part.decision)

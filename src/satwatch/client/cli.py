@@ -221,8 +221,8 @@ def detect(
     state / context the previous answer returned, so the scores equal one pass over the whole
     series. Channels stream in parallel (--workers), each with its progress bar; every anomaly
     event is printed once it is complete (channel, subsystem, first and last step, 0-based
-    inclusive, peak score, which detectors agreed: with custom_logic and the ensembles only
-    the fused result is known, 'fused').
+    inclusive, peak score, which detectors agreed: omni and/or tranad with custom_logic and
+    steps; with the ensembles only the fused result is known, 'fused').
     """
     try:
         if protocol not in PROTOCOLS:

@@ -8,7 +8,9 @@ per-step arrays, the events postprocessing reported and the next state:
   ensembles, wired to ``SMAP_E-1``). Every optional input ``X`` of the model that has an
   output ``X_out`` (``encoder_state``, ``decoder_state``, ``context``, ``post_state``) is
   passed back with the next chunk. Arrays: ``fused_score`` (``final_result``) and
-  ``fused_decision``; per-detector scores are not among these models' outputs.
+  ``fused_decision``, plus ``<d>_score``/``<d>_decision`` for every detector whose
+  ``<d>_score``/``<d>_detected`` the model outputs (``custom_logic``: omni and tranad), so
+  an event names the detectors that agreed.
 * :class:`StepsTarget` — the same pipeline called step by step from the client:
   ``preprocessing`` -> ``SMAP_<chan>`` and ``tranad_sat1`` -> ``postprocessing``, so every
   detector's own ``anomaly_score``/``anomaly_detected`` comes back too (what the served
@@ -32,6 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from satwatch.client.connection import Connection
+from satwatch.client.tracking import FUSED
 from satwatch.data import subsystem_of
 from satwatch.exceptions import ClientError
 
@@ -111,6 +114,7 @@ class PipelineTarget(Target):
 
     state_names: tuple[str, ...] = ()
     has_subsystem: bool = False
+    detector_outputs: tuple[str, ...] = ()
 
     def check_channel(self, channel: str) -> None:
         if self.model != "custom_logic" and channel != ENSEMBLE_CHANNEL:
@@ -125,6 +129,10 @@ class PipelineTarget(Target):
         inputs, outputs = connection.tensor_names(self.model, self.version)
         self.state_names = tuple(n for n in inputs if f"{n}_out" in outputs)
         self.has_subsystem = "subsystem" in outputs
+        self.detector_outputs = tuple(
+            d for d in DETECTOR_STATES if f"{d}_score" in outputs and f"{d}_detected" in outputs
+        )
+        self.detectors = (*self.detector_outputs, FUSED)
 
     def step(self, connection, channel, raw, state):
         inputs: dict[str, np.ndarray | None] = {"raw_input": raw}
@@ -134,11 +142,17 @@ class PipelineTarget(Target):
         outputs = [*RESULTS, *(f"{n}_out" for n in self.state_names)]
         if self.has_subsystem:
             outputs.append("subsystem")
+        for detector in self.detector_outputs:
+            outputs += [f"{detector}_score", f"{detector}_detected"]
         out = connection.infer(self.model, inputs, outputs, self.version)
         subsystem = None
         if self.has_subsystem:
             subsystem = _text(out["subsystem"])
-        arrays = {"fused_score": out["final_result"], "fused_decision": out["decision"]}
+        arrays = {}
+        for detector in self.detector_outputs:
+            arrays[f"{detector}_score"] = out[f"{detector}_score"]
+            arrays[f"{detector}_decision"] = out[f"{detector}_detected"]
+        arrays |= {"fused_score": out["final_result"], "fused_decision": out["decision"]}
         new_state = {n: out[f"{n}_out"] for n in self.state_names}
         return ChunkResult(arrays, out["events"].reshape(-1, 3), subsystem), new_state
 
@@ -229,7 +243,7 @@ def make_target(model: str, version: str = "") -> Target:
             ``tranad_sat1``.
     """
     if model in PIPELINES:
-        return PipelineTarget(model, version, detectors=("fused",))
+        return PipelineTarget(model, version, detectors=(FUSED,))
     if model == STEPS:
         return StepsTarget(model, version)
     if model == TRANAD_MODEL:

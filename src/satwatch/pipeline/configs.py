@@ -34,6 +34,8 @@ from satwatch.repository.config import config_from_template, output, tensor
 LOGGER = logging.getLogger(__name__)
 
 FEATURES = 25
+DETECTORS = ("omni", "tranad")
+"""Detectors whose own answers ``custom_logic`` returns as ``<d>_score`` / ``<d>_detected``."""
 STATE_TENSORS = {
     "encoder_state": "FP32",
     "decoder_state": "FP32",
@@ -54,7 +56,12 @@ CUSTOM_LOGIC_PARAMETERS = {
 def custom_logic_config(
     repository: Path | None = None, parameters: Mapping[str, str] | None = None
 ) -> mc.ModelConfig:
-    """``python/custom_logic``: ``channel_id`` + ``raw_input`` (+ states) -> results + states."""
+    """``python/custom_logic``: ``channel_id`` + ``raw_input`` (+ states) -> results + states.
+
+    Outputs: ``final_result``, ``decision``, ``events``, ``subsystem``, then per detector of
+    :data:`DETECTORS` its ``anomaly_score`` and ``anomaly_detected`` as ``<d>_score`` and
+    ``<d>_detected``, then the ``*_out`` states.
+    """
     inputs = [
         tensor("channel_id", "STRING", [1]),
         tensor("raw_input", "FP32", [-1, FEATURES]),
@@ -65,6 +72,10 @@ def custom_logic_config(
         output("events", "FP32", [-1, 3]),
         output("subsystem", "STRING", [1]),
     ]
+    for detector in DETECTORS:
+        # Each detector's own answer, so a caller can tell which detectors agreed.
+        outputs.append(output(f"{detector}_score", "FP32", [-1]))
+        outputs.append(output(f"{detector}_detected", "BOOL", [-1]))
     for name, dtype in STATE_TENSORS.items():
         dims = [-1] if name == "post_state" else [-1, -1]
         inputs.append(tensor(name, dtype, dims, optional=True))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tritonclient.grpc import model_config_pb2 as mc
+
 from satwatch.pipeline.configs import custom_logic_config, event_log_path
 from satwatch.repository.build import SOURCE_REPOSITORY, write_python_configs
 from satwatch.repository.config import find_tensor, load_config, parameter_dict
@@ -37,3 +39,13 @@ def test_event_log_path_defaults_beside_the_versions_and_resolves_relative_paths
     assert event_log_path({}, model_dir) == model_dir / "events.db"
     assert event_log_path({"event_log": "logs/e.db"}, model_dir) == model_dir / "logs/e.db"
     assert event_log_path({"event_log": "/var/x.db"}, model_dir) == Path("/var/x.db")
+
+
+def test_custom_logic_returns_each_detectors_own_score_and_decision() -> None:
+    config = custom_logic_config(SOURCE_REPOSITORY)
+    for detector in ("omni", "tranad"):
+        score = find_tensor(config.output, f"{detector}_score")
+        detected = find_tensor(config.output, f"{detector}_detected")
+        assert score is not None and detected is not None, detector
+        assert (score.data_type, list(score.dims)) == (mc.TYPE_FP32, [-1])
+        assert (detected.data_type, list(detected.dims)) == (mc.TYPE_BOOL, [-1])

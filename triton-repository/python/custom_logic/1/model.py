@@ -3,8 +3,10 @@
 Inputs ``channel_id`` BYTES [1] and ``raw_input`` FP32 [-1, 25], plus the optional stream
 state ``encoder_state``, ``decoder_state`` (the channel's OmniAnomaly), ``context`` (TranAD)
 and ``post_state`` (postprocessing); each comes back as ``<name>_out`` so a client streams
-chunks by passing them back. Outputs ``final_result``, ``decision``, ``events`` [-1, 3] and
-the channel's ``subsystem``.
+chunks by passing them back. Outputs ``final_result``, ``decision``, ``events`` [-1, 3],
+the channel's ``subsystem`` and each detector's own ``anomaly_score``/``anomaly_detected`` as
+``omni_score``/``omni_detected`` and ``tranad_score``/``tranad_detected`` (which detectors
+agreed on an event).
 
 Per request: the channel's subsystem, models and thresholds come from the SQLite catalog
 (cached, reread when the file changes); Business Logic Scripting (async BLS) calls
@@ -24,7 +26,7 @@ import triton_python_backend_utils as pb_utils
 from satwatch.exceptions import SatwatchError
 from satwatch.pipeline import serving
 from satwatch.pipeline.catalog import CATALOG_FILE, Catalog
-from satwatch.pipeline.configs import event_log_path
+from satwatch.pipeline.configs import DETECTORS, event_log_path
 from satwatch.pipeline.eventlog import EventLog, WebhookNotifier
 from satwatch.pipeline.postprocess import stream_id_of
 
@@ -90,15 +92,26 @@ class TritonPythonModel:
             states = DETECTOR_STATES.get(model.detector, ())
             feeds = {"input_data": preprocessed["normalized"]}
             feeds |= {s: serving.optional_input(pb_utils, request, s) for s in states}
-            names = ["anomaly_score", *(f"{s}_out" for s in states)]
+            names = ["anomaly_score", "anomaly_detected", *(f"{s}_out" for s in states)]
             calls.append(self._call(model.model, feeds, names))
         # The detectors run in their own stubs: score with both at once.
         answers = await asyncio.gather(*calls)
         outputs, scores, thresholds = {}, [], []
         for model, answer in zip(entry.models, answers, strict=True):
-            scores.append(answer.pop("anomaly_score"))
+            score, detected = answer.pop("anomaly_score"), answer.pop("anomaly_detected")
+            scores.append(score)
             thresholds += [model.threshold, model.baseline]
             outputs |= answer
+            # Each detector's own answer, so the caller sees which detectors agreed (only
+            # where the config declares it: an older config keeps working).
+            if f"{model.detector}_score" in self.dtypes:
+                outputs[f"{model.detector}_score"] = score
+                outputs[f"{model.detector}_detected"] = detected
+        for detector in DETECTORS:
+            # A channel the catalog gives no such detector: no score, never detected.
+            if f"{detector}_score" in self.dtypes and f"{detector}_score" not in outputs:
+                outputs[f"{detector}_score"] = np.full(raw.shape[0], np.nan, np.float32)
+                outputs[f"{detector}_detected"] = np.zeros(raw.shape[0], bool)
         post_inputs = {f"score{i + 1}": score for i, score in enumerate(scores)}
         post_inputs["thresholds"] = np.asarray(thresholds, np.float32)
         post_inputs["post_state"] = serving.optional_input(pb_utils, request, "post_state")

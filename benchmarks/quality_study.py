@@ -14,6 +14,18 @@ Nothing here looks at test labels to set a threshold: thresholds come from train
 (POT) or from past test scores (the dynamic threshold of ``satwatch.pipeline.dynamic_threshold``).
 Every hyperparameter is the same for every channel.
 
+Measured 2026-11-25 (quick profiles: OmniAnomaly per channel, TranAD tranad_sat1 trained on the
+27 seed channels; validation = the 12 channels in VALIDATION, 17 labelled events; seed = 34):
+
+    validation            pointF1  paF1   evP    evR    evF1  (tp fp fn)
+    pot tranad            0.220   0.436  0.085  0.529  0.146   9 97  8
+    telemanom-defaults    0.114   0.792  0.368  0.412  0.389   7 12 10
+    CHOSEN batch 10       0.153   0.519  0.900  0.529  0.667   9  1  8
+    seed (27)
+    pot tranad            0.475   0.651  0.099  0.559  0.168  19 173 15
+    telemanom-defaults    0.092   0.863  0.457  0.618  0.525  21 25 13
+    CHOSEN batch 10       0.093   0.765  0.696  0.471  0.561  16  7 18
+
 Usage::
 
     python benchmarks/quality_study.py cache --channels seed --artifacts artifacts \

@@ -1,12 +1,13 @@
-"""One small built repository, served once, shared by every integration test module.
+"""One built repository, served once, shared by every integration test module.
 
-Building it (two channels, detectors trained for one epoch) and starting Triton on it take
-about a minute together, so the modules that need it call these helpers from their own
-session fixtures and get the same objects: the first caller builds and serves, the others
+It is what ``satwatch build`` makes on the shared data — all 27 seed channels, TranAD, the
+Python models and both ensembles — with tiny detectors trained for one epoch, so building it
+and starting Triton on it stay cheap. The modules that need it call these helpers from their
+own session fixtures and get the same objects: the first caller builds and serves, the others
 reuse (a fixture imported into two modules would be set up twice).
 
 * :func:`webhook_server` — a local HTTP server collecting the JSON bodies POSTed to it;
-* :func:`built_repository` — E-1 and A-1 built with tiny detectors, ``custom_logic``
+* :func:`built_repository` — the 27 seed channels built with tiny detectors, ``custom_logic``
   posting to the webhook;
 * :func:`served_repository` — that repository served by the embedded Triton.
 """
@@ -23,11 +24,12 @@ from typing import Any
 
 import pytest
 
+from satwatch.data import SEED_CHANNELS
 from satwatch.pipeline.configs import custom_logic_config
 from satwatch.repository.build import BuildReport, build_repository
 from satwatch.repository.config import write_model_configs
 
-CHANNELS = ["E-1", "A-1"]
+CHANNELS = list(SEED_CHANNELS)
 TINY = {
     "omni": {"hidden": 16, "dense": 16, "flows": 2, "epochs": 1, "stride": 10, "window": 50},
     "tranad": {"epochs": 1, "windows_per_epoch": 2000},
@@ -77,7 +79,7 @@ def webhook_server() -> ThreadingHTTPServer:
 def built_repository(
     tmp_path_factory: pytest.TempPathFactory, shared_data: Path, webhook: ThreadingHTTPServer
 ) -> Built:
-    """The small repository, built once per session."""
+    """The seed repository with tiny detectors, built once per session."""
 
     def make() -> Built:
         root = tmp_path_factory.mktemp("built")

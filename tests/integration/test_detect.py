@@ -1,6 +1,7 @@
 """``satwatch detect`` and the served evaluation against the real embedded Triton.
 
-Reuses the small built repository (E-1, A-1) of :mod:`builders`, served once per session.
+Reuses the built seed repository (27 channels, tiny detectors) of :mod:`builders`, served
+once per session.
 Chunked streams are compared with one request over the same series: with chunk sizes that
 are multiples of 16 the scores are bit-identical (the runtimes' matrix kernels cut every
 chunk into the same row blocks as the whole series), so the comparisons are exact.
@@ -92,7 +93,8 @@ def test_an_event_across_a_chunk_boundary_comes_out_once(grpc, built, fault, mod
     assert len(spanning) == 1, run.events
     assert spanning[0].start <= 300 and spanning[0].end >= 359
     assert len({e.start for e in run.events}) == len(run.events)
-    if model == "steps":
+    if model in ("steps", "custom_logic"):
+        # custom_logic returns each detector's own answer too: both flag the gross fault.
         assert spanning[0].detectors == ("omni", "tranad")
     if model == "custom_logic":
         # The server's event log holds the same events, each one row.
@@ -147,6 +149,37 @@ def test_detect_output_writes_the_run_folder(served, built, tmp_path) -> None:
     assert run.channel("E-1").labels is not None
 
 
+def test_detect_via_custom_logic_names_the_detectors_that_agreed_as_steps_does(
+    served, built, fault, tmp_path
+) -> None:
+    rows = tmp_path / "fault.npy"
+    np.save(rows, fault)
+    runs, events = {}, {}
+    for model in ("custom_logic", "steps"):
+        out = tmp_path / model
+        args = ["detect", "--channel", "E-1", "--input", str(rows), "--chunk", str(CHUNK)]
+        args += ["--model", model, "--url", served.grpc_address, "--output", str(out)]
+        result = RUNNER.invoke(app, [*args, "--artifacts", str(built.artifacts)])
+        assert result.exit_code == 0, result.output
+        with (out / "events.csv").open() as handle:
+            events[model] = [(r["start"], r["end"], r["detectors"]) for r in csv.DictReader(handle)]
+        runs[model] = load_run(out).channel("E-1")
+    assert events["custom_logic"] == events["steps"]
+    named = [d for _, _, d in events["custom_logic"] if d != "fused"]
+    assert named and all(set(d.split("+")) <= {"omni", "tranad"} for d in named), events
+    fault_event = [e for e in events["custom_logic"] if int(e[0]) <= 300 <= int(e[1])]
+    assert [d for _, _, d in fault_event] == ["omni+tranad"]
+    # The run folder holds each detector's arrays, as the step-by-step pipeline's.
+    assert set(runs["custom_logic"].scores) == {"omni", "tranad", "fused"}
+    for detector in ("omni", "tranad", "fused"):
+        np.testing.assert_array_equal(
+            runs["custom_logic"].scores[detector], runs["steps"].scores[detector]
+        )
+        np.testing.assert_array_equal(
+            runs["custom_logic"].decisions[detector], runs["steps"].decisions[detector]
+        )
+
+
 def test_detect_streams_rows_from_standard_input(served, fault) -> None:
     rows = "\n".join(",".join(f"{v:.9g}" for v in row) for row in fault[:200])
     args = ["detect", "--channel", "E-1", "--input", "-", "--chunk", "64", "-m", "SMAP_E-1"]
@@ -178,7 +211,8 @@ def test_detect_on_an_unknown_channel_names_it_and_the_seed_channels(served, tmp
     np.save(rows, np.zeros((64, 25), np.float32))
     args = ["detect", "--channel", "Q-9", "--input", str(rows), "--url", served.grpc_address]
     line = _error_line(args)
-    assert line.startswith("error: unknown channel 'Q-9': the server serves A-1, E-1")
+    served_channels = ", ".join(sorted(SEED_CHANNELS))
+    assert line.startswith(f"error: unknown channel 'Q-9': the server serves {served_channels};")
     assert line.endswith(", ".join(SEED_CHANNELS))
     line = _error_line(["detect", "--channel", "Q-9", "--url", served.grpc_address])
     assert "unknown SMAP channel 'Q-9'" in line

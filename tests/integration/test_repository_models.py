@@ -1,8 +1,8 @@
 """The built repository served by the real embedded Triton: Python models, BLS, ensembles.
 
-A small repository (channels E-1 and A-1, tiny detectors trained for one epoch) is built once
-per session with :func:`satwatch.repository.build.build_repository`, its ``custom_logic``
-pointed at a webhook served by the test, and served with ``triton_factory``.
+The seed repository (all 27 channels, tiny detectors trained for one epoch) is built once per
+session with :func:`satwatch.repository.build.build_repository`, its ``custom_logic`` pointed
+at a webhook served by the test, and served with ``triton_factory``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from satwatch.data import load_dataset
+from satwatch.data import SEED_CHANNELS, load_dataset
 from satwatch.detectors import omnianomaly, tranad
 from satwatch.detectors.artifacts import load_trained
 from satwatch.detectors.normalization import Normalisation
@@ -31,8 +31,7 @@ from .builders import Built, built_repository, served_repository, webhook_server
 pytestmark = pytest.mark.timeout(600)
 
 MODELS = [
-    "SMAP_E-1",
-    "SMAP_A-1",
+    *(f"SMAP_{channel}" for channel in SEED_CHANNELS),
     "tranad_sat1",
     "preprocessing",
     "postprocessing",
@@ -40,6 +39,7 @@ MODELS = [
     "multi_detector",
     "anomaly_pipeline",
 ]
+"""Every model ``satwatch build`` makes (33; ``tensorrt/`` needs a GPU)."""
 RESULTS = ("final_result", "decision", "events")
 
 
@@ -113,10 +113,54 @@ def _channel(name: str) -> np.ndarray:
     return np.array([name.encode()], dtype=object)
 
 
-def test_every_model_is_ready_over_http_and_grpc(http, grpc) -> None:
+def test_every_model_of_the_seed_build_is_ready_over_http_and_grpc(http, grpc, served) -> None:
+    assert len(MODELS) == 33
     for model in MODELS:
         assert http.is_model_ready(model), model
         assert grpc.is_model_ready(model), model
+    # The server's own list: these 33 models, all READY, nothing else.
+    index = http.get_model_repository_index(headers=served.admin_headers)
+    states = {row["name"]: row.get("state") for row in index}
+    assert states == dict.fromkeys(MODELS, "READY")
+    # Triton's gRPC restricted protocols take the key under a prefixed header name.
+    grpc_admin = {"triton-grpc-protocol-admin-key": served.admin_key}
+    listed = grpc.get_model_repository_index(headers=grpc_admin).models
+    assert {m.name: m.state for m in listed} == dict.fromkeys(MODELS, "READY")
+
+
+def test_custom_logic_on_another_channel_equals_its_steps(http, shared_data: Path) -> None:
+    channel = "T-1"  # neither E-1 nor A-1: routed by the catalog to SMAP_T-1
+    raw = load_dataset(shared_data).channel(channel).test[:1200].astype(np.float32).copy()
+    raw[500:560, 0] = 3.0  # far outside the training range
+    custom = _infer(
+        http,
+        "custom_logic",
+        [*RESULTS, "subsystem", "omni_score", "omni_detected", "tranad_score", "tranad_detected"],
+        channel_id=_channel(channel),
+        raw_input=raw,
+    )
+    assert custom["subsystem"].tolist() == [b"TCS"]
+    normalized = _infer(
+        http, "preprocessing", ["normalized"], raw_input=raw, channel_id=_channel(channel)
+    )["normalized"]
+    answers = {
+        detector: _infer(http, model, ["anomaly_score", "anomaly_detected"], input_data=normalized)
+        for detector, model in (("omni", f"SMAP_{channel}"), ("tranad", "tranad_sat1"))
+    }
+    steps = _infer(
+        http,
+        "postprocessing",
+        list(RESULTS),
+        score1=answers["omni"]["anomaly_score"],
+        score2=answers["tranad"]["anomaly_score"],
+        channel_id=_channel(channel),
+    )
+    for name in RESULTS:
+        np.testing.assert_array_equal(custom[name], steps[name], err_msg=name)
+    for detector, answer in answers.items():
+        np.testing.assert_array_equal(custom[f"{detector}_score"], answer["anomaly_score"])
+        np.testing.assert_array_equal(custom[f"{detector}_detected"], answer["anomaly_detected"])
+    assert any(start <= 500 <= end for start, end, _ in custom["events"]), custom["events"]
 
 
 def test_multi_detector_equals_its_steps_and_the_offline_pipeline(
@@ -233,7 +277,8 @@ def test_custom_logic_serves_a_second_channel(http) -> None:
 
 
 def test_unknown_channel_is_refused_naming_it(http, grpc, window) -> None:
-    with pytest.raises(InferenceServerException, match="unknown channel 'Q-9'.*A-1, E-1"):
+    known = ", ".join(sorted(SEED_CHANNELS))
+    with pytest.raises(InferenceServerException, match=f"unknown channel 'Q-9'.*{known}"):
         http.infer("custom_logic", _http_inputs(channel_id=_channel("Q-9"), raw_input=window))
     with pytest.raises(InferenceServerException, match="unknown channel 'Q-9'") as error:
         grpc.infer("custom_logic", _grpc_inputs(channel_id=_channel("Q-9"), raw_input=window))

@@ -261,6 +261,10 @@ class DynamicThreshold:
         level, smoothed = self._smooth(np.asarray(warm, np.float64).reshape(-1), state.level)
         return DynamicState(0, level, smoothed[-self.settings.window :].copy(), 0)
 
+    def smooth(self, scores: np.ndarray, level: float = float("nan")) -> tuple[float, np.ndarray]:
+        """EWMA of ``scores`` continuing from ``level``: ``(last level, smoothed values)``."""
+        return self._smooth(np.asarray(scores, np.float64).reshape(-1), level)
+
     def _smooth(self, scores: np.ndarray, level: float) -> tuple[float, np.ndarray]:
         alpha = 2.0 / (self.settings.span + 1.0)
         out = np.empty(scores.size, np.float64)
@@ -343,3 +347,108 @@ class DynamicThreshold:
             head.smoothed,
             tail.state,
         )
+
+
+# --- served rule: every step decided on arrival ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArrivalState:
+    """What :func:`decide_on_arrival` carries between chunks (FP32-exact).
+
+    Attributes:
+        level: The EWMA value after the last step (``nan`` before the first).
+        epsilon: The threshold chosen at the last completed batch (``nan`` before the first),
+            rounded to float32.
+        cut: What a new run must reach to count between batches (see
+            :func:`decide_on_arrival`; ``inf`` before the first batch).
+        flagged: Whether the last step was anomalous.
+        history: The last ``window`` (or fewer) smoothed values, oldest first.
+    """
+
+    level: float = float("nan")
+    epsilon: float = float("nan")
+    cut: float = float("inf")
+    flagged: bool = False
+    history: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
+
+    HEAD = 5  # level, epsilon, cut, flagged, history length
+
+    def to_array(self) -> np.ndarray:
+        """A flat float32 vector ``[level, epsilon, cut, flagged, n, history...]``."""
+        head = [self.level, self.epsilon, self.cut, float(self.flagged), self.history.size]
+        return np.concatenate([np.asarray(head, np.float32), self.history.astype(np.float32)])
+
+    @classmethod
+    def from_array(cls, values: np.ndarray) -> ArrivalState:
+        """Read a vector written by :meth:`to_array`.
+
+        Raises:
+            DataError: If its length does not match its recorded history length.
+        """
+        flat = np.asarray(values, np.float32).reshape(-1)
+        if flat.size < cls.HEAD or flat.size != cls.HEAD + int(flat[4]):
+            raise DataError(
+                f"dynamic threshold state: expected [level, epsilon, cut, flagged, n, n values], "
+                f"got {flat.size} values"
+            )
+        level, epsilon, cut, flagged = (float(v) for v in flat[:4])
+        return cls(level, epsilon, cut, bool(flagged), flat[cls.HEAD :].astype(np.float64))
+
+
+def decide_on_arrival(
+    scores: np.ndarray, state: ArrivalState, offset: int, settings: DynamicSettings
+) -> tuple[np.ndarray, np.ndarray, ArrivalState]:
+    """The served rule: smooth, and decide each step when it arrives (no decision delay).
+
+    Every ``batch`` steps (stream steps ``batch - 1``, ``2 * batch - 1``, ...) the threshold
+    and pruning of the module doc are computed over the window ending at that step, which is
+    anomalous if it lies in a surviving run above ``min_score``. Any other step is decided
+    with what the last completed batch chose: anomalous if its smoothed value is above that
+    ``epsilon`` and ``min_score``, and either the previous step was anomalous (a surviving
+    run goes on) or the value reaches ``cut``: the smallest maximum that survived pruning (a
+    new run as high as the ones kept) or, when none did, the window's maximum over
+    ``1 - min_decrease`` (a new run pruning would keep). Steps before the first completed
+    batch are normal.
+    Every decision depends on the step and earlier ones only, so chunks give the decisions
+    of the whole series.
+
+    Args:
+        scores: The chunk's scores, ``(T,)``.
+        state: The state after the previous chunk (``ArrivalState()`` for a new stream).
+        offset: Stream index of the chunk's first step.
+        settings: The dynamic threshold's settings (``min_score`` is the floor).
+
+    Returns:
+        ``(smoothed float32 (T,), decision bool (T,), state for the next chunk)``.
+    """
+    stage = DynamicThreshold(settings)
+    level, smoothed = stage.smooth(np.asarray(scores, np.float64).reshape(-1), state.level)
+    joined = np.concatenate([state.history, smoothed])
+    base = state.history.size
+    epsilon, cut, flagged = state.epsilon, state.cut, state.flagged
+    decision = np.zeros(smoothed.size, bool)
+    for i, value in enumerate(smoothed):
+        if (offset + i + 1) % settings.batch == 0:
+            end = base + i + 1
+            window = joined[max(0, end - settings.window) : end]
+            chosen = choose_epsilon(window, settings)
+            kept = surviving_runs(window, chosen, settings.min_decrease)
+            flagged = bool(kept) and kept[-1][1] == window.size - 1
+            flagged = flagged and value > settings.min_score
+            # float32 values: the state carries them exactly through an FP32 tensor.
+            epsilon = float(np.float32(chosen))
+            if kept:
+                cut = min(float(window[s : e + 1].max()) for s, e in kept)
+            else:
+                # Pruning would keep a lone new run whose maximum drops to everything else in
+                # the window by at least min_decrease.
+                cut = float(np.float32(float(window.max()) / (1 - settings.min_decrease)))
+        elif np.isnan(epsilon):
+            flagged = False
+        else:
+            flagged = value > epsilon and value > settings.min_score and (flagged or value >= cut)
+        decision[i] = flagged
+    history = joined[max(0, joined.size - settings.window) :].copy()
+    new_state = ArrivalState(level, epsilon, float(cut), flagged, history)
+    return smoothed.astype(np.float32), decision, new_state

@@ -1,6 +1,7 @@
 """Postprocessing stage: detector scores -> fused score, per-step decision, anomaly events.
 
-Steps, each a pure array function (the Python model and offline code share them):
+Two threshold policies (config parameter ``threshold_policy``). ``ratio``, steps 1-5 below;
+each a pure array function (the Python model and offline code share them):
 
 1. **Normalise** each detector's score by its own threshold for the channel:
    ``ratio = (score - baseline) / (threshold - baseline)``, where ``baseline`` is the median of
@@ -17,12 +18,22 @@ Steps, each a pure array function (the Python model and offline code share them)
    Rows are ``(start, end, peak)``: absolute step indices since the stream began (inclusive)
    and the highest ``final_result`` of the event.
 
-Streams: everything a later chunk needs (smoothing history, the open event, steps seen) is
-in a flat FP32 ``post_state`` vector. Passing each chunk the state the previous chunk returned
-gives exactly the fused scores and decisions of one call over the whole series. An event is
-reported by every chunk from the moment it is ``min_event_length`` long until it closes (no
-anomalous step within ``merge_gap`` steps); its start never changes, so the last report for a
-start is the event (the same as the whole-series call). Indices are exact up to 2**24 steps.
+``dynamic`` (Telemanom-style, :mod:`satwatch.pipeline.dynamic_threshold`; settings from the
+``dt_<field>`` parameters): each score becomes its training z-score
+``max(0, (score - median) / std)`` (statistics of the channel's training split in
+``thresholds.json``), fused with ``max``, EWMA-smoothed (``final_result``) and decided on
+arrival by :func:`~satwatch.pipeline.dynamic_threshold.decide_on_arrival` (the threshold is
+re-chosen every ``dt_batch`` steps from the last ``dt_window`` smoothed values; steps in
+between use the last one chosen) above the channel's floor (POT on its smoothed fused
+training z); events as in step 5.
+
+Streams: everything a later chunk needs (smoothing history, the open event, steps seen; the
+dynamic policy's state appended) is in a flat FP32 ``post_state`` vector. Passing each chunk
+the state the previous chunk returned gives exactly the fused scores and decisions of one
+call over the whole series. An event is reported by every chunk from the moment it is
+``min_event_length`` long until it closes (no anomalous step within ``merge_gap`` steps); its
+start never changes, so the last report for a start is the event (the same as the
+whole-series call). Indices are exact up to 2**24 steps.
 
 Example::
 
@@ -35,17 +46,25 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from satwatch.exceptions import DataError
+from satwatch.pipeline.dynamic_threshold import (
+    ArrivalState,
+    DynamicSettings,
+    DynamicThreshold,
+    decide_on_arrival,
+)
 
 LOGGER = logging.getLogger(__name__)
 
 FUSIONS = ("max", "mean", "vote")
+POLICIES = ("ratio", "dynamic")
+_POLICY_ALIASES = {"pot": "ratio"}  # older configs: ratios to the (POT-fitted) card thresholds
 STATE_VERSION = 1
 _HEADER = 7  # version, stream id, offset, window, run start, run end, run peak
 _MAX_STREAM_ID = 2**24  # exact in FP32
@@ -103,6 +122,10 @@ class PostSettings:
         min_event_length: Shortest event kept, in steps.
         merge_gap: Runs separated by at most this many quiet steps form one event.
         vote_quorum: Fraction of detectors that must agree (``vote`` only).
+        threshold_policy: ``ratio`` (scores over their thresholds, moving average, ``> 1``) or
+            ``dynamic`` (training z-scores, EWMA, Telemanom's dynamic threshold; see
+            :func:`postprocess_dynamic`).
+        dynamic: The dynamic threshold's settings (config parameters ``dt_<field>``).
     """
 
     fusion: str = "max"
@@ -110,8 +133,17 @@ class PostSettings:
     min_event_length: int = 3
     merge_gap: int = 10
     vote_quorum: float = 0.5
+    threshold_policy: str = "ratio"
+    dynamic: DynamicSettings = field(default_factory=DynamicSettings)
 
     def __post_init__(self) -> None:
+        if self.threshold_policy not in POLICIES:
+            raise DataError(
+                f"threshold_policy: expected one of {', '.join(POLICIES)}, "
+                f"got {self.threshold_policy!r}"
+            )
+        if self.threshold_policy == "dynamic" and self.fusion != "max":
+            raise DataError(f"fusion: the dynamic policy fuses with max, got {self.fusion!r}")
         if self.fusion not in FUSIONS:
             raise DataError(f"fusion: expected one of {', '.join(FUSIONS)}, got {self.fusion!r}")
         for name in ("smoothing_window", "min_event_length"):
@@ -124,14 +156,18 @@ class PostSettings:
     def from_parameters(cls, parameters: Mapping[str, str]) -> PostSettings:
         """Build from a config's ``parameters`` (strings); absent keys keep the defaults."""
         fields = {"fusion": str, "smoothing_window": int, "min_event_length": int}
-        fields |= {"merge_gap": int, "vote_quorum": float}
-        values = {}
+        fields |= {"merge_gap": int, "vote_quorum": float, "threshold_policy": str}
+        values: dict[str, object] = {}
         for name, kind in fields.items():
             if parameters.get(name) not in (None, ""):
                 try:
                     values[name] = kind(parameters[name])
                 except ValueError as error:
                     raise DataError(f"parameter {name}: got {parameters[name]!r}") from error
+        policy = values.get("threshold_policy")
+        if policy in _POLICY_ALIASES:
+            values["threshold_policy"] = _POLICY_ALIASES[policy]
+        values["dynamic"] = DynamicSettings.from_parameters(parameters)
         return cls(**values)
 
     def decide(self, final: np.ndarray) -> np.ndarray:
@@ -162,45 +198,60 @@ class PostState:
         offset: Steps seen before the next chunk.
         history: The last ``window - 1`` fused values, oldest first (zeros before the start).
         run: The open event ``(start, end, peak)`` or ``None``.
+        carry: The dynamic policy's state (appended to the vector), ``None`` for ``ratio``.
     """
 
     stream_id: int
     offset: int
     history: np.ndarray
     run: tuple[int, int, float] | None = None
+    carry: ArrivalState | None = None
 
     @classmethod
-    def start(cls, window: int, stream_id: int | None = None) -> PostState:
+    def start(cls, window: int, stream_id: int | None = None, dynamic: bool = False) -> PostState:
         """The state of a new stream (a random stream id unless given)."""
         if stream_id is None:
             stream_id = int(np.random.default_rng().integers(1, _MAX_STREAM_ID))
-        return cls(int(stream_id), 0, np.zeros(window - 1, np.float32))
+        carry = ArrivalState() if dynamic else None
+        return cls(int(stream_id), 0, np.zeros(window - 1, np.float32), carry=carry)
 
     def to_array(self) -> np.ndarray:
         """The flat FP32 ``post_state`` vector."""
         start, end, peak = self.run if self.run is not None else (-1, -1, 0.0)
         window = self.history.size + 1
         head = [STATE_VERSION, self.stream_id, self.offset, window, start, end, peak]
-        return np.concatenate([np.asarray(head, np.float32), self.history.astype(np.float32)])
+        parts = [np.asarray(head, np.float32), self.history.astype(np.float32)]
+        if self.carry is not None:
+            parts.append(self.carry.to_array())
+        return np.concatenate(parts)
 
     @classmethod
-    def from_array(cls, values: np.ndarray, window: int) -> PostState:
+    def from_array(cls, values: np.ndarray, window: int, dynamic: bool = False) -> PostState:
         """Read a ``post_state`` vector written by :meth:`to_array` with the same window.
 
+        Args:
+            values: The vector.
+            window: The smoothing window of the settings in use.
+            dynamic: Whether the dynamic policy's state is appended (and expected).
+
         Raises:
-            DataError: If it is not a version-1 state of this smoothing window.
+            DataError: If it is not a version-1 state of this smoothing window and policy.
         """
         flat = np.asarray(values, np.float32).reshape(-1)
         expected = _HEADER + window - 1
-        if flat.size != expected or int(flat[0]) != STATE_VERSION or int(flat[3]) != window:
+        size_ok = flat.size > expected if dynamic else flat.size == expected
+        if not size_ok or int(flat[0]) != STATE_VERSION or int(flat[3]) != window:
             got = f"{flat.size} values" + (f", window {int(flat[3])}" if flat.size > 3 else "")
+            policy = "dynamic" if dynamic else "ratio"
             raise DataError(
-                f"post_state: expected {expected} values of state version {STATE_VERSION} with "
-                f"smoothing window {window} (pass back post_state_out unchanged), got {got}"
+                f"post_state: expected {'more than ' if dynamic else ''}{expected} values of "
+                f"state version {STATE_VERSION} with smoothing window {window} and the "
+                f"{policy} threshold policy (pass back post_state_out unchanged), got {got}"
             )
         start = int(flat[4])
         run = (start, int(flat[5]), float(flat[6])) if start >= 0 else None
-        return cls(int(flat[1]), int(flat[2]), flat[_HEADER:].copy(), run)
+        carry = ArrivalState.from_array(flat[expected:]) if dynamic else None
+        return cls(int(flat[1]), int(flat[2]), flat[_HEADER:expected].copy(), run, carry)
 
 
 def stream_id_of(values: np.ndarray) -> int:
@@ -310,43 +361,211 @@ def postprocess(
     lengths = {np.asarray(s).reshape(-1).size for s in scores}
     if len(lengths) != 1 or 0 in lengths:
         raise DataError(f"postprocess: expected scores of one non-zero length, got {lengths}")
+    dynamic = settings.threshold_policy == "dynamic"
     if state is None:
-        state = PostState.start(settings.smoothing_window)
+        state = PostState.start(settings.smoothing_window, dynamic=dynamic)
     elif state.history.size != settings.smoothing_window - 1:
         raise DataError(
             f"post_state: expected smoothing window {settings.smoothing_window}, "
             f"got {state.history.size + 1}"
         )
-    ratios = [t.ratio(np.asarray(s).reshape(-1)) for s, t in zip(scores, thresholds, strict=True)]
-    fused = fuse(ratios, settings.fusion)
-    final = smooth(fused, state)
-    decision = settings.decide(final)
+    elif (state.carry is not None) != dynamic:
+        raise DataError(
+            f"post_state: expected a state of the {settings.threshold_policy} threshold policy, "
+            f"got one of the other policy"
+        )
+    flat = [np.asarray(s).reshape(-1) for s in scores]
+    carry = None
+    if dynamic:
+        fused, final, decision, carry = _dynamic_stage(flat, thresholds, settings, state)
+    else:
+        ratios = [t.ratio(s) for s, t in zip(flat, thresholds, strict=True)]
+        fused = fuse(ratios, settings.fusion)
+        final = smooth(fused, state)
+        decision = settings.decide(final)
     report, run = find_events(final, decision, settings, state)
     joined = np.concatenate([state.history, fused])
     history = joined[joined.size - state.history.size :]
-    new_state = PostState(state.stream_id, state.offset + fused.size, history, run)
+    new_state = PostState(state.stream_id, state.offset + fused.size, history, run, carry)
     events = np.asarray(report, np.float32).reshape(-1, 3)
     return PostResult(final, decision, events, new_state)
 
 
+def _dynamic_stage(
+    scores: Sequence[np.ndarray],
+    thresholds: Sequence[Threshold],
+    settings: PostSettings,
+    state: PostState,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, ArrivalState]:
+    """``(fused z, smoothed, decision, carry)`` of the dynamic policy for one chunk."""
+    if not isinstance(thresholds, ChannelThresholds) or not thresholds.scales:
+        raise DataError(
+            "threshold_policy dynamic: expected the channel's training statistics (median, "
+            "std, floor from thresholds.json written by satwatch build), got thresholds only"
+        )
+    fused = fused_z(scores, thresholds.scales)
+    floor = thresholds.floor_for(len(scores))
+    dynamic = replace(settings.dynamic, min_score=floor)
+    assert state.carry is not None  # checked by the caller
+    final, decision, carry = decide_on_arrival(fused, state.carry, state.offset, dynamic)
+    return fused, final, decision, carry
+
+
+def fused_z(scores: Sequence[np.ndarray], scales: Sequence[Threshold]) -> np.ndarray:
+    """``max`` over detectors of ``max(0, (score - median) / std)``, float32 ``(T,)``.
+
+    ``scales`` are ``Threshold(median + std, median)`` of each detector's training scores.
+    """
+    if len(scales) < len(scores):
+        raise DataError(
+            f"dynamic policy: expected training statistics for {len(scores)} scores, "
+            f"got {len(scales)}"
+        )
+    pairs = zip(scores, scales[: len(scores)], strict=True)
+    z = [np.maximum(t.ratio(np.asarray(s).reshape(-1)), 0) for s, t in pairs]
+    return fuse(z, "max")
+
+
 THRESHOLDS_FILE = "thresholds.json"
-"""Per-channel thresholds in ``python/postprocessing/<version>/``, in score order."""
+"""Per-channel thresholds and training statistics in ``python/postprocessing/<version>/``."""
+
+
+@dataclass(frozen=True)
+class ChannelThresholds(Sequence[Threshold]):
+    """One channel's entry of ``thresholds.json``; as a sequence, its ratio thresholds.
+
+    Attributes:
+        ratio: Each detector's threshold and baseline (``ratio`` policy), score1 first.
+        scales: ``Threshold(median + std, median)`` of each detector's training scores, so
+            ``ratio`` gives the training z-score (``dynamic`` policy); empty if unknown.
+        floors: ``floors[k - 1]``: the floor (``min_score``) of the smoothed fused z when the
+            first ``k`` scores are fused (POT on the channel's training scores).
+    """
+
+    ratio: tuple[Threshold, ...]
+    scales: tuple[Threshold, ...] = ()
+    floors: tuple[float, ...] = ()
+
+    def __getitem__(self, index):  # noqa: ANN001, ANN204  (int or slice, as a tuple)
+        return self.ratio[index]
+
+    def __len__(self) -> int:
+        return len(self.ratio)
+
+    def __iter__(self) -> Iterator[Threshold]:
+        return iter(self.ratio)
+
+    def head(self, count: int) -> ChannelThresholds:
+        """The entry for the first ``count`` scores."""
+        return ChannelThresholds(self.ratio[:count], self.scales[:count], self.floors)
+
+    def floor_for(self, count: int) -> float:
+        """The floor when ``count`` scores are fused.
+
+        Raises:
+            DataError: If the file holds none for that count.
+        """
+        if not 1 <= count <= len(self.floors):
+            raise DataError(
+                f"dynamic policy: expected a training floor for {count} fused scores, "
+                f"got floors for 1..{len(self.floors)}"
+            )
+        return float(self.floors[count - 1])
+
+
+def training_statistics(
+    train_scores: Sequence[np.ndarray],
+    ratio: Sequence[Threshold],
+    dynamic: DynamicSettings,
+) -> ChannelThresholds:
+    """A channel's entry from its detectors' scores on the training split (score1 first).
+
+    Medians and standard deviations give the z-scores; the floor for ``k`` fused scores is
+    the POT threshold (risk 1e-3, initial level 0.98) of the EWMA-smoothed fused training z,
+    computed exactly as the served stage smooths.
+    """
+    from satwatch.detectors.thresholds import pot_threshold
+
+    scales = []
+    for scores in train_scores:
+        values = np.asarray(scores, np.float64).reshape(-1)
+        median, std = float(np.median(values)), float(np.std(values))
+        # A constant training score: a tiny positive spread still representable next to it.
+        std = max(std, 1e-6 * max(1.0, abs(median)))
+        scales.append(Threshold(median + std, median))
+    stage = DynamicThreshold(dynamic)
+    floors = []
+    for count in range(1, len(train_scores) + 1):
+        fused = fused_z(train_scores[:count], scales[:count])
+        floors.append(float(pot_threshold(stage.smooth(fused)[1])))
+    return ChannelThresholds(tuple(ratio), tuple(scales), tuple(floors))
+
+
+def select_thresholds(
+    table: Mapping[str, ChannelThresholds],
+    count: int,
+    channel: str | None = None,
+    given: np.ndarray | None = None,
+    dynamic: bool = False,
+) -> Sequence[Threshold]:
+    """The thresholds of one request of ``count`` scores.
+
+    ``ratio`` policy: the ``given`` tensor (see :func:`thresholds_from_array`) or else the
+    channel's. ``dynamic``: the channel's entry; without a channel, the channel whose shipped
+    ratio thresholds equal the ``given`` ones (what ``custom_logic`` sends).
+
+    Raises:
+        DataError: For an unknown channel, or no way to tell the channel (dynamic).
+    """
+    if given is not None and not dynamic:
+        return thresholds_from_array(given, count)
+    if channel is None and given is not None:
+        wanted = [(t.threshold, t.baseline) for t in thresholds_from_array(given, count)]
+        matches = [
+            name
+            for name, entry in sorted(table.items())
+            if [(np.float32(t.threshold), np.float32(t.baseline)) for t in entry[:count]]
+            == [(np.float32(a), np.float32(b)) for a, b in wanted]
+        ]
+        if not matches:
+            raise DataError(
+                "threshold_policy dynamic: expected channel_id (or thresholds of a shipped "
+                "channel) to find the channel's training statistics, got thresholds of none"
+            )
+        channel = matches[0]
+    if channel not in table:
+        known = ", ".join(sorted(table)) or "none"
+        raise DataError(f"unknown channel {channel!r}: thresholds exist for {known}")
+    entry = table[channel]
+    if len(entry) < count:
+        raise DataError(
+            f"channel {channel!r}: expected thresholds for {count} scores, got {len(entry)}"
+        )
+    return entry.head(count)
 
 
 def save_thresholds(path: Path, table: Mapping[str, Sequence[Threshold]]) -> Path:
-    """Write ``{channel: [[threshold, baseline], ...]}`` (score1 first) as JSON."""
+    """Write ``{channel: {"ratio": [[threshold, baseline], ...], "scale": [...], "floors"}}``.
+
+    ``scale`` rows are ``[median + std, median]`` of each detector's training scores.
+
+    Plain sequences of thresholds (no training statistics) are written with ``ratio`` only.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = {
-        channel: [[t.threshold, t.baseline] for t in thresholds]
-        for channel, thresholds in sorted(table.items())
-    }
+    data = {}
+    for channel, thresholds in sorted(table.items()):
+        record: dict[str, list] = {"ratio": [[t.threshold, t.baseline] for t in thresholds]}
+        if isinstance(thresholds, ChannelThresholds) and thresholds.scales:
+            record["scale"] = [[t.threshold, t.baseline] for t in thresholds.scales]
+            record["floors"] = list(thresholds.floors)
+        data[channel] = record
     path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
     return path
 
 
-def load_thresholds(path: Path) -> dict[str, list[Threshold]]:
-    """Read a file written by :func:`save_thresholds`.
+def load_thresholds(path: Path) -> dict[str, ChannelThresholds]:
+    """Read a file written by :func:`save_thresholds` (or the older ``{channel: rows}``).
 
     Raises:
         DataError: If it is missing or malformed.
@@ -354,9 +573,16 @@ def load_thresholds(path: Path) -> dict[str, list[Threshold]]:
     path = Path(path)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return {
-            channel: [Threshold(float(t), float(b)) for t, b in rows]
-            for channel, rows in data.items()
-        }
-    except (OSError, ValueError, TypeError) as error:
+        table = {}
+        for channel, record in data.items():
+            rows = record if isinstance(record, list) else record["ratio"]
+            ratio = tuple(Threshold(float(t), float(b)) for t, b in rows)
+            scales: tuple[Threshold, ...] = ()
+            floors: tuple[float, ...] = ()
+            if isinstance(record, dict) and "scale" in record:
+                scales = tuple(Threshold(float(t), float(b)) for t, b in record["scale"])
+                floors = tuple(float(f) for f in record["floors"])
+            table[channel] = ChannelThresholds(ratio, scales, floors)
+        return table
+    except (OSError, ValueError, TypeError, KeyError) as error:
         raise DataError(f"{path}: expected per-channel thresholds JSON: {error}") from error

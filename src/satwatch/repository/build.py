@@ -10,7 +10,9 @@ For the channels asked for (default the 27 seed SMAP channels) the builder
 3. scripts TranAD to ``pytorch/tranad_sat1/1/model.pt`` with its configs;
 4. writes the Python models' configs and data files: ``preprocessing/1/normalisation.json``
    (training statistics per channel), ``postprocessing/1/thresholds.json`` (threshold and
-   baseline = median training score, per detector per channel) and
+   baseline = median training score per detector per channel, for the ``ratio`` policy; the
+   training scores' median and standard deviation and the POT floor of their smoothed fused
+   z-score, for the ``dynamic`` policy) and
    ``custom_logic/1/catalog.db`` (channel -> subsystem, models, thresholds);
 5. rebuilds the seed's ensembles and validates the whole repository.
 
@@ -42,9 +44,15 @@ from satwatch.exceptions import RepositoryError
 from satwatch.paths import PROJECT_ROOT
 from satwatch.pipeline.catalog import CATALOG_FILE, ChannelEntry, ModelEntry, write_catalog
 from satwatch.pipeline.configs import custom_logic_config
-from satwatch.pipeline.postprocess import THRESHOLDS_FILE, Threshold, save_thresholds
+from satwatch.pipeline.postprocess import (
+    THRESHOLDS_FILE,
+    PostSettings,
+    Threshold,
+    save_thresholds,
+    training_statistics,
+)
 from satwatch.pipeline.preprocess import STATS_FILE, NormalisationTable
-from satwatch.repository.config import write_model_configs
+from satwatch.repository.config import parameter_dict, write_model_configs
 from satwatch.repository.deploy import onnx_model_config
 from satwatch.repository.ensembles import ONNX_DETECTOR, write_seed_ensembles
 from satwatch.repository.seed import postprocessing_config, preprocessing_config, tranad_config
@@ -160,7 +168,12 @@ def _baseline(module_name: str, model: object, series: np.ndarray, threshold: fl
     the ratio meaningless; the baseline then falls below the threshold by its own size and
     the build says so.
     """
-    median = float(np.median(detector_module(module_name).score(model, series)))
+    return _baseline_of(module_name, detector_module(module_name).score(model, series), threshold)
+
+
+def _baseline_of(module_name: str, scores: np.ndarray, threshold: float) -> float:
+    """:func:`_baseline` from the training scores."""
+    median = float(np.median(scores))
     if median < threshold:
         return median
     fallback = threshold - max(abs(threshold), 1.0)
@@ -176,7 +189,7 @@ def _baseline(module_name: str, model: object, series: np.ndarray, threshold: fl
 
 def _export_omni(
     artifacts: Path, repository: Path, channel: str, train: np.ndarray
-) -> tuple[ModelEntry, Normalisation]:
+) -> tuple[ModelEntry, Normalisation, np.ndarray]:
     from satwatch.export.onnx import export_trained
 
     name = model_name("omni", channel)
@@ -194,13 +207,14 @@ def _export_omni(
     model, card = load_trained(folder)
     stats = Normalisation.from_dict(card["normalisation"][channel])
     threshold = float(card["threshold"])
-    baseline = _baseline("omni", model, stats.apply(train), threshold)
-    return ModelEntry("omni", name, threshold, baseline), stats
+    scores = detector_module("omni").score(model, stats.apply(train))
+    baseline = _baseline_of("omni", scores, threshold)
+    return ModelEntry("omni", name, threshold, baseline), stats, scores
 
 
 def _export_tranad(
     artifacts: Path, repository: Path, trains: Mapping[str, np.ndarray], tables: NormalisationTable
-) -> dict[str, ModelEntry]:
+) -> dict[str, tuple[ModelEntry, np.ndarray]]:
     from satwatch.export.torchscript import convert
 
     folder = artifact_dir(artifacts, "tranad", TRANAD)
@@ -213,8 +227,9 @@ def _export_tranad(
     for channel, train in trains.items():
         # A channel TranAD was not trained on falls back to the pooled threshold.
         threshold = float(per_channel.get(channel, card["threshold"]))
-        baseline = _baseline("tranad", model, tables.get(channel).apply(train), threshold)
-        entries[channel] = ModelEntry("tranad", TRANAD, threshold, baseline)
+        scores = detector_module("tranad").score(model, tables.get(channel).apply(train))
+        baseline = _baseline_of("tranad", scores, threshold)
+        entries[channel] = (ModelEntry("tranad", TRANAD, threshold, baseline), scores)
     return entries
 
 
@@ -236,11 +251,20 @@ def _write_python_models(
     tables: NormalisationTable,
     models: Mapping[str, Sequence[ModelEntry]],
     spacecraft: str,
+    train_scores: Mapping[str, Sequence[np.ndarray]],
 ) -> None:
     python = repository / "python"
     write_python_configs(repository)
     tables.save(python / "preprocessing" / "1" / STATS_FILE)
-    thresholds = {c: [Threshold(m.threshold, m.baseline) for m in ms] for c, ms in models.items()}
+    # The floors depend on the dynamic policy's smoothing: the settings postprocessing serves.
+    served = parameter_dict(postprocessing_config(repository))
+    dynamic = PostSettings.from_parameters(served).dynamic
+    thresholds = {
+        c: training_statistics(
+            train_scores[c], [Threshold(m.threshold, m.baseline) for m in ms], dynamic
+        )
+        for c, ms in models.items()
+    }
     save_thresholds(python / "postprocessing" / "1" / THRESHOLDS_FILE, thresholds)
     entries = [
         ChannelEntry(channel, spacecraft, subsystem_of(channel), tuple(ms))
@@ -320,24 +344,29 @@ def build_repository(
     total, step = len(names) + 4, 0
     models: dict[str, list[ModelEntry]] = {}
     stats = {}
+    train_scores: dict[str, list[np.ndarray]] = {}
     for channel in names:
         progress(f"export {model_name('omni', channel)}", step, total)
         started = time.perf_counter()
-        entry, stats[channel] = _export_omni(artifacts, repository, channel, trains[channel])
+        entry, stats[channel], scores = _export_omni(
+            artifacts, repository, channel, trains[channel]
+        )
         models[channel] = [entry]
+        train_scores[channel] = [scores]
         report.seconds[entry.model] = time.perf_counter() - started
         step += 1
     tables = NormalisationTable(stats)
     progress(f"export {TRANAD}", step, total)
     started = time.perf_counter()
-    for channel, entry in _export_tranad(artifacts, repository, trains, tables).items():
+    for channel, (entry, scores) in _export_tranad(artifacts, repository, trains, tables).items():
         models[channel].append(entry)
+        train_scores[channel].append(scores)
     report.seconds[TRANAD] = time.perf_counter() - started
     step += 1
 
     progress("python models", step, total)
     started = time.perf_counter()
-    _write_python_models(repository, tables, models, spacecraft)
+    _write_python_models(repository, tables, models, spacecraft, train_scores)
     report.seconds["python"] = time.perf_counter() - started
     step += 1
 

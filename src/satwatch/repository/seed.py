@@ -87,12 +87,37 @@ def preprocessing_config(repository: Path | None = None) -> mc.ModelConfig:
     )
 
 
+POSTPROCESSING_PARAMETERS = {
+    "threshold_policy": "dynamic",
+    "fusion": "max",
+    "dt_span": "30",
+    "dt_window": "2100",
+    "dt_batch": "10",
+    "dt_z_min": "2.5",
+    "dt_z_max": "12.0",
+    "dt_z_step": "0.5",
+    "dt_min_decrease": "0.13",
+    "dt_max_sequences": "5",
+    "merge_gap": "100",
+    "min_event_length": "1",
+}
+"""Postprocessing's own settings over ``common.pbtxt``'s: the dynamic threshold policy.
+
+Chosen on validation channels only by ``benchmarks/quality_study.py`` (its recommended
+configuration): training z-scores fused with max, EWMA span 30, Telemanom's window of 2100
+steps re-thresholded every 10 steps, z 2.5..12 step 0.5, pruning p 0.13, at most 5 runs,
+the channel's POT floor (risk and initial level: ``pot_risk``/``pot_init_level`` defaults),
+events merged across gaps of up to 100 steps, no minimum length.
+"""
+
+
 def postprocessing_config(repository: Path | None = None) -> mc.ModelConfig:
     """``python/postprocessing``: scores (+ channel, thresholds, state) -> fused result."""
     return config_from_template(
         "python",
         repository=repository,
         name="postprocessing",
+        parameters=POSTPROCESSING_PARAMETERS,
         input=[
             tensor("score1", "FP32", [-1]),
             tensor("score2", "FP32", [-1], optional=True),

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from satwatch.exceptions import DataError
+from satwatch.pipeline.dynamic_threshold import ArrivalState, DynamicSettings, decide_on_arrival
 from satwatch.pipeline.postprocess import (
+    ChannelThresholds,
     PostSettings,
     PostState,
     Threshold,
@@ -15,9 +19,11 @@ from satwatch.pipeline.postprocess import (
     load_thresholds,
     postprocess,
     save_thresholds,
+    select_thresholds,
     smooth,
     stream_id_of,
     thresholds_from_array,
+    training_statistics,
 )
 
 
@@ -157,4 +163,139 @@ def test_thresholds_from_request_values_and_file(tmp_path) -> None:
     with pytest.raises(DataError, match="expected 2 values"):
         thresholds_from_array(np.array([1.0, 2.0, 3.0]), 2)
     table = {"E-1": [Threshold(2.0, 0.25), Threshold(-1.0, -4.0)]}
-    assert load_thresholds(save_thresholds(tmp_path / "t.json", table)) == table
+    loaded = load_thresholds(save_thresholds(tmp_path / "t.json", table))
+    assert {c: list(t) for c, t in loaded.items()} == table
+    assert loaded["E-1"].scales == ()  # no training statistics: ratio policy only
+
+
+# --- dynamic threshold policy ------------------------------------------------------------------
+
+HAND = DynamicSettings(span=1, window=20, batch=5, z_min=1.0, z_max=1.0, min_decrease=0.13)
+
+
+def test_dynamic_decisions_on_arrival_by_hand() -> None:
+    x = np.zeros(25)
+    x[12:17] = 10.0  # a run across the batch ending at step 14
+    x[23] = 10.0  # a lone step as high as the run that survived
+    smoothed, decision, state = decide_on_arrival(x, ArrivalState(), 0, HAND)
+    np.testing.assert_array_equal(smoothed, x)  # span 1: no smoothing
+    # Steps 0-3: no threshold yet. Steps 4 and 9 end batches of zeros: epsilon 0, no run, so
+    # the cut is the window's max 0 / (1 - p) = 0. 12, 13: above both, a new run. Step 14 ends
+    # batch 3: window 0..14 has mean 2, std 4, epsilon 6; the run 12..14 survives pruning and
+    # holds step 14. 15, 16 go on above 6; 17 falls. Step 19: the run ends before it. Step 23:
+    # a new run above epsilon 6.83 that reaches the cut (10, the smallest surviving maximum).
+    assert np.flatnonzero(decision).tolist() == [12, 13, 14, 15, 16, 23]
+    assert state.epsilon == pytest.approx(3.0 + np.sqrt(21.0), rel=1e-6)  # batch ending at 24
+    assert state.cut == 10.0 and not state.flagged and state.history.size == 20
+
+
+def test_dynamic_floor_keeps_low_runs_normal() -> None:
+    x = np.zeros(25)
+    x[12:17] = 10.0
+    _, decision, _ = decide_on_arrival(x, ArrivalState(), 0, replace(HAND, min_score=10.0))
+    assert not decision.any()
+
+
+def _entry() -> ChannelThresholds:
+    # ratio thresholds, then (median + std, median) per detector, then floors for 1 and 2 scores
+    return ChannelThresholds(
+        (Threshold(5.0, 1.0), Threshold(0.5, 0.1)),
+        (Threshold(3.0, 1.0), Threshold(0.3, 0.1)),
+        (0.5, 0.7),
+    )
+
+
+def test_dynamic_policy_fuses_training_z_scores_by_hand() -> None:
+    settings = PostSettings(
+        threshold_policy="dynamic", dynamic=DynamicSettings(span=1, window=20, batch=5)
+    )
+    score1 = np.array([1.0, 5.0, 0.0], np.float32)  # z (score - 1) / 2: 0, 2, clipped 0
+    score2 = np.array([0.5, 0.1, 0.2], np.float32)  # z (score - 0.1) / 0.2: 2, 0, 0.5
+    result = postprocess([score1, score2], _entry(), settings)
+    np.testing.assert_allclose(result.final, [2.0, 2.0, 0.5], rtol=1e-6)
+    assert not result.decision.any()  # no batch completed yet
+    assert result.state.carry is not None and result.state.offset == 3
+
+
+def _dynamic_stream(scores, thresholds, settings, sizes):
+    state, finals, decisions, events, start = None, [], [], {}, 0
+    for size in sizes:
+        chunk = [s[start : start + size] for s in scores]
+        start += size
+        result = postprocess(chunk, thresholds, settings, state)
+        vector = result.state.to_array().astype(np.float32)  # as it travels: FP32
+        state = PostState.from_array(vector, settings.smoothing_window, dynamic=True)
+        finals.append(result.final)
+        decisions.append(result.decision)
+        for row in result.events:
+            events[int(row[0])] = tuple(row)
+    return np.concatenate(finals), np.concatenate(decisions), events
+
+
+def test_dynamic_chunks_with_fp32_state_equal_the_whole_series() -> None:
+    rng = np.random.default_rng(5)
+    length = 900
+    scores = [rng.gamma(2.0, 0.5, length).astype(np.float32) for _ in range(2)]
+    for start in (150, 420, 700):
+        scores[start % 2][start : start + 25] += 6.0
+    dynamic = DynamicSettings(span=5, window=200, batch=10)
+    settings = PostSettings(
+        threshold_policy="dynamic", dynamic=dynamic, min_event_length=1, merge_gap=20
+    )
+    entry = ChannelThresholds(_entry().ratio, (Threshold(2.0, 1.0),) * 2, (0.5, 0.7))
+    whole = postprocess(scores, entry, settings, PostState.start(5, 3, dynamic=True))
+    final, decision, events = _dynamic_stream(scores, entry, settings, [1, 9, 13, 77, 200, 3, 597])
+    np.testing.assert_array_equal(final, whole.final)
+    np.testing.assert_array_equal(decision, whole.decision)
+    assert decision.sum() > 20 and len(whole.events) >= 2
+    assert sorted(events.values()) == [tuple(row) for row in whole.events]
+
+
+def test_dynamic_policy_refuses_ratio_states_and_missing_statistics() -> None:
+    settings = PostSettings(threshold_policy="dynamic")
+    ratio_state = PostState.start(5, 1)
+    with pytest.raises(DataError, match="dynamic threshold policy"):
+        postprocess([np.ones(3)], _entry().head(1), settings, ratio_state)
+    with pytest.raises(DataError, match="training statistics"):
+        postprocess([np.ones(3)], [Threshold(1.0)], settings)
+    with pytest.raises(DataError, match="dynamic threshold policy"):
+        PostState.from_array(ratio_state.to_array(), 5, dynamic=True)
+    dynamic_state = PostState.start(5, 1, dynamic=True)
+    with pytest.raises(DataError, match="ratio threshold policy"):
+        PostState.from_array(dynamic_state.to_array(), 5)
+
+
+def test_settings_read_the_policy_and_the_dynamic_parameters() -> None:
+    settings = PostSettings.from_parameters(
+        {"threshold_policy": "dynamic", "dt_span": "30", "dt_batch": "10", "dt_window": "2100"}
+    )
+    assert settings.threshold_policy == "dynamic"
+    assert (settings.dynamic.span, settings.dynamic.batch, settings.dynamic.window) == (
+        30,
+        10,
+        2100,
+    )
+    assert PostSettings.from_parameters({"threshold_policy": "pot"}).threshold_policy == "ratio"
+    with pytest.raises(DataError, match="threshold_policy"):
+        PostSettings.from_parameters({"threshold_policy": "magic"})
+
+
+def test_training_statistics_round_trip_and_channel_lookup(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    train = [rng.normal(2.0, 0.5, 3000), rng.gamma(2.0, 1.0, 3000)]
+    ratio = [Threshold(4.0, 2.0), Threshold(6.0, 1.5)]
+    entry = training_statistics(train, ratio, DynamicSettings(span=30))
+    assert entry.scales[0].baseline == pytest.approx(np.median(train[0]))
+    assert entry.scales[0].threshold - entry.scales[0].baseline == pytest.approx(np.std(train[0]))
+    assert len(entry.floors) == 2 and 0 < entry.floors[0] < entry.floors[1]
+    table = load_thresholds(save_thresholds(tmp_path / "t.json", {"A-1": entry}))
+    assert table["A-1"] == entry
+    # custom_logic sends the ratio thresholds without a channel: they identify it.
+    given = np.array([4.0, 2.0, 6.0, 1.5], np.float32)
+    assert select_thresholds(table, 2, None, given, dynamic=True) == entry
+    assert select_thresholds(table, 1, "A-1", None, dynamic=True).floor_for(1) == entry.floors[0]
+    with pytest.raises(DataError, match="channel_id"):
+        select_thresholds(table, 2, None, given + 1, dynamic=True)
+    with pytest.raises(DataError, match="unknown channel 'B-9'"):
+        select_thresholds(table, 2, "B-9", None, dynamic=True)
+    assert select_thresholds(table, 2, None, given, dynamic=False) == ratio

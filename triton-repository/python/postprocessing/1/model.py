@@ -5,9 +5,11 @@ Inputs ``score1`` FP32 [-1] (the channel's OmniAnomaly) and optional ``score2`` 
 absent), ``thresholds`` FP32 [-1] (one per score, or (threshold, baseline) pairs; overrides
 the shipped ones) and ``post_state`` FP32 [-1] (what the previous chunk returned).
 Outputs ``final_result`` (smoothed fused score), ``decision``, ``events`` [-1, 3]
-(start, end, peak) and ``post_state_out``. Fusion, smoothing and event rules come from the
-config ``parameters``; the stages are ``satwatch.pipeline.postprocess``. Thresholds per
-channel are ``thresholds.json`` in this version folder (written by ``satwatch build``).
+(start, end, peak) and ``post_state_out``. The threshold policy (``ratio`` or ``dynamic``),
+fusion, smoothing and event rules come from the config ``parameters``; the stages are
+``satwatch.pipeline.postprocess``. Thresholds and training statistics per channel are
+``thresholds.json`` in this version folder (written by ``satwatch build``). The dynamic
+policy needs the channel: ``channel_id``, or ``thresholds`` equal to a shipped channel's.
 
 Each request is its own stream (its own state), so requests are processed one by one; the
 work per request is a few vector operations.
@@ -18,7 +20,6 @@ import json
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from satwatch.exceptions import DataError
 from satwatch.pipeline import serving
 from satwatch.pipeline.postprocess import (
     THRESHOLDS_FILE,
@@ -26,7 +27,7 @@ from satwatch.pipeline.postprocess import (
     PostState,
     load_thresholds,
     postprocess,
-    thresholds_from_array,
+    select_thresholds,
 )
 
 OUTPUTS = ("final_result", "decision", "events", "post_state_out")
@@ -46,18 +47,12 @@ class TritonPythonModel:
 
     def _thresholds(self, request, count):
         given = serving.optional_input(pb_utils, request, "thresholds")
-        if given is not None:
-            return thresholds_from_array(given, count)
-        channel = serving.channel_of(pb_utils, request, self.default_channel)
-        if channel not in self.thresholds:
-            known = ", ".join(sorted(self.thresholds)) or "none"
-            raise DataError(f"unknown channel {channel!r}: thresholds exist for {known}")
-        shipped = self.thresholds[channel]
-        if len(shipped) < count:
-            raise DataError(
-                f"channel {channel!r}: expected thresholds for {count} scores, got {len(shipped)}"
-            )
-        return shipped[:count]
+        named = serving.optional_input(pb_utils, request, "channel_id") is not None
+        channel = None
+        if named or given is None:
+            channel = serving.channel_of(pb_utils, request, self.default_channel)
+        dynamic = self.settings.threshold_policy == "dynamic"
+        return select_thresholds(self.thresholds, count, channel, given, dynamic)
 
     def _answer(self, request):
         scores = [pb_utils.get_input_tensor_by_name(request, "score1").as_numpy()]
@@ -66,7 +61,8 @@ class TritonPythonModel:
             scores.append(second)
         state = serving.optional_input(pb_utils, request, "post_state")
         if state is not None:
-            state = PostState.from_array(state, self.settings.smoothing_window)
+            dynamic = self.settings.threshold_policy == "dynamic"
+            state = PostState.from_array(state, self.settings.smoothing_window, dynamic)
         result = postprocess(scores, self._thresholds(request, len(scores)), self.settings, state)
         values = {
             "final_result": result.final,

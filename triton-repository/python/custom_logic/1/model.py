@@ -114,6 +114,8 @@ class TritonPythonModel:
                 outputs[f"{detector}_detected"] = np.zeros(raw.shape[0], bool)
         post_inputs = {f"score{i + 1}": score for i, score in enumerate(scores)}
         post_inputs["thresholds"] = np.asarray(thresholds, np.float32)
+        # The channel picks its training statistics (the dynamic policy needs them).
+        post_inputs["channel_id"] = channel_id
         post_inputs["post_state"] = serving.optional_input(pb_utils, request, "post_state")
         outputs |= await self._call("postprocessing", post_inputs, [*RESULTS, "post_state_out"])
         stream_id = stream_id_of(outputs["post_state_out"])

@@ -278,9 +278,20 @@ def served_evaluation(
                 tasks[channel] = progress.add_task(channel, total=total, events=0)
             progress.update(tasks[channel], completed=done)
 
+        def on_event(event: RunEvent) -> None:
+            task = tasks.get(event.channel)
+            if task is not None:
+                progress.update(task, events=progress.tasks[task].fields["events"] + 1)
+
         started = time.perf_counter()
         result = evaluate_served(
-            connection, channels, data, chunk=chunk, workers=workers, on_chunk=on_chunk
+            connection,
+            channels,
+            data,
+            chunk=chunk,
+            workers=workers,
+            on_chunk=on_chunk,
+            on_event=on_event,
         )
         seconds = time.perf_counter() - started
     LOGGER.info("served evaluation: %d steps in %.1f s", result.steps, seconds)

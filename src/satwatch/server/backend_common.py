@@ -302,6 +302,22 @@ def load_config(args: Mapping[str, str]) -> dict:
     return json.loads(args["model_config"])
 
 
+def answer(pb_utils, requests: Sequence, model) -> list:
+    """One ``execute`` of a Python-based backend: batch, ``model._run`` once, one response each.
+
+    ``model`` holds ``inputs``, ``outputs``, ``max_batch_size`` and ``_run(inputs) -> outputs``
+    (both satwatch backends do); the run follows :func:`run_batched`.
+    """
+    results = run_batched(
+        [request_inputs(request) for request in requests],
+        model.inputs,
+        model.outputs,
+        model.max_batch_size,
+        model._run,
+    )
+    return responses(pb_utils, results)
+
+
 def request_inputs(request) -> Inputs:
     """Return a ``pb_utils.InferenceRequest``'s inputs as name -> numpy array."""
     return {tensor.name(): tensor.as_numpy() for tensor in request.inputs()}

@@ -126,14 +126,7 @@ class TritonPythonModel:
 
     def execute(self, requests):
         """Answer every request: one ONNX Runtime run for the batch, one error per bad request."""
-        results = common.run_batched(
-            [common.request_inputs(request) for request in requests],
-            self.inputs,
-            self.outputs,
-            self.max_batch_size,
-            self._run,
-        )
-        return common.responses(pb_utils, results)
+        return common.answer(pb_utils, requests, self)
 
     def finalize(self):
         """Release the session."""

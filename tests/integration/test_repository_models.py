@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -84,28 +85,19 @@ def window(shared_data: Path) -> np.ndarray:
     return raw
 
 
-def _http_inputs(**arrays: np.ndarray) -> list[httpclient.InferInput]:
+def _inputs(protocol: ModuleType, **arrays: np.ndarray) -> list:
+    """``InferInput``s of ``tritonclient.http`` or ``.grpc`` (the same API) for named arrays."""
     inputs = []
     for name, array in arrays.items():
         dtype = "BYTES" if array.dtype == object else "FP32"
-        item = httpclient.InferInput(name, list(array.shape), dtype)
-        item.set_data_from_numpy(array)
-        inputs.append(item)
-    return inputs
-
-
-def _grpc_inputs(**arrays: np.ndarray) -> list[grpcclient.InferInput]:
-    inputs = []
-    for name, array in arrays.items():
-        dtype = "BYTES" if array.dtype == object else "FP32"
-        item = grpcclient.InferInput(name, list(array.shape), dtype)
+        item = protocol.InferInput(name, list(array.shape), dtype)
         item.set_data_from_numpy(array)
         inputs.append(item)
     return inputs
 
 
 def _infer(http, model: str, outputs: list[str], **arrays: np.ndarray) -> dict[str, np.ndarray]:
-    result = http.infer(model, _http_inputs(**arrays))
+    result = http.infer(model, _inputs(httpclient, **arrays))
     return {name: result.as_numpy(name) for name in outputs}
 
 
@@ -167,7 +159,7 @@ def test_custom_logic_on_another_channel_equals_its_steps(http, shared_data: Pat
 def test_multi_detector_equals_its_steps_and_the_offline_pipeline(
     http, grpc, built, window
 ) -> None:
-    result = grpc.infer("multi_detector", _grpc_inputs(raw_input=window))
+    result = grpc.infer("multi_detector", _inputs(grpcclient, raw_input=window))
     ensemble = {name: result.as_numpy(name) for name in (*RESULTS, "post_state_out")}
 
     normalized = _infer(http, "preprocessing", ["normalized"], raw_input=window)["normalized"]
@@ -280,9 +272,13 @@ def test_custom_logic_serves_a_second_channel(http) -> None:
 def test_unknown_channel_is_refused_naming_it(http, grpc, window) -> None:
     known = ", ".join(sorted(SEED_CHANNELS))
     with pytest.raises(InferenceServerException, match=f"unknown channel 'Q-9'.*{known}"):
-        http.infer("custom_logic", _http_inputs(channel_id=_channel("Q-9"), raw_input=window))
+        http.infer(
+            "custom_logic", _inputs(httpclient, channel_id=_channel("Q-9"), raw_input=window)
+        )
     with pytest.raises(InferenceServerException, match="unknown channel 'Q-9'") as error:
-        grpc.infer("custom_logic", _grpc_inputs(channel_id=_channel("Q-9"), raw_input=window))
+        grpc.infer(
+            "custom_logic", _inputs(grpcclient, channel_id=_channel("Q-9"), raw_input=window)
+        )
     assert "INVALID_ARGUMENT" in str(error.value.status())
 
 
@@ -297,7 +293,7 @@ def test_nan_telemetry_is_refused_and_the_server_keeps_serving(http, window) -> 
         ("custom_logic", {"channel_id": _channel("E-1"), "raw_input": broken}),
     ):
         with pytest.raises(InferenceServerException, match=expected):
-            http.infer(model, _http_inputs(**arrays))
+            http.infer(model, _inputs(httpclient, **arrays))
     assert http.is_server_ready()
     out = _infer(http, "multi_detector", ["final_result"], raw_input=window)
     assert np.isfinite(out["final_result"]).all()

@@ -119,7 +119,8 @@ def load_trained(folder: Path) -> tuple[torch.nn.Module, dict]:
     folder = Path(folder)
     card = read_card(folder)
     module = detector_module(card["detector"])
-    params = module.Params(**card["params"])
+    # Fields a detector added later keep the value older cards were made with.
+    params = module.Params(**{**getattr(module, "CARD_DEFAULTS", {}), **card["params"]})
     model = module.build_model(params, card["n_features"])
     weights = folder / MODEL_FILE
     if not weights.is_file():

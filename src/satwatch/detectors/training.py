@@ -150,12 +150,13 @@ def fit_threshold(scores: np.ndarray, rule: str = "pot") -> tuple[float, dict]:
     Rules:
         ``pot``: the POT threshold (risk ``POT_RISK``, initial level ``POT_INIT_LEVEL``).
         ``pot-clamped``: the POT threshold clamped to ``[max, max + CLAMP_MARGIN * (max -
-        median)]`` of the training scores. OmniAnomaly's scores (``-log p`` with standard
+        median)]`` of the training scores. OmniAnomaly's ``nll`` scores (``-log p`` with standard
         deviations down to 1e-4) are so heavy-tailed that the GPD fitted to ~60 peaks
         extrapolates the 1e-3 risk level orders of magnitude past anything seen (e.g. 3e8
         for E-1, whose largest training score is 2.6e3) and flags nothing; on steady
         channels it can also land inside the bulk and flag every step. The clamp keeps it
-        just above everything seen in training.
+        just above everything seen in training. For the ``value`` score it was kept on the
+        12 validation channels: event F1 0.320 against 0.229 for plain POT.
     """
     scores = np.asarray(scores, dtype=np.float64)
     pot = _pot(scores)

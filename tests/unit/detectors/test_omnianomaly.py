@@ -10,7 +10,9 @@ import torch
 
 from satwatch.data import load_dataset
 from satwatch.detectors import omnianomaly as om
+from satwatch.detectors.artifacts import load_trained, save_trained
 from satwatch.detectors.normalization import Normalisation
+from satwatch.exceptions import ModelError
 
 TINY = dataclasses.replace(
     om.Params.quick(), hidden=16, dense=16, flows=4, epochs=1, stride=20, batch_size=32
@@ -91,3 +93,32 @@ def test_windowed_scoring_scores_each_step_from_its_own_window(e1, trained) -> N
     last = om.score(trained, test[150 - TINY.window + 1 : 151])[-1]
     assert windowed.shape == (200,)
     assert windowed[150] == pytest.approx(last, rel=1e-5, abs=1e-4)
+
+
+def test_value_score_is_the_column_0_error_and_nll_the_summed_likelihood(e1, trained) -> None:
+    x = torch.from_numpy(e1[1][:300]).unsqueeze(0)
+    nll_model = om.build_model(dataclasses.replace(TINY, score="nll"))
+    nll_model.load_state_dict(trained.state_dict())
+    with torch.no_grad():
+        mean, value, _, _ = trained(x)
+        _, nll, _, _ = nll_model.eval()(x)
+        _, std, _ = trained.likelihood(trained.apply_flows(trained.posterior(x)[0])[0])
+    assert trained.params.score == "value"
+    torch.testing.assert_close(value, (x[..., 0] - mean[..., 0]).abs())
+    torch.testing.assert_close(nll, om.negative_log_prob(x, mean, std))
+    assert not torch.allclose(value, nll)
+
+
+def test_unknown_score_kind_is_refused_naming_the_choices() -> None:
+    with pytest.raises(ModelError, match=r"score: expected one of \('value', 'nll'\), got 'mse'"):
+        dataclasses.replace(TINY, score="mse")
+
+
+def test_cards_older_than_the_score_field_keep_the_nll_score(tmp_path, trained) -> None:
+    params = dataclasses.asdict(TINY)
+    del params["score"]  # as cards written before the field existed
+    card = {"detector": "omni", "n_features": om.N_FEATURES, "params": params}
+    folder = save_trained(tmp_path / "old", trained, card)
+    assert load_trained(folder)[0].params.score == "nll"
+    card["params"] = dataclasses.asdict(TINY)
+    assert load_trained(save_trained(tmp_path / "new", trained, card))[0].params.score == "value"

@@ -10,7 +10,7 @@ The network, per time step ``t`` of a (normalised) telemetry series ``x``:
 
 Training maximises the ELBO of 100-step windows (stride 1) with one reparameterised sample.
 At inference ``z`` is the flows applied to the posterior mean (no sampling), and the anomaly
-score of step ``t`` is, by ``Params.score``:
+score of step ``t`` is, by ``Params.score_mode``:
 
 - ``value`` (default): ``|x_t[0] - mean_t[0]|``, the reconstruction error of the telemetry value
   (column 0), the quantity Telemanom thresholds;
@@ -72,11 +72,11 @@ N_FEATURES = 25
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
-SCORES = ("value", "nll")
-"""The anomaly scores a model can serve (``Params.score``)."""
+SCORE_MODES = ("value", "nll")
+"""The anomaly scores a model can serve (``Params.score_mode``)."""
 
-CARD_DEFAULTS = {"score": "nll"}
-"""Parameters missing from older cards: cards written before ``Params.score`` existed were
+CARD_DEFAULTS = {"score_mode": "nll"}
+"""Parameters missing from older cards: cards written before ``Params.score_mode`` existed were
 trained, thresholded and exported with the ``nll`` score, so they keep it."""
 
 THRESHOLD_RULE = "pot-clamped"
@@ -101,7 +101,7 @@ class Params:
         std_epsilon: floor added to every predicted standard deviation.
         grad_clip: maximum gradient norm.
         weight_decay: L2 regularisation.
-        score: The served anomaly score: ``value`` (column-0 absolute reconstruction error)
+        score_mode: The served anomaly score: ``value`` (column-0 absolute reconstruction error)
             or ``nll`` (``-log p(x_t | z)`` summed over features).
     """
 
@@ -117,11 +117,13 @@ class Params:
     std_epsilon: float = 1e-4
     grad_clip: float = 10.0
     weight_decay: float = 1e-4
-    score: str = "value"
+    score_mode: str = "value"
 
     def __post_init__(self) -> None:
-        if self.score not in SCORES:
-            raise ModelError(f"OmniAnomaly score: expected one of {SCORES}, got {self.score!r}")
+        if self.score_mode not in SCORE_MODES:
+            raise ModelError(
+                f"OmniAnomaly score_mode: expected one of {SCORE_MODES}, got {self.score_mode!r}"
+            )
 
     @classmethod
     def full(cls) -> Params:
@@ -223,12 +225,12 @@ class OmniAnomaly(nn.Module):
 
         Returns:
             ``(x_mean (B,T,F), score (B,T), encoder_state (1,B,H), decoder_state (1,B,H))``
-            with the score chosen by ``params.score`` (module docstring).
+            with the score chosen by ``params.score_mode`` (module docstring).
         """
         z_mean, _, enc_out = self.posterior(x, encoder_state)
         z, _ = self.apply_flows(z_mean)
         x_mean, x_std, dec_out = self.likelihood(z, decoder_state)
-        if self.params.score == "value":
+        if self.params.score_mode == "value":
             score = torch.abs(x[..., 0] - x_mean[..., 0])
         else:
             score = negative_log_prob(x, x_mean, x_std)

@@ -9,7 +9,7 @@ name                      kind   type, shape   meaning
 ``encoder_state``         in     FP32 [1, H]   encoder GRU state before the first step
 ``decoder_state``         in     FP32 [1, H]   decoder GRU state before the first step
 ``reconstruction``        out    FP32 [-1, 25]  mean of p(x_t | z), normalised units
-``anomaly_score``         out    FP32 [-1]     the model's score (``Params.score``: column-0 error)
+``anomaly_score``         out    FP32 [-1]     ``Params.score_mode`` score (column-0 error)
 ``anomaly_detected``      out    BOOL [-1]     anomaly_score > threshold (an initializer)
 ``encoder_state_out``     out    FP32 [1, H]   encoder state after the last step
 ``decoder_state_out``     out    FP32 [1, H]   decoder state after the last step

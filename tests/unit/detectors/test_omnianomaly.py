@@ -97,28 +97,30 @@ def test_windowed_scoring_scores_each_step_from_its_own_window(e1, trained) -> N
 
 def test_value_score_is_the_column_0_error_and_nll_the_summed_likelihood(e1, trained) -> None:
     x = torch.from_numpy(e1[1][:300]).unsqueeze(0)
-    nll_model = om.build_model(dataclasses.replace(TINY, score="nll"))
+    nll_model = om.build_model(dataclasses.replace(TINY, score_mode="nll"))
     nll_model.load_state_dict(trained.state_dict())
     with torch.no_grad():
         mean, value, _, _ = trained(x)
         _, nll, _, _ = nll_model.eval()(x)
         _, std, _ = trained.likelihood(trained.apply_flows(trained.posterior(x)[0])[0])
-    assert trained.params.score == "value"
+    assert trained.params.score_mode == "value"
     torch.testing.assert_close(value, (x[..., 0] - mean[..., 0]).abs())
     torch.testing.assert_close(nll, om.negative_log_prob(x, mean, std))
     assert not torch.allclose(value, nll)
 
 
 def test_unknown_score_kind_is_refused_naming_the_choices() -> None:
-    with pytest.raises(ModelError, match=r"score: expected one of \('value', 'nll'\), got 'mse'"):
-        dataclasses.replace(TINY, score="mse")
+    expected = r"score_mode: expected one of \('value', 'nll'\), got 'mse'"
+    with pytest.raises(ModelError, match=expected):
+        dataclasses.replace(TINY, score_mode="mse")
 
 
 def test_cards_older_than_the_score_field_keep_the_nll_score(tmp_path, trained) -> None:
     params = dataclasses.asdict(TINY)
-    del params["score"]  # as cards written before the field existed
+    del params["score_mode"]  # as cards written before the field existed
     card = {"detector": "omni", "n_features": om.N_FEATURES, "params": params}
     folder = save_trained(tmp_path / "old", trained, card)
-    assert load_trained(folder)[0].params.score == "nll"
+    assert load_trained(folder)[0].params.score_mode == "nll"
     card["params"] = dataclasses.asdict(TINY)
-    assert load_trained(save_trained(tmp_path / "new", trained, card))[0].params.score == "value"
+    new = load_trained(save_trained(tmp_path / "new", trained, card))[0]
+    assert new.params.score_mode == "value"

@@ -26,7 +26,8 @@ from satwatch.client.evaluate import evaluate_served
 from satwatch.client.sources import Telemetry, split
 from satwatch.client.stream import prepare_target, stream_channels
 from satwatch.data import SEED_CHANNELS, load_dataset
-from satwatch.evaluation.events import decisions_to_events
+from satwatch.evaluation.events import decisions_to_events, events_to_decisions
+from satwatch.evaluation.metrics import channel_metrics
 from satwatch.evaluation.offline import evaluate_offline
 from satwatch.evaluation.run import EVENT_COLUMNS, load_run
 from satwatch.pipeline.eventlog import EventLog
@@ -118,6 +119,12 @@ def test_served_evaluation_equals_the_offline_one_for_each_detector(served, buil
     fused = result.report["detectors"]["fused"]
     assert set(fused["channels"]) == {"E-1", "A-1"}
     assert fused["overall"]["steps"] == result.steps == 8516 + 8640
+    # The fused detector is judged on its reported events, which hold every flagged step.
+    for name, run in result.runs.items():
+        spans = events_to_decisions(run.events, run.steps)
+        assert not (run.arrays["fused_decision"] & ~spans).any(), name
+        judged = channel_metrics(spans, run.labels, run.label_events).as_dict()
+        assert fused["channels"][name] == judged, name
 
 
 def test_evaluate_command_streams_through_the_server(served, built, tmp_path) -> None:

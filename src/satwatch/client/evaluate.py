@@ -8,6 +8,11 @@ decision of postprocessing (what ``custom_logic`` answers for the channel). The 
 those of the offline evaluation (:mod:`satwatch.evaluation.metrics`) with a ``fused``
 detector added, so ``metrics.json`` has the same shape.
 
+The fused detector is judged on the events it reports, as an operator sees them: every step
+from an event's start to its end counts as flagged, including the quiet steps postprocessing
+merged into the event (``merge_gap``). Its raw per-step decisions would count each merged
+piece as a separate event.
+
 The single detectors' numbers equal the offline evaluation's when it scores with the same
 exported files (``evaluate_offline(..., repository=...)``): the chunked stream gives the
 served graph's whole-series scores bit for bit (chunks a multiple of 16 steps).
@@ -26,6 +31,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from satwatch.client.connection import Connection
 from satwatch.client.output import write_stream_runs
 from satwatch.client.sources import check_chunk, from_dataset
@@ -40,6 +47,7 @@ from satwatch.client.stream import (
 )
 from satwatch.client.targets import STEPS
 from satwatch.data import load_dataset
+from satwatch.evaluation.events import events_to_decisions
 from satwatch.evaluation.metrics import channel_metrics, summarize
 from satwatch.evaluation.offline import write_report
 from satwatch.paths import data_dir
@@ -98,14 +106,21 @@ def evaluate_served(
     if failed and len(failed) == len(runs):
         raise next(iter(failed.values()))
     report = {"detectors": {}}
+    complete = {name: run for name, run in runs.items() if name not in failed}
     for detector in DETECTORS:
         per_channel = {
-            name: channel_metrics(run.arrays[f"{detector}_decision"], run.labels, run.label_events)
-            for name, run in runs.items()
-            if name not in failed
+            name: channel_metrics(judged_decisions(run, detector), run.labels, run.label_events)
+            for name, run in complete.items()
         }
         report["detectors"][detector] = summarize(per_channel)
     return ServedEvaluation(report, runs, failed)
+
+
+def judged_decisions(run: StreamRun, detector: str) -> np.ndarray:
+    """The per-step decisions a detector is judged on: ``fused`` by its reported events."""
+    if detector == "fused":
+        return events_to_decisions(run.events, run.steps)
+    return run.arrays[f"{detector}_decision"]
 
 
 def write_evaluation(
@@ -127,5 +142,6 @@ __all__ = [
     "ServedEvaluation",
     "evaluate_served",
     "failure_lines",
+    "judged_decisions",
     "write_evaluation",
 ]

@@ -19,7 +19,7 @@ distribution. This module applies their method to any non-negative anomaly score
    (with no such drop, none survive).
 4. **Decide**: the steps of the newest batch that lie in a surviving run and whose smoothed
    score is above ``min_score`` (a floor in the score's own units, e.g. from training data)
-   are anomalous.
+   are anomalous, except the stream's first ``burn_in`` steps.
 
 Causality: the threshold that decides a step is computed from that step and earlier ones
 only. A step is decided when its batch completes, so the decision delay is at most
@@ -55,6 +55,10 @@ from satwatch.exceptions import DataError
 LOGGER = logging.getLogger(__name__)
 
 
+FLOOR_RULES = ("pot", "max")
+"""How a channel's floor is fitted on its smoothed training scores (``DynamicSettings.floor``)."""
+
+
 @dataclass(frozen=True)
 class DynamicSettings:
     """The dynamic threshold's hyperparameters (the same for every channel).
@@ -69,6 +73,12 @@ class DynamicSettings:
         min_decrease: Pruning's minimum relative drop ``p`` between successive run maxima.
         max_sequences: Most runs above the threshold a candidate ``z`` may give.
         min_score: Smoothed values at or below this are never anomalous.
+        floor: How the floor (``min_score``) is fitted on a channel's smoothed training scores:
+            ``max`` (their largest value: nothing seen in training alarms) or ``pot`` (their
+            POT threshold, risk 1e-3). Read by whoever fits the floor
+            (:func:`satwatch.pipeline.postprocess.training_statistics`).
+        burn_in: The first ``burn_in`` steps of a stream are never anomalous: the window
+            holds too little history to judge them.
     """
 
     span: int = 1
@@ -80,8 +90,17 @@ class DynamicSettings:
     min_decrease: float = 0.13
     max_sequences: int = 5
     min_score: float = 0.0
+    floor: str = "pot"
+    burn_in: int = 0
 
     def __post_init__(self) -> None:
+        if self.floor not in FLOOR_RULES:
+            raise DataError(
+                f"dynamic threshold floor: expected one of {', '.join(FLOOR_RULES)}, "
+                f"got {self.floor!r}"
+            )
+        if self.burn_in < 0:
+            raise DataError(f"dynamic threshold burn_in: expected 0 or more, got {self.burn_in}")
         for name in ("span", "window", "batch", "max_sequences"):
             if getattr(self, name) < 1:
                 raise DataError(
@@ -286,6 +305,11 @@ class DynamicThreshold:
         tail = window[window.size - count :]
         return flagged[window.size - count :] & (tail > settings.min_score), epsilon
 
+    def _clear_burn_in(self, decided: np.ndarray, first_step: int) -> np.ndarray:
+        """``decided`` (steps from stream step ``first_step`` on) with burn-in steps normal."""
+        steps = first_step + np.arange(decided.size)
+        return decided & (steps >= self.settings.burn_in)
+
     def update(self, scores: np.ndarray, state: DynamicState | None = None) -> DynamicResult:
         """Smooth a chunk and decide every batch it completes.
 
@@ -310,7 +334,8 @@ class DynamicThreshold:
             end = position + settings.batch  # exclusive
             window = joined[max(0, end - settings.window) : end]
             decided, epsilon = self._decide(window, settings.batch)
-            decisions.append(decided)
+            step = state.seen - state.pending + position - first_new
+            decisions.append(self._clear_burn_in(decided, step))
             thresholds.append(np.full(settings.batch, epsilon))
             position = end
         pending = joined.size - position
@@ -333,6 +358,7 @@ class DynamicThreshold:
             empty = np.zeros(0, np.float64)
             return DynamicResult(first, np.zeros(0, bool), empty, empty, state)
         decided, epsilon = self._decide(state.history, count)
+        decided = self._clear_burn_in(decided, first)
         done = DynamicState(state.seen, state.level, state.history, 0)
         return DynamicResult(first, decided, np.full(count, epsilon), np.zeros(0, np.float64), done)
 
@@ -409,7 +435,7 @@ def decide_on_arrival(
     run goes on) or the value reaches ``cut``: the smallest maximum that survived pruning (a
     new run as high as the ones kept) or, when none did, the window's maximum over
     ``1 - min_decrease`` (a new run pruning would keep). Steps before the first completed
-    batch are normal.
+    batch and the first ``burn_in`` steps are normal.
     Every decision depends on the step and earlier ones only, so chunks give the decisions
     of the whole series.
 
@@ -448,6 +474,7 @@ def decide_on_arrival(
             flagged = False
         else:
             flagged = value > epsilon and value > settings.min_score and (flagged or value >= cut)
+        flagged = flagged and offset + i >= settings.burn_in
         decision[i] = flagged
     history = joined[max(0, joined.size - settings.window) :].copy()
     new_state = ArrivalState(level, epsilon, float(cut), flagged, history)

@@ -480,9 +480,10 @@ def training_statistics(
 ) -> ChannelThresholds:
     """A channel's entry from its detectors' scores on the training split (score1 first).
 
-    Medians and standard deviations give the z-scores; the floor for ``k`` fused scores is
-    the POT threshold (risk 1e-3, initial level 0.98) of the EWMA-smoothed fused training z,
-    computed exactly as the served stage smooths.
+    Medians and standard deviations give the z-scores; the floor for ``k`` fused scores comes
+    from the EWMA-smoothed fused training z, computed exactly as the served stage smooths, by
+    ``dynamic.floor``: its maximum (``max``) or its POT threshold (``pot``: risk 1e-3, initial
+    level 0.98).
     """
     from satwatch.detectors.thresholds import pot_threshold
 
@@ -497,7 +498,9 @@ def training_statistics(
     floors = []
     for count in range(1, len(train_scores) + 1):
         fused = fused_z(train_scores[:count], scales[:count])
-        floors.append(float(pot_threshold(stage.smooth(fused)[1])))
+        smoothed = stage.smooth(fused)[1]
+        floor = smoothed.max() if dynamic.floor == "max" else pot_threshold(smoothed)
+        floors.append(float(floor))
     return ChannelThresholds(tuple(ratio), tuple(scales), tuple(floors))
 
 

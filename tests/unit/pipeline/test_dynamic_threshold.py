@@ -7,10 +7,12 @@ import pytest
 
 from satwatch.exceptions import DataError
 from satwatch.pipeline.dynamic_threshold import (
+    ArrivalState,
     DynamicSettings,
     DynamicState,
     DynamicThreshold,
     choose_epsilon,
+    decide_on_arrival,
     surviving_runs,
 )
 
@@ -58,6 +60,20 @@ def test_min_score_floor_suppresses_small_anomalies() -> None:
     assert not result.decision.any()
 
 
+@pytest.mark.parametrize("batch", [1, 4])
+def test_burn_in_keeps_the_first_steps_normal_in_both_rules(batch: int) -> None:
+    scores = np.array([0.0] * 20 + [10.0] + [0.0] * 7)
+    for burn_in, expected in ((20, True), (21, False)):
+        settings = DynamicSettings(window=100, batch=batch, burn_in=burn_in)
+        batched = DynamicThreshold(settings).run(scores).decision
+        _, arrival, _ = decide_on_arrival(scores, ArrivalState(), 0, settings)
+        assert batched.any() == expected and batched.sum() <= 1
+        assert arrival[20] == expected, burn_in
+    # Streams are counted from their first step: a later chunk is past the burn-in.
+    _, later, _ = decide_on_arrival(scores, ArrivalState(), 100, DynamicSettings(burn_in=21))
+    assert later[20]
+
+
 def test_ewma_smoothing_hand_computed() -> None:
     # span 3 -> alpha 0.5: 2, 0.5 * 4 + 0.5 * 2 = 3, 0.5 * 8 + 0.5 * 3 = 5.5.
     result = DynamicThreshold(DynamicSettings(span=3)).update(np.array([2.0, 4.0, 8.0]))
@@ -90,6 +106,7 @@ def _series(seed: int, length: int = 800) -> np.ndarray:
         (DynamicSettings(span=5, window=200, batch=1), [1, 2, 199, 200, 201, 577]),
         (DynamicSettings(span=20, window=400, batch=70), [1, 69, 70, 71, 500, 701]),
         (DynamicSettings(span=1, window=250, batch=7, min_score=1.0), [3, 10, 11, 700]),
+        (DynamicSettings(span=3, window=300, batch=10, burn_in=450), [5, 449, 451, 640]),
     ],
 )
 def test_chunked_equals_whole(settings: DynamicSettings, cuts: list[int]) -> None:
@@ -130,6 +147,10 @@ def test_errors_name_the_problem() -> None:
         DynamicSettings(window=10, batch=20)
     with pytest.raises(DataError, match="min_decrease"):
         DynamicSettings(min_decrease=1.5)
+    with pytest.raises(DataError, match="floor: expected one of pot, max, got 'median'"):
+        DynamicSettings.from_parameters({"dt_floor": "median"})
+    with pytest.raises(DataError, match="burn_in: expected 0 or more, got -1"):
+        DynamicSettings(burn_in=-1)
     with pytest.raises(DataError, match="not finite"):
         DynamicThreshold().update(np.array([1.0, np.nan]))
     with pytest.raises(DataError, match="pending <= history length"):

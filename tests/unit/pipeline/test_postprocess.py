@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 
 from satwatch.exceptions import DataError
-from satwatch.pipeline.dynamic_threshold import ArrivalState, DynamicSettings, decide_on_arrival
+from satwatch.pipeline.dynamic_threshold import (
+    ArrivalState,
+    DynamicSettings,
+    DynamicThreshold,
+    decide_on_arrival,
+)
 from satwatch.pipeline.postprocess import (
     ChannelThresholds,
     PostSettings,
@@ -16,6 +21,7 @@ from satwatch.pipeline.postprocess import (
     Threshold,
     find_events,
     fuse,
+    fused_z,
     load_thresholds,
     postprocess,
     save_thresholds,
@@ -288,6 +294,13 @@ def test_training_statistics_round_trip_and_channel_lookup(tmp_path) -> None:
     assert entry.scales[0].baseline == pytest.approx(np.median(train[0]))
     assert entry.scales[0].threshold - entry.scales[0].baseline == pytest.approx(np.std(train[0]))
     assert len(entry.floors) == 2 and 0 < entry.floors[0] < entry.floors[1]
+    # The "max" rule: the largest smoothed fused training z (POT extrapolates past it or not).
+    highest = training_statistics(train, ratio, DynamicSettings(span=30, floor="max"))
+    stage = DynamicThreshold(DynamicSettings(span=30))
+    for count in (1, 2):
+        fused = fused_z(train[:count], entry.scales[:count])
+        assert highest.floors[count - 1] == stage.smooth(fused)[1].max()
+        assert highest.floors[count - 1] != entry.floors[count - 1]
     table = load_thresholds(save_thresholds(tmp_path / "t.json", {"A-1": entry}))
     assert table["A-1"] == entry
     # custom_logic sends the ratio thresholds without a channel: they identify it.

@@ -30,7 +30,9 @@ from satwatch.evaluation.run import save_channel_run, write_events
 LOGGER = logging.getLogger(__name__)
 
 FUSED_THRESHOLD = 1.0
-"""postprocessing's ``final_result`` is a score / threshold ratio: anomalous above 1."""
+"""Under postprocessing's ``ratio`` policy ``final_result`` is a score / threshold ratio:
+anomalous above 1. Under the ``dynamic`` policy the threshold moves with the stream, so no
+single value stands for it."""
 
 
 def card_threshold(artifacts: Path | None, detector: str, channel: str) -> float | None:
@@ -56,6 +58,13 @@ def threshold_from_decisions(scores: np.ndarray, decisions: np.ndarray) -> float
     return float(np.nextafter(flagged.min(), np.float32(-np.inf))) if flagged.size else 0.0
 
 
+def fused_threshold(scores: np.ndarray, decisions: np.ndarray) -> float:
+    """``FUSED_THRESHOLD`` when it reproduces the fused decisions, else NaN (a moving threshold:
+    the report then draws none rather than a misleading line)."""
+    fixed = np.asarray(scores, np.float32) > np.float32(FUSED_THRESHOLD)
+    return FUSED_THRESHOLD if np.array_equal(fixed, np.asarray(decisions, bool)) else float("nan")
+
+
 def detector_arrays(run: StreamRun, artifacts: Path | None = None) -> dict[str, np.ndarray | float]:
     """``<d>_score``, ``<d>_threshold``, ``<d>_decision`` for every detector of the run."""
     out: dict[str, np.ndarray | float] = {}
@@ -65,7 +74,7 @@ def detector_arrays(run: StreamRun, artifacts: Path | None = None) -> dict[str, 
         detector = name.removesuffix("_score")
         decisions = run.arrays[f"{detector}_decision"]
         if detector == "fused":
-            threshold = FUSED_THRESHOLD
+            threshold = fused_threshold(scores, decisions)
         else:
             threshold = card_threshold(artifacts, detector, run.channel)
             if threshold is None:

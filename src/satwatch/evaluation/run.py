@@ -89,7 +89,8 @@ class ChannelRun:
         value: Raw telemetry value (column 0), float32 ``(T,)``.
         labels: Expert labels, bool ``(T,)``, or None when the run had none.
         scores: Detector -> per-step score, float32 ``(T,)``.
-        thresholds: Detector -> its threshold (``fused``: 1.0).
+        thresholds: Detector -> its threshold (``fused``: 1.0, or NaN when it moves with the
+            stream).
         decisions: Detector -> per-step decision, bool ``(T,)``.
     """
 

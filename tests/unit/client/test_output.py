@@ -7,7 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from satwatch.client.output import card_threshold, threshold_from_decisions, write_stream_runs
+from satwatch.client.output import (
+    card_threshold,
+    fused_threshold,
+    threshold_from_decisions,
+    write_stream_runs,
+)
 from satwatch.client.stream import StreamRun
 from satwatch.evaluation.run import RunEvent, load_run
 
@@ -51,3 +56,22 @@ def test_streamed_channels_become_a_run_folder_report_reads(tmp_path: Path) -> N
     assert loaded.events == run.events
     header = (tmp_path / "events.csv").read_text().splitlines()[0]
     assert header == "channel,subsystem,start,end,peak_score,detectors"
+
+
+def test_a_moving_fused_threshold_is_written_as_nan_and_decisions_kept(tmp_path: Path) -> None:
+    # The dynamic policy flags 1.2 at one step but not 1.5 at another: no fixed line does that.
+    fused = np.array([0.2, 1.2, 1.5, 0.1], np.float32)
+    decisions = np.array([False, True, False, False])
+    assert np.isnan(fused_threshold(fused, decisions))
+    assert fused_threshold(fused, fused > 1) == 1.0
+    run = StreamRun(
+        "E-1",
+        "EPS",
+        steps=4,
+        value=np.zeros(4, np.float32),
+        arrays={"fused_score": fused, "fused_decision": decisions},
+    )
+    write_stream_runs(tmp_path, {"E-1": run})
+    channel = load_run(tmp_path).channel("E-1")
+    assert np.isnan(channel.thresholds["fused"])
+    np.testing.assert_array_equal(channel.decisions["fused"], decisions)

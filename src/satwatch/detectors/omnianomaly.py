@@ -20,8 +20,8 @@ Why ``value``: the 24 other columns are one-hot commands, mostly zero, whose tin
 standard deviations make the summed ``-log p`` heavy-tailed and dominated by command bits rather
 than by the telemetry. Measured on the 12 validation channels (non-seed SMAP, quick profile,
 card threshold "pot-clamped"): event-wise F1 0.320 (TP/FP/FN 4/4/13) for ``value`` against
-0.047 (2/67/15) for ``nll``; fused with TranAD under the served dynamic threshold, 0.667
-(9/1/8) against 0.238 (5/20/12).
+0.047 (2/67/15) for ``nll``; fused with TranAD under the first study's dynamic threshold
+(``benchmarks/quality_study.py``), 0.667 (9/1/8) against 0.238 (5/20/12).
 
 How "stochastic variables connected through time" is done here, and why:
 the paper links ``z_{t-1} -> z_t`` twice: in the q-net (``z_{t-1}`` is an input of

@@ -24,8 +24,9 @@ each a pure array function (the Python model and offline code share them):
 ``thresholds.json``), fused with ``max``, EWMA-smoothed (``final_result``) and decided on
 arrival by :func:`~satwatch.pipeline.dynamic_threshold.decide_on_arrival` (the threshold is
 re-chosen every ``dt_batch`` steps from the last ``dt_window`` smoothed values; steps in
-between use the last one chosen) above the channel's floor (POT on its smoothed fused
-training z); events as in step 5.
+between use the last one chosen) above the channel's floor (``dt_floor``: the largest or the
+POT threshold of its smoothed fused training z), never in the first ``dt_burn_in`` steps of a
+stream; events as in step 5.
 
 Streams: everything a later chunk needs (smoothing history, the open event, steps seen; the
 dynamic policy's state appended) is in a flat FP32 ``post_state`` vector. Passing each chunk
@@ -439,7 +440,8 @@ class ChannelThresholds(Sequence[Threshold]):
         scales: ``Threshold(median + std, median)`` of each detector's training scores, so
             ``ratio`` gives the training z-score (``dynamic`` policy); empty if unknown.
         floors: ``floors[k - 1]``: the floor (``min_score``) of the smoothed fused z when the
-            first ``k`` scores are fused (POT on the channel's training scores).
+            first ``k`` scores are fused (fitted on the channel's training scores by the
+            ``floor`` rule of the dynamic settings).
     """
 
     ratio: tuple[Threshold, ...]

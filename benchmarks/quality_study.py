@@ -370,7 +370,8 @@ FINAL = [
 """The configurations reported on the seed channels, fixed before looking at them.
 
 ``RECOMMENDED`` was picked on the 27 validation channels (event F1 0.750) before the seed
-report; the others are references.
+report; the others are references. The two "decided on arrival" rows were added after it, to
+measure what postprocessing can serve (batch 5 picked on validation), not to choose.
 """
 
 

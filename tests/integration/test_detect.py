@@ -119,10 +119,9 @@ def test_served_evaluation_equals_the_offline_one_for_each_detector(served, buil
     fused = result.report["detectors"]["fused"]
     assert set(fused["channels"]) == {"E-1", "A-1"}
     assert fused["overall"]["steps"] == result.steps == 8516 + 8640
-    # The fused detector is judged on its reported events, which hold every flagged step.
+    # The fused detector is judged on its reported events (confirmed decisions, merged).
     for name, run in result.runs.items():
         spans = events_to_decisions(run.events, run.steps)
-        assert not (run.arrays["fused_decision"] & ~spans).any(), name
         judged = channel_metrics(spans, run.labels, run.label_events).as_dict()
         assert fused["channels"][name] == judged, name
 

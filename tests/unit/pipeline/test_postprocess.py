@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from satwatch.evaluation.events import decisions_to_events
 from satwatch.exceptions import DataError
 from satwatch.pipeline.dynamic_threshold import (
     ArrivalState,
@@ -255,6 +256,30 @@ def test_dynamic_chunks_with_fp32_state_equal_the_whole_series() -> None:
     np.testing.assert_array_equal(decision, whole.decision)
     assert decision.sum() > 20 and len(whole.events) >= 2
     assert sorted(events.values()) == [tuple(row) for row in whole.events]
+
+
+def test_dynamic_events_are_the_batch_rules_decisions_merged() -> None:
+    rng = np.random.default_rng(7)
+    scores = [rng.gamma(2.0, 0.5, 1000).astype(np.float32) for _ in range(2)]
+    for start in (150, 420, 700):
+        scores[start % 2][start : start + 25] += 6.0
+    dynamic = DynamicSettings(span=5, window=200, batch=10, burn_in=30)
+    settings = PostSettings(threshold_policy="dynamic", dynamic=dynamic, merge_gap=20)
+    entry = ChannelThresholds(_entry().ratio, (Threshold(2.0, 1.0),) * 2, (0.5, 0.7))
+    whole = postprocess(scores, entry, settings, PostState.start(5, 3, dynamic=True))
+    # Each batch decided at its end (Telemanom's rule), runs closer than 20 steps merged.
+    fused = fused_z(scores, entry.scales)
+    confirmed = DynamicThreshold(replace(dynamic, min_score=0.7)).run(fused).decision
+    expected: list[list[int]] = []
+    for start, end in decisions_to_events(confirmed):
+        if expected and start - expected[-1][1] - 1 <= 20:
+            expected[-1][1] = end
+        else:
+            expected.append([start, end])
+    assert len(expected) >= 2
+    assert [[int(r[0]), int(r[1])] for r in whole.events] == expected
+    # The per-step answer, decided on arrival, is a different (earlier-committed) rule.
+    assert not np.array_equal(confirmed, whole.decision)
 
 
 def test_dynamic_policy_refuses_ratio_states_and_missing_statistics() -> None:

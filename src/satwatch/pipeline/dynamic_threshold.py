@@ -422,10 +422,30 @@ class ArrivalState:
         return cls(level, epsilon, cut, bool(flagged), flat[cls.HEAD :].astype(np.float64))
 
 
-def decide_on_arrival(
+@dataclass(frozen=True)
+class ArrivalResult:
+    """What :func:`decide_and_confirm` gives for one chunk.
+
+    Attributes:
+        smoothed: Smoothed scores, float32 ``(T,)``.
+        decision: On-arrival decisions, bool ``(T,)``.
+        state: The state for the next chunk.
+        confirmed_first: Stream step of the first confirmed decision.
+        confirmed: Decisions of the batches completed in this chunk, from ``confirmed_first``
+            on (their first steps may belong to the previous chunk).
+    """
+
+    smoothed: np.ndarray
+    decision: np.ndarray
+    state: ArrivalState
+    confirmed_first: int
+    confirmed: np.ndarray
+
+
+def decide_and_confirm(
     scores: np.ndarray, state: ArrivalState, offset: int, settings: DynamicSettings
-) -> tuple[np.ndarray, np.ndarray, ArrivalState]:
-    """The served rule: smooth, and decide each step when it arrives (no decision delay).
+) -> ArrivalResult:
+    """The served rule: smooth, decide each step when it arrives, confirm at batch ends.
 
     Every ``batch`` steps (stream steps ``batch - 1``, ``2 * batch - 1``, ...) the threshold
     and pruning of the module doc are computed over the window ending at that step, which is
@@ -439,6 +459,10 @@ def decide_on_arrival(
     Every decision depends on the step and earlier ones only, so chunks give the decisions
     of the whole series.
 
+    The same pass *confirms* each batch when it completes: the batch's steps that lie in a
+    surviving run of that window, above ``min_score`` and past ``burn_in`` (the batch rule of
+    :class:`DynamicThreshold`, at most ``batch - 1`` steps late, without a second pass).
+
     Args:
         scores: The chunk's scores, ``(T,)``.
         state: The state after the previous chunk (``ArrivalState()`` for a new stream).
@@ -446,7 +470,7 @@ def decide_on_arrival(
         settings: The dynamic threshold's settings (``min_score`` is the floor).
 
     Returns:
-        ``(smoothed float32 (T,), decision bool (T,), state for the next chunk)``.
+        The smoothed values, on-arrival decisions, next state and confirmed decisions.
     """
     stage = DynamicThreshold(settings)
     level, smoothed = stage.smooth(np.asarray(scores, np.float64).reshape(-1), state.level)
@@ -454,12 +478,14 @@ def decide_on_arrival(
     base = state.history.size
     epsilon, cut, flagged = state.epsilon, state.cut, state.flagged
     decision = np.zeros(smoothed.size, bool)
+    confirmed: list[np.ndarray] = []
     for i, value in enumerate(smoothed):
         if (offset + i + 1) % settings.batch == 0:
             end = base + i + 1
             window = joined[max(0, end - settings.window) : end]
             chosen = choose_epsilon(window, settings)
             kept = surviving_runs(window, chosen, settings.min_decrease)
+            confirmed.append(_confirm_batch(window, kept, offset + i + 1, settings))
             flagged = bool(kept) and kept[-1][1] == window.size - 1
             flagged = flagged and value > settings.min_score
             # float32 values: the state carries them exactly through an FP32 tensor.
@@ -478,4 +504,32 @@ def decide_on_arrival(
         decision[i] = flagged
     history = joined[max(0, joined.size - settings.window) :].copy()
     new_state = ArrivalState(level, epsilon, float(cut), flagged, history)
-    return smoothed.astype(np.float32), decision, new_state
+    pending = offset % settings.batch
+    return ArrivalResult(
+        smoothed.astype(np.float32),
+        decision,
+        new_state,
+        offset - pending,
+        np.concatenate(confirmed) if confirmed else np.zeros(0, bool),
+    )
+
+
+def _confirm_batch(
+    window: np.ndarray, kept: list[tuple[int, int]], stop: int, settings: DynamicSettings
+) -> np.ndarray:
+    """Decisions of the batch ending at the window's end (stream steps ``stop - batch`` ..)."""
+    in_run = np.zeros(window.size, bool)
+    for start, end in kept:
+        in_run[start : end + 1] = True
+    batch = settings.batch
+    steps = stop - batch + np.arange(batch)
+    tail = window[window.size - batch :]
+    return in_run[window.size - batch :] & (tail > settings.min_score) & (steps >= settings.burn_in)
+
+
+def decide_on_arrival(
+    scores: np.ndarray, state: ArrivalState, offset: int, settings: DynamicSettings
+) -> tuple[np.ndarray, np.ndarray, ArrivalState]:
+    """``(smoothed float32 (T,), decision bool (T,), next state)`` of :func:`decide_and_confirm`."""
+    result = decide_and_confirm(scores, state, offset, settings)
+    return result.smoothed, result.decision, result.state

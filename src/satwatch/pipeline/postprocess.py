@@ -27,10 +27,11 @@ re-chosen every ``dt_batch`` steps from the last ``dt_window`` smoothed values; 
 between use the last one chosen) above the channel's floor (``dt_floor``: the largest or the
 POT threshold of its smoothed fused training z), never in the first ``dt_burn_in`` steps of a
 stream. Events (step 5) are made of the decisions *confirmed* at the end of each batch of
-``dt_batch`` steps, over the window ending there (:func:`confirmed_decisions`, Telemanom's own
-rule): a step's confirmation comes at most ``dt_batch - 1`` steps after it, long before an
-event closes (``merge_gap`` quiet steps), and it can differ from the on-arrival ``decision``,
-the immediate per-step alarm that could not wait. On the validation channels events from
+``dt_batch`` steps, over the window ending there (Telemanom's own rule, computed in the same
+pass: :func:`~satwatch.pipeline.dynamic_threshold.decide_and_confirm`). A confirmation comes
+at most ``dt_batch - 1`` steps after its step, long before an event closes (``merge_gap``
+quiet steps), and can differ from the on-arrival ``decision``, the immediate per-step alarm
+that could not wait. On the validation channels events from
 confirmed decisions score event F1 0.750 against 0.655 for events from on-arrival ones.
 
 Streams: everything a later chunk needs (smoothing history, the open event, steps seen; the
@@ -60,11 +61,11 @@ import numpy as np
 
 from satwatch.exceptions import DataError
 from satwatch.pipeline.dynamic_threshold import (
+    ArrivalResult,
     ArrivalState,
     DynamicSettings,
-    DynamicState,
     DynamicThreshold,
-    decide_on_arrival,
+    decide_and_confirm,
 )
 
 LOGGER = logging.getLogger(__name__)
@@ -411,7 +412,7 @@ def _dynamic_stage(
 
     ``confirmed`` is what events are made of: ``(smoothed, decision, state)`` of the steps whose
     batch completed in this chunk, decided at the end of the batch (``state.offset`` = the
-    first of them), as :func:`confirmed_decisions` gives.
+    first of them), as :func:`~satwatch.pipeline.dynamic_threshold.decide_and_confirm` gives.
     """
     if not isinstance(thresholds, ChannelThresholds) or not thresholds.scales:
         raise DataError(
@@ -422,32 +423,22 @@ def _dynamic_stage(
     floor = thresholds.floor_for(len(scores))
     dynamic = replace(settings.dynamic, min_score=floor)
     assert state.carry is not None  # checked by the caller
-    final, decision, carry = decide_on_arrival(fused, state.carry, state.offset, dynamic)
-    first, smoothed, confirmed = confirmed_decisions(fused, state.carry, state.offset, dynamic)
-    return fused, final, decision, carry, (smoothed, confirmed, replace(state, offset=first))
+    result = decide_and_confirm(fused, state.carry, state.offset, dynamic)
+    smoothed = confirmed_smoothed(result, state.carry, state.offset)
+    confirmed = (smoothed, result.confirmed, replace(state, offset=result.confirmed_first))
+    return fused, result.smoothed, result.decision, result.state, confirmed
 
 
-def confirmed_decisions(
-    fused: np.ndarray, before: ArrivalState, offset: int, settings: DynamicSettings
-) -> tuple[int, np.ndarray, np.ndarray]:
-    """The batch rule's decisions of the steps whose batch completes in this chunk.
+def confirmed_smoothed(result: ArrivalResult, before: ArrivalState, offset: int) -> np.ndarray:
+    """The smoothed values of the confirmed steps, float32.
 
-    Batches are ``[k * batch, (k + 1) * batch)`` in stream steps. A step's decision is made
-    when its batch completes, over the window ending there (Telemanom's rule, at most
-    ``batch - 1`` steps late), so it can differ from the on-arrival decision, which could not
-    wait. The arrival state already holds what the batch rule needs (the same EWMA level and
-    smoothed history); the steps still waiting for their batch are the last ``offset % batch``.
-
-    Returns:
-        ``(first step, smoothed float32, decision bool)`` of the newly decided steps.
+    The first confirmed steps may be the previous chunk's last ones, still waiting for their
+    batch then: they are the newest values of the state's history.
     """
-    pending = offset % settings.batch
-    waiting = DynamicState(offset, before.level, before.history, pending)
-    result = DynamicThreshold(settings).update(fused, waiting)
-    count = result.decision.size
-    earlier = before.history[before.history.size - pending :] if pending else np.zeros(0)
-    smoothed = np.concatenate([earlier, result.smoothed])[:count].astype(np.float32)
-    return result.first, smoothed, result.decision
+    waiting = offset - result.confirmed_first
+    earlier = before.history[before.history.size - waiting :] if waiting else np.zeros(0)
+    values = np.concatenate([earlier, result.smoothed])[: result.confirmed.size]
+    return values.astype(np.float32)
 
 
 def fused_z(scores: Sequence[np.ndarray], scales: Sequence[Threshold]) -> np.ndarray:

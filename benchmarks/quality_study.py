@@ -49,7 +49,8 @@ measured after the list was fixed, to compare the served rules, not to choose on
 RECOMMENDED was preferred to "OR strict omni nll" before the seed report: its validation gain
 (+2 events, +2 false alarms) was within the spread of its neighbours (0.73-0.77) and it needs a
 second score and threshold state. The first, 12-channel study (VALIDATION_12, 17 events) had
-chosen CHOSEN batch 10 (validation event F1 0.667 there).
+chosen CHOSEN batch 10 (validation event F1 0.667 there). ``predictor_study.py`` measures what
+a third score, a next-value predictor's error as Telemanom thresholds, would add (little).
 
 Usage::
 
@@ -472,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
         configs = [c for c in configs if any(k in c.name for k in keys)]
     groups = [] if args.seed_only else [("validation", args.validation.split(","))]
     if args.seed_report or args.seed_only:
-        groups.append(("seed (27 channels)", list(SEED_CHANNELS)))
+        groups.append(("seed", list(SEED_CHANNELS)))
     for title, channels in groups:
         print(f"\n== {title}: {len(channels)} channels ==")
         print(HEADER)

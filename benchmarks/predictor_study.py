@@ -1,0 +1,178 @@
+"""Would a third detector help? A next-value predictor's error fused with the served scores.
+
+Telemanom (Hundman et al., KDD 2018) thresholds the error of an LSTM that predicts the next
+telemetry value; its published SMAP result is the best event-wise one (F1 about 0.855). The
+served detectors reconstruct rather than predict, and recall is what limits the fused result
+(``quality_study.py``). This study measures what a predictor's error would add before anyone
+builds a third detector family into every layer (export, repository, ensembles, catalog,
+postprocessing, client, report).
+
+The predictor here is small on purpose, so that it could be trained in ``make demo``: one GRU
+(64 units) over the 25 normalised features, a linear head predicting the next step's
+telemetry value (column 0), trained per channel for 10 epochs on 250-step windows (stride 5,
+the first 20 predictions of each window not scored), Adam 1e-3, seed 0; about 14 s per
+channel on one core. Like OmniAnomaly in design B it runs once over the series with its state
+carried, so the error of step ``t`` is ``|x_t[0] - prediction made at t - 1|`` (0 at ``t = 0``).
+
+Measured 2026-11-25, cached as ``pred`` beside the ``quality_study`` scores, and judged with
+the served postprocessing (RECOMMENDED, the fused scores replaced):
+
+    validation (27 non-seed channels)     pointF1  paF1   evP    evR    evF1  (tp fp fn)
+    RECOMMENDED max(omni_v,tranad)         0.209   0.599  0.955  0.618  0.750  21  1 13
+    pred only                              0.222   0.628  0.537  0.647  0.587  22 19 12
+    max(pred,omni_v,tranad)                0.251   0.628  0.958  0.676  0.793  23  1 11
+    max(pred,tranad)                       0.253   0.625  0.815  0.647  0.721  22  5 12
+    Telemanom's settings, pred only        0.191   0.957  0.667  0.647  0.657  22 11 12
+    seed (27 channels)
+    RECOMMENDED max(omni_v,tranad)         0.093   0.764  0.842  0.471  0.604  16  3 18
+    pred only                              0.109   0.902  0.595  0.647  0.620  22 15 12
+    max(pred,omni_v,tranad)                0.109   0.831  0.850  0.500  0.630  17  3 17
+    max(pred,tranad)                       0.110   0.836  0.692  0.529  0.600  18  8 16
+    Telemanom's settings, pred only        0.132   0.916  0.655  0.559  0.603  19 10 15
+
+Not adopted: the third score adds two validation events and one seed event. Of the 11
+validation events fused with it still misses, 8 (A-7, A-8, A-9, E-13's three, G-1, G-3) show
+no signal in any of the three scores, the predictor's included: inside the event no smoothed
+score rises above both its training maximum and its level elsewhere in the test split. Two
+OmniAnomaly variants of the column-0 score were measured the same way and gave nothing over
+the served one: its negative log-likelihood of column 0 alone (0.724 with TranAD) and its
+column-0 z-score (0.750, the same events).
+
+Usage::
+
+    python benchmarks/predictor_study.py cache --channels all --cache runs/quality/cache
+    python benchmarks/predictor_study.py study --cache runs/quality/cache [--seed-report]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from quality_study import HEADER, RECOMMENDED, TELEMANOM, VALIDATION, Config, evaluate, row
+from torch import nn
+
+from satwatch.data import SEED_CHANNELS, load_dataset
+from satwatch.detectors.normalization import Normalisation
+
+
+@dataclass(frozen=True)
+class PredictorParams:
+    """Training settings of the next-value predictor (module doc)."""
+
+    hidden: int = 64
+    window: int = 250
+    stride: int = 5
+    warm_up: int = 20
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+
+
+class NextValuePredictor(nn.Module):
+    """A GRU over normalised rows; output ``t`` predicts the telemetry value of step ``t + 1``."""
+
+    def __init__(self, params: PredictorParams, n_features: int = 25) -> None:
+        super().__init__()
+        self.gru = nn.GRU(n_features, params.hidden, batch_first=True)
+        self.head = nn.Linear(params.hidden, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, T, F)`` rows -> ``(B, T)`` predictions of the next step's column 0."""
+        hidden, _ = self.gru(x)
+        return self.head(hidden)[..., 0]
+
+
+def fit(train: np.ndarray, params: PredictorParams, seed: int = 0) -> NextValuePredictor:
+    """Train on one channel's normalised training split ``(T, 25)``."""
+    torch.manual_seed(seed)
+    series = torch.from_numpy(np.ascontiguousarray(train, np.float32))
+    # Each window holds one step more than it predicts from: its last row is only a target.
+    windows = series.unfold(0, params.window + 1, params.stride).permute(0, 2, 1).contiguous()
+    model = NextValuePredictor(params, series.shape[1])
+    optimizer = torch.optim.Adam(model.parameters(), lr=params.lr)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(params.epochs):
+        order = torch.randperm(len(windows), generator=generator)
+        for start in range(0, len(order), params.batch_size):
+            batch = windows[order[start : start + params.batch_size]]
+            predicted = model(batch[:, :-1])[:, params.warm_up :]
+            # The first predictions of a window start from a zero state: not scored.
+            loss = ((predicted - batch[:, 1 + params.warm_up :, 0]) ** 2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return model.eval()
+
+
+@torch.no_grad()
+def prediction_error(model: NextValuePredictor, series: np.ndarray) -> np.ndarray:
+    """``|x_t[0] - prediction made at t - 1|`` for every step of a normalised series (0 first)."""
+    predicted = model(torch.from_numpy(np.ascontiguousarray(series, np.float32))[None])[0]
+    error = np.zeros(len(series), np.float32)
+    error[1:] = np.abs(series[1:, 0] - predicted[:-1].numpy())
+    return error
+
+
+def cache_errors(channels: list[str], cache: Path, params: PredictorParams) -> None:
+    """Train a predictor per channel and write ``<cache>/pred/<channel>.npz`` (train, test)."""
+    torch.set_num_threads(1)
+    dataset = load_dataset()
+    folder = cache / "pred"
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, name in enumerate(channels, 1):
+        out = folder / f"{name}.npz"
+        if out.exists():
+            continue
+        started = time.perf_counter()
+        channel = dataset.channel(name)
+        norm = Normalisation.fit(channel.train)
+        train, test = norm.apply(channel.train), norm.apply(channel.test)
+        model = fit(train, params)
+        np.savez(out, train=prediction_error(model, train), test=prediction_error(model, test))
+        took = time.perf_counter() - started
+        print(f"[{index}/{len(channels)}] {name}: {took:.1f} s", file=sys.stderr, flush=True)
+
+
+def configurations() -> list[Config]:
+    """The rows of the module doc (fixed before the seed report)."""
+    return [
+        RECOMMENDED,
+        replace(RECOMMENDED, name="pred only", scores=("pred",)),
+        replace(RECOMMENDED, name="max(pred,omni_v,tranad)", scores=("pred", "omni_v", "tranad")),
+        replace(RECOMMENDED, name="max(pred,tranad)", scores=("pred", "tranad")),
+        Config("Telemanom's settings, pred only", ("pred",), dynamic=TELEMANOM),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("cache", help="train a predictor per channel and cache its errors")
+    c.add_argument("--channels", required=True, help="'seed', 'all' or a comma-separated list")
+    c.add_argument("--cache", type=Path, required=True, help="the quality_study cache folder")
+    s = sub.add_parser("study", help="print the validation (and seed) tables")
+    s.add_argument("--cache", type=Path, required=True)
+    s.add_argument("--seed-report", action="store_true", help="also report the seed channels")
+    args = parser.parse_args(argv)
+    if args.command == "cache":
+        cache_errors(load_dataset().resolve_channels(args.channels), args.cache, PredictorParams())
+        return 0
+    groups = [("validation", VALIDATION.split(","))]
+    if args.seed_report:
+        groups.append(("seed", list(SEED_CHANNELS)))
+    for title, channels in groups:
+        print(f"\n== {title}: {len(channels)} channels ==")
+        print(HEADER)
+        for config in configurations():
+            print(row(config, evaluate(config, args.cache, channels)["overall"]), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -107,6 +107,21 @@ def test_an_event_across_a_chunk_boundary_comes_out_once(grpc, built, fault, mod
         assert logged == [(e.start, e.end) for e in run.events]
 
 
+@pytest.mark.parametrize("model", ["custom_logic", "steps"])
+def test_a_fault_in_the_last_incomplete_batch_is_reported(grpc, built, shared_data, model) -> None:
+    # 1,605 steps: the last batch of 10 (steps 1600..1604) never completes; the fault is in it.
+    raw = load_dataset(shared_data).channel("E-1").test[4800:6405].astype(np.float32).copy()
+    raw[1601:, 0] = 3.0
+    run = _stream(grpc, model, raw, CHUNK)  # 5 chunks of 320, then one of 5 steps
+    assert run.requests == 6
+    last = [e for e in run.events if e.start >= 1600]
+    assert len(last) == 1 and last[0].end == 1604, run.events
+    if model == "custom_logic":
+        log = EventLog(built.repository / "python" / "custom_logic" / "events.db")
+        logged = [(e.start, e.end) for e in log.events("E-1") if e.stream_id == run.stream_id]
+        assert logged == [(e.start, e.end) for e in run.events]
+
+
 def test_served_evaluation_equals_the_offline_one_for_each_detector(served, built) -> None:
     with Connection("http", served.http_address) as connection:
         result = evaluate_served(connection, ["E-1", "A-1"], chunk=256)

@@ -6,7 +6,9 @@ postprocessing's ``post_state``), so the per-step scores are those of one reques
 whole series (bit-identical for chunk sizes that are multiples of 16, see
 :data:`satwatch.client.sources.ALIGNMENT`). Channels run in parallel on a thread pool, so
 several requests are in flight at once. A failing channel is recorded with its error; the
-others go on.
+others go on. A replay's last chunk carries ``end_of_stream`` (where the target takes it), so
+postprocessing confirms the steps of its incomplete last batch too; a live stream (standard
+input) has no known end.
 
 Example::
 
@@ -119,9 +121,13 @@ def stream_channel(
     value = Series(np.dtype(np.float32))
     state: dict[str, np.ndarray] = {}
     started = time.perf_counter()
+    sent = 0
     try:
         for raw in telemetry.chunks:
-            result, state = target.step(connection, channel, raw, state)
+            sent += raw.shape[0]
+            # A replay's length is known: its last chunk says so. A live stream has no end.
+            last = telemetry.total is not None and sent >= telemetry.total
+            result, state = target.step(connection, channel, raw, state, last)
             if tracker is None:
                 if "post_state" in state:
                     run.stream_id = stream_id_of(state["post_state"])

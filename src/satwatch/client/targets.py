@@ -98,14 +98,28 @@ class Target:
         """Raise a ClientError when this target cannot serve ``channel``."""
 
     def step(
-        self, connection: Connection, channel: str, raw: np.ndarray, state: State
+        self,
+        connection: Connection,
+        channel: str,
+        raw: np.ndarray,
+        state: State,
+        last: bool = False,
     ) -> tuple[ChunkResult, State]:
-        """Send one chunk; return its result and the state for the next chunk."""
+        """Send one chunk; return its result and the state for the next chunk.
+
+        ``last`` marks the stream's last chunk (postprocessing then confirms its incomplete
+        last batch).
+        """
         raise NotImplementedError
 
 
 def _channel_id(channel: str) -> np.ndarray:
     return np.array([channel.encode()], dtype=object)
+
+
+def _end_of_stream(last: bool) -> np.ndarray | None:
+    """The ``end_of_stream`` input: sent on the last chunk only (absent means false)."""
+    return np.array([True]) if last else None
 
 
 @dataclass
@@ -115,6 +129,7 @@ class PipelineTarget(Target):
     state_names: tuple[str, ...] = ()
     has_subsystem: bool = False
     detector_outputs: tuple[str, ...] = ()
+    takes_end_of_stream: bool = False
 
     def check_channel(self, channel: str) -> None:
         if self.model != "custom_logic" and channel != ENSEMBLE_CHANNEL:
@@ -129,16 +144,20 @@ class PipelineTarget(Target):
         inputs, outputs = connection.tensor_names(self.model, self.version)
         self.state_names = tuple(n for n in inputs if f"{n}_out" in outputs)
         self.has_subsystem = "subsystem" in outputs
+        # custom_logic passes it on; the ensembles do not expose it.
+        self.takes_end_of_stream = "end_of_stream" in inputs
         self.detector_outputs = tuple(
             d for d in DETECTOR_STATES if f"{d}_score" in outputs and f"{d}_detected" in outputs
         )
         self.detectors = (*self.detector_outputs, FUSED)
 
-    def step(self, connection, channel, raw, state):
+    def step(self, connection, channel, raw, state, last=False):
         inputs: dict[str, np.ndarray | None] = {"raw_input": raw}
         if self.model == "custom_logic":
             inputs["channel_id"] = _channel_id(channel)
         inputs |= {name: state.get(name) for name in self.state_names}
+        if self.takes_end_of_stream:
+            inputs["end_of_stream"] = _end_of_stream(last)
         outputs = [*RESULTS, *(f"{n}_out" for n in self.state_names)]
         if self.has_subsystem:
             outputs.append("subsystem")
@@ -166,7 +185,7 @@ class StepsTarget(Target):
     def models(self, channel: str) -> list[str]:
         return ["preprocessing", omni_model(channel), TRANAD_MODEL, "postprocessing"]
 
-    def step(self, connection, channel, raw, state):
+    def step(self, connection, channel, raw, state, last=False):
         ids = _channel_id(channel)
         normalized = connection.infer(
             "preprocessing", {"raw_input": raw, "channel_id": ids}, ["normalized"]
@@ -192,6 +211,7 @@ class StepsTarget(Target):
                 "score2": scores[1],
                 "channel_id": ids,
                 "post_state": state.get("post_state"),
+                "end_of_stream": _end_of_stream(last),
             },
             [*RESULTS, "post_state_out"],
         )
@@ -217,7 +237,7 @@ class DetectorTarget(Target):
                 f"{omni_model(channel)} or custom_logic"
             )
 
-    def step(self, connection, channel, raw, state):
+    def step(self, connection, channel, raw, state, last=False):
         normalized = connection.infer(
             "preprocessing", {"raw_input": raw, "channel_id": _channel_id(channel)}, ["normalized"]
         )["normalized"]

@@ -56,7 +56,8 @@ CUSTOM_LOGIC_PARAMETERS = {
 def custom_logic_config(
     repository: Path | None = None, parameters: Mapping[str, str] | None = None
 ) -> mc.ModelConfig:
-    """``python/custom_logic``: ``channel_id`` + ``raw_input`` (+ states) -> results + states.
+    """``python/custom_logic``: ``channel_id`` + ``raw_input`` (+ states, ``end_of_stream``)
+    -> results + states.
 
     Outputs: ``final_result``, ``decision``, ``events``, ``subsystem``, then per detector of
     :data:`DETECTORS` its ``anomaly_score`` and ``anomaly_detected`` as ``<d>_score`` and
@@ -80,6 +81,8 @@ def custom_logic_config(
         dims = [-1] if name == "post_state" else [-1, -1]
         inputs.append(tensor(name, dtype, dims, optional=True))
         outputs.append(output(f"{name}_out", dtype, dims))
+    # True on a stream's last chunk, passed on to postprocessing (its incomplete last batch).
+    inputs.append(tensor("end_of_stream", "BOOL", [1], optional=True))
     return config_from_template(
         "python",
         repository=repository,

@@ -24,7 +24,7 @@ distribution. This module applies their method to any non-negative anomaly score
 Causality: the threshold that decides a step is computed from that step and earlier ones
 only. A step is decided when its batch completes, so the decision delay is at most
 ``batch - 1`` steps (none with ``batch = 1``). At the end of a series :meth:`flush` decides
-the incomplete last batch with the same rule.
+the incomplete last batch with the same rule (:func:`confirm_rest` for the served rule).
 
 Streams: :class:`DynamicState` holds everything the next chunk needs (the EWMA value, the
 last ``window`` smoothed values and how many of them are still undecided, steps seen).
@@ -514,17 +514,48 @@ def decide_and_confirm(
     )
 
 
+def confirm_rest(
+    state: ArrivalState, offset: int, settings: DynamicSettings
+) -> tuple[int, np.ndarray]:
+    """At the end of a stream, confirm the steps after the last completed batch.
+
+    They are decided as :meth:`DynamicThreshold.flush` decides the incomplete last batch: by
+    the threshold and pruning of the window ending at the stream's last step.
+
+    Args:
+        state: The state after the stream's last chunk.
+        offset: Steps in the stream.
+        settings: The dynamic threshold's settings (``min_score`` is the floor).
+
+    Returns:
+        ``(stream step of the first confirmed decision, decisions)``; none when the stream
+        ended on a batch boundary.
+    """
+    count = min(offset % settings.batch, state.history.size)
+    if count == 0:
+        return offset, np.zeros(0, bool)
+    window = state.history
+    chosen = choose_epsilon(window, settings)
+    kept = surviving_runs(window, chosen, settings.min_decrease)
+    return offset - count, _confirm_batch(window, kept, offset, settings, count)
+
+
 def _confirm_batch(
-    window: np.ndarray, kept: list[tuple[int, int]], stop: int, settings: DynamicSettings
+    window: np.ndarray,
+    kept: list[tuple[int, int]],
+    stop: int,
+    settings: DynamicSettings,
+    count: int | None = None,
 ) -> np.ndarray:
-    """Decisions of the batch ending at the window's end (stream steps ``stop - batch`` ..)."""
+    """Decisions of the last ``count`` (default ``batch``) steps of the window, which ends at
+    stream step ``stop - 1``."""
     in_run = np.zeros(window.size, bool)
     for start, end in kept:
         in_run[start : end + 1] = True
-    batch = settings.batch
-    steps = stop - batch + np.arange(batch)
-    tail = window[window.size - batch :]
-    return in_run[window.size - batch :] & (tail > settings.min_score) & (steps >= settings.burn_in)
+    count = settings.batch if count is None else count
+    steps = stop - count + np.arange(count)
+    tail = window[window.size - count :]
+    return in_run[window.size - count :] & (tail > settings.min_score) & (steps >= settings.burn_in)
 
 
 def decide_on_arrival(

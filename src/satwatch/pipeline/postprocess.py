@@ -34,6 +34,10 @@ quiet steps), and can differ from the on-arrival ``decision``, the immediate per
 that could not wait. On the validation channels events from
 confirmed decisions score event F1 0.750 against 0.655 for events from on-arrival ones.
 
+A stream's last chunk may say so (``end_of_stream``): the steps after its last completed
+batch are then confirmed by the window ending at its last step, as the batch rule flushes a
+series, instead of waiting for a batch that never completes.
+
 Streams: everything a later chunk needs (smoothing history, the open event, steps seen; the
 dynamic policy's state appended) is in a flat FP32 ``post_state`` vector. Passing each chunk
 the state the previous chunk returned gives exactly the fused scores and decisions of one
@@ -65,6 +69,7 @@ from satwatch.pipeline.dynamic_threshold import (
     ArrivalState,
     DynamicSettings,
     DynamicThreshold,
+    confirm_rest,
     decide_and_confirm,
 )
 
@@ -354,8 +359,14 @@ def postprocess(
     thresholds: Sequence[Threshold],
     settings: PostSettings,
     state: PostState | None = None,
+    end_of_stream: bool = False,
 ) -> PostResult:
     """Normalise, fuse, smooth, decide and find events for one chunk (see the module doc).
+
+    ``end_of_stream`` marks the stream's last chunk: the dynamic policy then also confirms
+    the steps after the last completed batch (:func:`~satwatch.pipeline.dynamic_threshold.
+    confirm_rest`), which would otherwise wait for a batch that never completes, so an event
+    in the stream's last steps is reported too. A later chunk would confirm them again.
 
     Raises:
         DataError: For mismatched score lengths or thresholds, or an unusable state.
@@ -385,7 +396,9 @@ def postprocess(
     flat = [np.asarray(s).reshape(-1) for s in scores]
     carry = None
     if dynamic:
-        fused, final, decision, carry, confirmed = _dynamic_stage(flat, thresholds, settings, state)
+        fused, final, decision, carry, confirmed = _dynamic_stage(
+            flat, thresholds, settings, state, end_of_stream
+        )
         # Events come from the decisions confirmed at the end of each batch (module doc).
         confirmed_final, confirmed_decision, confirmed_state = confirmed
         report, run = find_events(confirmed_final, confirmed_decision, settings, confirmed_state)
@@ -407,12 +420,14 @@ def _dynamic_stage(
     thresholds: Sequence[Threshold],
     settings: PostSettings,
     state: PostState,
+    end_of_stream: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, ArrivalState, tuple]:
     """``(fused z, smoothed, decision, carry, confirmed)`` of the dynamic policy for one chunk.
 
     ``confirmed`` is what events are made of: ``(smoothed, decision, state)`` of the steps whose
     batch completed in this chunk, decided at the end of the batch (``state.offset`` = the
-    first of them), as :func:`~satwatch.pipeline.dynamic_threshold.decide_and_confirm` gives.
+    first of them), as :func:`~satwatch.pipeline.dynamic_threshold.decide_and_confirm` gives;
+    at the end of the stream, the steps of its incomplete last batch follow.
     """
     if not isinstance(thresholds, ChannelThresholds) or not thresholds.scales:
         raise DataError(
@@ -425,7 +440,14 @@ def _dynamic_stage(
     assert state.carry is not None  # checked by the caller
     result = decide_and_confirm(fused, state.carry, state.offset, dynamic)
     smoothed = confirmed_smoothed(result, state.carry, state.offset)
-    confirmed = (smoothed, result.confirmed, replace(state, offset=result.confirmed_first))
+    decisions = result.confirmed
+    if end_of_stream:
+        _, rest = confirm_rest(result.state, state.offset + fused.size, dynamic)
+        history = result.state.history
+        tail = history[history.size - rest.size :].astype(np.float32)
+        smoothed = np.concatenate([smoothed, tail])
+        decisions = np.concatenate([decisions, rest])
+    confirmed = (smoothed, decisions, replace(state, offset=result.confirmed_first))
     return fused, result.smoothed, result.decision, result.state, confirmed
 
 

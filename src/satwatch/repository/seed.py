@@ -129,6 +129,7 @@ def postprocessing_config(repository: Path | None = None) -> mc.ModelConfig:
             tensor("channel_id", "STRING", [1], optional=True),
             tensor("thresholds", "FP32", [-1], optional=True),
             tensor("post_state", "FP32", [-1], optional=True),
+            tensor("end_of_stream", "BOOL", [1], optional=True),
         ],
         output=[
             output("final_result", "FP32", [-1]),

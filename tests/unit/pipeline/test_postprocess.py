@@ -258,6 +258,17 @@ def test_dynamic_chunks_with_fp32_state_equal_the_whole_series() -> None:
     assert sorted(events.values()) == [tuple(row) for row in whole.events]
 
 
+def _merged(decisions: np.ndarray, gap: int) -> list[list[int]]:
+    """Runs of decisions closer than ``gap`` quiet steps merged, as ``[start, end]``."""
+    events: list[list[int]] = []
+    for start, end in decisions_to_events(decisions):
+        if events and start - events[-1][1] - 1 <= gap:
+            events[-1][1] = end
+        else:
+            events.append([start, end])
+    return events
+
+
 def test_dynamic_events_are_the_batch_rules_decisions_merged() -> None:
     rng = np.random.default_rng(7)
     scores = [rng.gamma(2.0, 0.5, 1000).astype(np.float32) for _ in range(2)]
@@ -270,16 +281,40 @@ def test_dynamic_events_are_the_batch_rules_decisions_merged() -> None:
     # Each batch decided at its end (Telemanom's rule), runs closer than 20 steps merged.
     fused = fused_z(scores, entry.scales)
     confirmed = DynamicThreshold(replace(dynamic, min_score=0.7)).run(fused).decision
-    expected: list[list[int]] = []
-    for start, end in decisions_to_events(confirmed):
-        if expected and start - expected[-1][1] - 1 <= 20:
-            expected[-1][1] = end
-        else:
-            expected.append([start, end])
+    expected = _merged(confirmed, gap=20)
     assert len(expected) >= 2
     assert [[int(r[0]), int(r[1])] for r in whole.events] == expected
     # The per-step answer, decided on arrival, is a different (earlier-committed) rule.
     assert not np.array_equal(confirmed, whole.decision)
+
+
+def test_end_of_stream_confirms_the_incomplete_last_batch_as_the_batch_rule_flushes() -> None:
+    rng = np.random.default_rng(8)
+    length = 1005  # the last batch (steps 1000..1004) never completes
+    scores = [rng.gamma(2.0, 0.5, length).astype(np.float32) for _ in range(2)]
+    scores[0][420:445] += 6.0
+    scores[1][1001:] += 40.0  # a fault in the stream's last steps only
+    dynamic = DynamicSettings(span=5, window=200, batch=10)
+    settings = PostSettings(
+        threshold_policy="dynamic", dynamic=dynamic, merge_gap=20, min_event_length=1
+    )
+    entry = ChannelThresholds(_entry().ratio, (Threshold(2.0, 1.0),) * 2, (0.5, 0.7))
+    fused = fused_z(scores, entry.scales)
+    flushed = DynamicThreshold(replace(dynamic, min_score=0.7)).run(fused).decision
+    expected = _merged(flushed, gap=20)
+    assert len(expected) >= 3 and expected[-1][0] >= 1000  # only the flush confirms the last
+    head = postprocess([s[:600] for s in scores], entry, settings)
+    last = [s[600:] for s in scores]
+    waiting = postprocess(last, entry, settings, head.state)
+    ended = postprocess(last, entry, settings, head.state, end_of_stream=True)
+    found = {int(r[0]): int(r[1]) for r in [*head.events, *ended.events]}
+    assert [[s, e] for s, e in sorted(found.items())] == expected
+    assert all(int(r[0]) < 1000 for r in waiting.events)
+    # The per-step answers and the threshold's state do not depend on the flag.
+    np.testing.assert_array_equal(waiting.final, ended.final)
+    np.testing.assert_array_equal(waiting.decision, ended.decision)
+    np.testing.assert_array_equal(waiting.state.carry.to_array(), ended.state.carry.to_array())
+    assert ended.state.run == (1002, 1004, pytest.approx(ended.events[-1][2]))
 
 
 def test_dynamic_policy_refuses_ratio_states_and_missing_statistics() -> None:

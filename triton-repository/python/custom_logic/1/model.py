@@ -3,8 +3,9 @@
 Inputs ``channel_id`` BYTES [1] and ``raw_input`` FP32 [-1, 25], plus the optional stream
 state ``encoder_state``, ``decoder_state`` (the channel's OmniAnomaly), ``context`` (TranAD)
 and ``post_state`` (postprocessing); each comes back as ``<name>_out`` so a client streams
-chunks by passing them back. Outputs ``final_result``, ``decision``, ``events`` [-1, 3],
-the channel's ``subsystem`` and each detector's own ``anomaly_score``/``anomaly_detected`` as
+chunks by passing them back; the optional ``end_of_stream`` BOOL [1] (a stream's last chunk)
+goes on to postprocessing. Outputs ``final_result``, ``decision``, ``events`` [-1, 3], the
+channel's ``subsystem`` and each detector's own ``anomaly_score``/``anomaly_detected`` as
 ``omni_score``/``omni_detected`` and ``tranad_score``/``tranad_detected`` (which detectors
 agreed on an event).
 
@@ -117,6 +118,7 @@ class TritonPythonModel:
         # The channel picks its training statistics (the dynamic policy needs them).
         post_inputs["channel_id"] = channel_id
         post_inputs["post_state"] = serving.optional_input(pb_utils, request, "post_state")
+        post_inputs["end_of_stream"] = serving.optional_input(pb_utils, request, "end_of_stream")
         outputs |= await self._call("postprocessing", post_inputs, [*RESULTS, "post_state_out"])
         stream_id = stream_id_of(outputs["post_state_out"])
         new = self.log.record(channel, entry.subsystem, stream_id, outputs["events"])

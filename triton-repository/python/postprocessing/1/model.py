@@ -3,7 +3,9 @@
 Inputs ``score1`` FP32 [-1] (the channel's OmniAnomaly) and optional ``score2`` (TranAD),
 ``channel_id`` BYTES [1] (picks the thresholds; the config's ``default_channel``, E-1, when
 absent), ``thresholds`` FP32 [-1] (one per score, or (threshold, baseline) pairs; overrides
-the shipped ones) and ``post_state`` FP32 [-1] (what the previous chunk returned).
+the shipped ones), ``post_state`` FP32 [-1] (what the previous chunk returned) and
+``end_of_stream`` BOOL [1] (true on a stream's last chunk: the dynamic policy confirms its
+incomplete last batch too).
 Outputs ``final_result`` (smoothed fused score), ``decision``, ``events`` [-1, 3]
 (start, end, peak) and ``post_state_out``. The threshold policy (``ratio`` or ``dynamic``),
 fusion, smoothing and event rules come from the config ``parameters``; the stages are
@@ -63,7 +65,10 @@ class TritonPythonModel:
         if state is not None:
             dynamic = self.settings.threshold_policy == "dynamic"
             state = PostState.from_array(state, self.settings.smoothing_window, dynamic)
-        result = postprocess(scores, self._thresholds(request, len(scores)), self.settings, state)
+        end = serving.optional_input(pb_utils, request, "end_of_stream")
+        last = end is not None and bool(end.any())
+        thresholds = self._thresholds(request, len(scores))
+        result = postprocess(scores, thresholds, self.settings, state, last)
         values = {
             "final_result": result.final,
             "decision": result.decision,

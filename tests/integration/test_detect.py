@@ -107,7 +107,7 @@ def test_an_event_across_a_chunk_boundary_comes_out_once(grpc, built, fault, mod
         assert logged == [(e.start, e.end) for e in run.events]
 
 
-@pytest.mark.parametrize("model", ["custom_logic", "steps"])
+@pytest.mark.parametrize("model", ["custom_logic", "steps", "multi_detector"])
 def test_a_fault_in_the_last_incomplete_batch_is_reported(grpc, built, shared_data, model) -> None:
     # 1,605 steps: the last batch of 10 (steps 1600..1604) never completes; the fault is in it.
     raw = load_dataset(shared_data).channel("E-1").test[4800:6405].astype(np.float32).copy()

@@ -144,7 +144,7 @@ class PipelineTarget(Target):
         inputs, outputs = connection.tensor_names(self.model, self.version)
         self.state_names = tuple(n for n in inputs if f"{n}_out" in outputs)
         self.has_subsystem = "subsystem" in outputs
-        # custom_logic passes it on; the ensembles do not expose it.
+        # custom_logic and the ensembles pass it on to postprocessing (older configs lack it).
         self.takes_end_of_stream = "end_of_stream" in inputs
         self.detector_outputs = tuple(
             d for d in DETECTOR_STATES if f"{d}_score" in outputs and f"{d}_detected" in outputs

@@ -11,8 +11,10 @@ State is carried through: every optional input ``X`` of a step model that has an
 one pass over the whole series, and a request without state starts from zero state. The
 ensemble declares state dims as wildcards (``-1`` of the same rank): Triton accepts them
 against the models' static dims (checked with tritonserver 2.51), so the ensemble configs do
-not depend on the hidden sizes of a training profile. Other optional inputs (the channel,
-thresholds) are not exposed: these ensembles are the fixed E-1 pipeline.
+not depend on the hidden sizes of a training profile. Postprocessing's ``end_of_stream`` flag
+(a stream's last chunk) is an optional ensemble input too, passed straight to it. Other
+optional inputs (the channel, thresholds) are not exposed: these ensembles are the fixed E-1
+pipeline.
 
 Example::
 
@@ -47,6 +49,8 @@ DETECTOR_SCORE = "anomaly_score"
 PREPROCESSED = "normalized"
 PREPROCESSED_TENSOR = "preprocessed_data"
 SCORE_INPUTS = ("score1", "score2")
+PASSED_FLAGS = ("end_of_stream",)
+"""Optional postprocessing inputs an ensemble passes on from its caller."""
 
 PREPROCESSING, POSTPROCESSING = "preprocessing", "postprocessing"
 ONNX_DETECTOR, TORCH_DETECTOR = "SMAP_E-1", "tranad_sat1"
@@ -84,9 +88,10 @@ class _Builder:
     def __init__(self, name: str, repository: Path | None) -> None:
         self.config = config_from_template("ensemble", repository=repository, name=name)
         self.tensors: dict[str, str] = {}
-        # States go after the main tensors, so the results lead the ensemble's metadata.
+        # States and flags go after the main tensors, so the results lead the metadata.
         self.state_inputs: list[mc.ModelInput] = []
         self.state_outputs: list[mc.ModelOutput] = []
+        self.flag_inputs: list[mc.ModelInput] = []
 
     def _claim(self, name: str, owner: str) -> None:
         if name in self.tensors:
@@ -104,6 +109,11 @@ class _Builder:
             )
         else:
             self.config.input.append(tensor(item.name, item.data_type, list(item.dims)))
+
+    def add_flag(self, item: mc.ModelInput, owner: str) -> None:
+        """An optional input of a step, taken as the ensemble's own optional input."""
+        self._claim(item.name, owner)
+        self.flag_inputs.append(tensor(item.name, item.data_type, list(item.dims), optional=True))
 
     def add_output(self, item: mc.ModelOutput, owner: str, *, state: bool) -> None:
         self._claim(item.name, owner)
@@ -129,8 +139,9 @@ class _Builder:
             step.output_map[state_out.name] = state_out.name
 
     def finish(self) -> mc.ModelConfig:
-        """Return the config, state tensors after the main ones."""
+        """Return the config, state tensors and flags after the main ones."""
         self.config.input.extend(self.state_inputs)
+        self.config.input.extend(self.flag_inputs)
         self.config.output.extend(self.state_outputs)
         return self.config
 
@@ -199,7 +210,12 @@ def pipeline_ensemble(
     results = [o for o in postprocessing.output if o.name not in post_state_outs]
     for item in results:
         builder.add_output(item, postprocessing.name, state=False)
-    builder.add_step(postprocessing, scores, {o.name: o.name for o in results})
+    post_inputs = dict(scores)
+    for item in postprocessing.input:
+        if item.optional and item.name in PASSED_FLAGS:
+            builder.add_flag(item, postprocessing.name)
+            post_inputs[item.name] = item.name
+    builder.add_step(postprocessing, post_inputs, {o.name: o.name for o in results})
     return builder.finish()
 
 

@@ -45,7 +45,10 @@ def test_multi_detector_follows_the_seed_graph(configs: dict) -> None:
         "score1": "onnx_score",
         "score2": "pytorch_score",
         "post_state": "post_state",
+        "end_of_stream": "end_of_stream",
     }
+    flag = next(t for t in ensemble.input if t.name == "end_of_stream")
+    assert flag.optional and list(flag.dims) == [1]  # passed on, no _out twin
     outputs = [t.name for t in ensemble.output]
     assert outputs[:3] == ["final_result", "decision", "events"]
     assert {"encoder_state_out", "decoder_state_out", "context_out"} <= set(outputs)

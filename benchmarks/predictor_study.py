@@ -60,7 +60,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from quality_study import HEADER, RECOMMENDED, TELEMANOM, VALIDATION, Config, evaluate, row
+from quality_study import RECOMMENDED, TELEMANOM, VALIDATION, Config, print_table
 from torch import nn
 
 from satwatch.data import SEED_CHANNELS, load_dataset
@@ -180,15 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.seed_report:
         groups.append(("seed", list(SEED_CHANNELS)))
     for title, channels in groups:
-        print(f"\n== {title}: {len(channels)} channels ==")
         # Every predictor cached for these channels (pred, pred20, ...) after the served row.
         ready = [k for k in keys if all((args.cache / k / f"{c}.npz").exists() for c in channels)]
         for key in sorted(set(keys) - set(ready)):
-            print(f"{key}: not cached for every channel here (run `cache`); left out")
+            print(f"{key}: not cached for every {title} channel (run `cache`); left out")
         configs = [RECOMMENDED] + [c for key in ready for c in configurations(key)]
-        print(HEADER)
-        for config in configs:
-            print(row(config, evaluate(config, args.cache, channels)["overall"]), flush=True)
+        print_table(title, channels, configs, args.cache)
     return 0
 
 

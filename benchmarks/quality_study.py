@@ -302,6 +302,14 @@ HEADER = f"{'configuration':66s} {'pointF1':>7s} {'paF1':>6s} {'evP':>6s} {'evR'
 HEADER += "  tp  fp  fn"
 
 
+def print_table(title: str, channels: list[str], configs: list[Config], cache: Path) -> None:
+    """Print one block: a header, then a row per configuration over these channels."""
+    print(f"\n== {title}: {len(channels)} channels ==")
+    print(HEADER)
+    for config in configs:
+        print(row(config, evaluate(config, cache, channels)["overall"]), flush=True)
+
+
 def row(config: Config, overall: dict) -> str:
     """One table row."""
     o = overall
@@ -475,10 +483,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.seed_report or args.seed_only:
         groups.append(("seed", list(SEED_CHANNELS)))
     for title, channels in groups:
-        print(f"\n== {title}: {len(channels)} channels ==")
-        print(HEADER)
-        for config in configs:
-            print(row(config, evaluate(config, args.cache, channels)["overall"]), flush=True)
+        print_table(title, channels, configs, args.cache)
     return 0
 
 

@@ -24,7 +24,7 @@ distribution. This module applies their method to any non-negative anomaly score
 Causality: the threshold that decides a step is computed from that step and earlier ones
 only. A step is decided when its batch completes, so the decision delay is at most
 ``batch - 1`` steps (none with ``batch = 1``). At the end of a series :meth:`flush` decides
-the incomplete last batch with the same rule (:func:`confirm_rest` for the served rule).
+the incomplete last batch with the same rule (:func:`decide_tail`).
 
 Streams: :class:`DynamicState` holds everything the next chunk needs (the EWMA value, the
 last ``window`` smoothed values and how many of them are still undecided, steps seen).
@@ -295,21 +295,6 @@ class DynamicThreshold:
             out[i] = level
         return level, out
 
-    def _decide(self, window: np.ndarray, count: int) -> tuple[np.ndarray, float]:
-        """Decisions for the newest ``count`` values of ``window``, and the threshold."""
-        settings = self.settings
-        epsilon = choose_epsilon(window, settings)
-        flagged = np.zeros(window.size, bool)
-        for start, end in surviving_runs(window, epsilon, settings.min_decrease):
-            flagged[start : end + 1] = True
-        tail = window[window.size - count :]
-        return flagged[window.size - count :] & (tail > settings.min_score), epsilon
-
-    def _clear_burn_in(self, decided: np.ndarray, first_step: int) -> np.ndarray:
-        """``decided`` (steps from stream step ``first_step`` on) with burn-in steps normal."""
-        steps = first_step + np.arange(decided.size)
-        return decided & (steps >= self.settings.burn_in)
-
     def update(self, scores: np.ndarray, state: DynamicState | None = None) -> DynamicResult:
         """Smooth a chunk and decide every batch it completes.
 
@@ -333,9 +318,9 @@ class DynamicThreshold:
         while joined.size - position >= settings.batch:
             end = position + settings.batch  # exclusive
             window = joined[max(0, end - settings.window) : end]
-            decided, epsilon = self._decide(window, settings.batch)
             step = state.seen - state.pending + position - first_new
-            decisions.append(self._clear_burn_in(decided, step))
+            decided, epsilon = decide_tail(window, settings.batch, step, settings)
+            decisions.append(decided)
             thresholds.append(np.full(settings.batch, epsilon))
             position = end
         pending = joined.size - position
@@ -357,8 +342,7 @@ class DynamicThreshold:
         if count == 0:
             empty = np.zeros(0, np.float64)
             return DynamicResult(first, np.zeros(0, bool), empty, empty, state)
-        decided, epsilon = self._decide(state.history, count)
-        decided = self._clear_burn_in(decided, first)
+        decided, epsilon = decide_tail(state.history, count, first, self.settings)
         done = DynamicState(state.seen, state.level, state.history, 0)
         return DynamicResult(first, decided, np.full(count, epsilon), np.zeros(0, np.float64), done)
 
@@ -485,7 +469,8 @@ def decide_and_confirm(
             window = joined[max(0, end - settings.window) : end]
             chosen = choose_epsilon(window, settings)
             kept = surviving_runs(window, chosen, settings.min_decrease)
-            confirmed.append(_confirm_batch(window, kept, offset + i + 1, settings))
+            first = offset + i + 1 - settings.batch
+            confirmed.append(_tail_decisions(window, kept, settings.batch, first, settings))
             flagged = bool(kept) and kept[-1][1] == window.size - 1
             flagged = flagged and value > settings.min_score
             # float32 values: the state carries them exactly through an FP32 tensor.
@@ -514,46 +499,42 @@ def decide_and_confirm(
     )
 
 
-def confirm_rest(
-    state: ArrivalState, offset: int, settings: DynamicSettings
-) -> tuple[int, np.ndarray]:
-    """At the end of a stream, confirm the steps after the last completed batch.
+def decide_tail(
+    window: np.ndarray, count: int, first_step: int, settings: DynamicSettings
+) -> tuple[np.ndarray, float]:
+    """The batch rule for the newest ``count`` steps of ``window`` (steps 2 to 4 of the module doc).
 
-    They are decided as :meth:`DynamicThreshold.flush` decides the incomplete last batch: by
-    the threshold and pruning of the window ending at the stream's last step.
+    Used at each completed batch, and at the end of a stream for its incomplete last batch.
 
     Args:
-        state: The state after the stream's last chunk.
-        offset: Steps in the stream.
+        window: The last ``window`` (or fewer) smoothed values, ending at the newest step.
+        count: How many of the newest steps to decide.
+        first_step: Stream index of the first of them (for ``burn_in``).
         settings: The dynamic threshold's settings (``min_score`` is the floor).
 
     Returns:
-        ``(stream step of the first confirmed decision, decisions)``; none when the stream
-        ended on a batch boundary.
+        The ``count`` decisions and the threshold chosen.
     """
-    count = min(offset % settings.batch, state.history.size)
-    if count == 0:
-        return offset, np.zeros(0, bool)
-    window = state.history
-    chosen = choose_epsilon(window, settings)
-    kept = surviving_runs(window, chosen, settings.min_decrease)
-    return offset - count, _confirm_batch(window, kept, offset, settings, count)
+    epsilon = choose_epsilon(window, settings)
+    kept = surviving_runs(window, epsilon, settings.min_decrease)
+    return _tail_decisions(window, kept, count, first_step, settings), epsilon
 
 
-def _confirm_batch(
+def _tail_decisions(
     window: np.ndarray,
     kept: list[tuple[int, int]],
-    stop: int,
+    count: int,
+    first_step: int,
     settings: DynamicSettings,
-    count: int | None = None,
 ) -> np.ndarray:
-    """Decisions of the last ``count`` (default ``batch``) steps of the window, which ends at
-    stream step ``stop - 1``."""
+    """Decisions of the newest ``count`` steps of ``window`` given the surviving runs: a step is
+    anomalous if it lies in a ``kept`` run, its value is above ``min_score`` and
+    its stream index (``first_step`` for the first of them) is past ``burn_in``.
+    """
     in_run = np.zeros(window.size, bool)
     for start, end in kept:
         in_run[start : end + 1] = True
-    count = settings.batch if count is None else count
-    steps = stop - count + np.arange(count)
+    steps = first_step + np.arange(count)
     tail = window[window.size - count :]
     return in_run[window.size - count :] & (tail > settings.min_score) & (steps >= settings.burn_in)
 

@@ -69,8 +69,8 @@ from satwatch.pipeline.dynamic_threshold import (
     ArrivalState,
     DynamicSettings,
     DynamicThreshold,
-    confirm_rest,
     decide_and_confirm,
+    decide_tail,
 )
 
 LOGGER = logging.getLogger(__name__)
@@ -364,9 +364,10 @@ def postprocess(
     """Normalise, fuse, smooth, decide and find events for one chunk (see the module doc).
 
     ``end_of_stream`` marks the stream's last chunk: the dynamic policy then also confirms
-    the steps after the last completed batch (:func:`~satwatch.pipeline.dynamic_threshold.
-    confirm_rest`), which would otherwise wait for a batch that never completes, so an event
-    in the stream's last steps is reported too. A later chunk would confirm them again.
+    the steps after the last completed batch, by the window ending at its last step
+    (:func:`~satwatch.pipeline.dynamic_threshold.decide_tail`), instead of waiting for a batch
+    that never completes; so an event in the stream's last steps is reported too. A later
+    chunk would confirm them again.
 
     Raises:
         DataError: For mismatched score lengths or thresholds, or an unusable state.
@@ -441,12 +442,13 @@ def _dynamic_stage(
     result = decide_and_confirm(fused, state.carry, state.offset, dynamic)
     smoothed = confirmed_smoothed(result, state.carry, state.offset)
     decisions = result.confirmed
-    if end_of_stream:
-        _, rest = confirm_rest(result.state, state.offset + fused.size, dynamic)
-        history = result.state.history
-        tail = history[history.size - rest.size :].astype(np.float32)
-        smoothed = np.concatenate([smoothed, tail])
-        decisions = np.concatenate([decisions, rest])
+    history = result.state.history
+    rest = min((state.offset + fused.size) % dynamic.batch, history.size)
+    if end_of_stream and rest:
+        first = state.offset + fused.size - rest
+        decided, _ = decide_tail(history, rest, first, dynamic)
+        smoothed = np.concatenate([smoothed, history[history.size - rest :].astype(np.float32)])
+        decisions = np.concatenate([decisions, decided])
     confirmed = (smoothed, decisions, replace(state, offset=result.confirmed_first))
     return fused, result.smoothed, result.decision, result.state, confirmed
 

@@ -2,15 +2,20 @@
 
 :class:`EventLog` keeps one row per event, keyed by ``(channel, stream_id, start)``: an
 event reported again by a later chunk of the same stream (longer, or closed) updates its row
-instead of adding one. The database runs in WAL mode with a busy timeout and every write is
-one ``BEGIN IMMEDIATE`` transaction, so requests writing at once (several model instances,
-or threads) wait for each other instead of failing, and no event is lost.
+instead of adding one, and a report never shrinks it (``end`` and ``peak`` keep their
+largest value), so the row is the same whichever writer commits last. The database runs in
+WAL mode with a busy timeout and every write is one ``BEGIN IMMEDIATE`` transaction, so
+writers at once (several model instances, each its own process, or threads) wait for each
+other instead of failing, and no event is lost. A commit is on disk when ``record`` returns
+(``synchronous = FULL``): it survives a ``kill -9`` of the server, and a power loss too.
 
 :class:`WebhookNotifier` POSTs each new event as JSON to an operator's URL from a background
 thread fed by a queue, off the request path, with a timeout. A delivered event is marked
 ``delivered``; a failed one stays undelivered with its error and attempt count and is sent
-again by :meth:`WebhookNotifier.retry_undelivered`, which the thread also runs whenever it
-has been idle for ``retry_interval`` seconds.
+again by :meth:`WebhookNotifier.retry_undelivered`, which the thread runs every
+``retry_interval`` seconds, however busy the queue is. Before each POST the notifier claims
+the event in the log for a lease, so two notifiers on one log (two model instances) never
+send the same event at once.
 
 Example::
 
@@ -23,11 +28,13 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import logging
 import queue
 import sqlite3
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -48,11 +55,17 @@ CREATE TABLE IF NOT EXISTS events (
     start INTEGER NOT NULL, "end" INTEGER NOT NULL, peak REAL NOT NULL,
     first_seen TEXT NOT NULL, updated TEXT NOT NULL,
     delivered INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT,
+    last_error TEXT, claimed_until REAL,
     UNIQUE (channel, stream_id, start)
-);
+)
 """
+# Columns added after the first release, added to an older log when it is opened.
+_ADDED_COLUMNS = {"claimed_until": "REAL"}
 _COLUMNS = 'id, channel, subsystem, stream_id, start, "end", peak, first_seen, delivered, attempts'
+
+# A delivery's claim outlives the POST's own timeouts (connect, then the answer) by this
+# margin; a notifier killed mid-POST holds its events no longer than that.
+_LEASE_MARGIN = 10.0
 
 
 @dataclass(frozen=True)
@@ -91,8 +104,16 @@ class EventLog:
         self.busy_timeout = busy_timeout
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as connection:
+            # Persistent in the file; outside a transaction, as SQLite requires.
             connection.execute("PRAGMA journal_mode=WAL")
-            connection.executescript(_SCHEMA)
+        # One write transaction: instances opening a new (or older) log at once create the
+        # table and add missing columns exactly once.
+        with self._connect(write=True) as connection:
+            connection.execute(_SCHEMA)
+            known = {row[1] for row in connection.execute("PRAGMA table_info(events)")}
+            for name, kind in _ADDED_COLUMNS.items():
+                if name not in known:
+                    connection.execute(f"ALTER TABLE events ADD COLUMN {name} {kind}")
 
     @contextlib.contextmanager
     def _connect(self, write: bool = False) -> Iterator[sqlite3.Connection]:
@@ -101,9 +122,16 @@ class EventLog:
         connection = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None)
         try:
             connection.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-            # In WAL mode NORMAL stays consistent after a crash; it skips an fsync per commit.
-            connection.execute("PRAGMA synchronous = NORMAL")
+            # In WAL mode NORMAL already survives a killed process (COMMIT has written the WAL
+            # to the OS), but a power loss or kernel crash can roll back the last commits.
+            # FULL fsyncs the WAL at each COMMIT, so an event ``record`` returned is on disk.
+            # Writes are rare (only chunks that report events, and delivery marks), so the
+            # fsync per commit costs little.
+            connection.execute("PRAGMA synchronous = FULL")
             if write:
+                # IMMEDIATE takes the write lock up front: a writer never has to upgrade a
+                # read lock, the one case where SQLite answers "database is locked" at once
+                # instead of waiting; so the busy timeout is all the retrying needed.
                 connection.execute("BEGIN IMMEDIATE")
             yield connection
             if write:
@@ -125,6 +153,10 @@ class EventLog:
             subsystem: The channel's subsystem.
             stream_id: The stream the events belong to (from ``post_state``).
             events: ``(N, 3)`` rows ``(start, end, peak)``.
+
+        Returns:
+            The events this call inserted; a known event (updated) is never returned again,
+            whichever process reported it first.
         """
         rows = np.asarray(events, np.float64).reshape(-1, 3)
         if rows.size == 0:
@@ -143,9 +175,12 @@ class EventLog:
                 if cursor.rowcount:
                     new_ids.append(cursor.lastrowid)
                 else:
+                    # An event only grows: a late or repeated report (a client resending
+                    # an earlier chunk, another instance committing after us) never undoes
+                    # a later one.
                     connection.execute(
-                        'UPDATE events SET "end" = ?, peak = ?, updated = ? '
-                        "WHERE channel = ? AND stream_id = ? AND start = ?",
+                        'UPDATE events SET "end" = MAX("end", ?), peak = MAX(peak, ?), '
+                        "updated = ? WHERE channel = ? AND stream_id = ? AND start = ?",
                         (int(end), float(peak), now, *key),
                     )
         return self.get(new_ids)
@@ -155,31 +190,47 @@ class EventLog:
         if not ids:
             return []
         marks = ",".join("?" * len(ids))
-        with self._connect() as connection:
-            rows = connection.execute(
-                f"SELECT {_COLUMNS} FROM events WHERE id IN ({marks}) ORDER BY id", list(ids)
-            ).fetchall()
-        return [EventRecord(*row[:8], bool(row[8]), row[9]) for row in rows]
+        return self._select(f"WHERE id IN ({marks})", list(ids))
 
     def events(self, channel: str | None = None) -> list[EventRecord]:
         """All events (of one channel), in id order."""
         where, args = ("WHERE channel = ?", [channel]) if channel else ("", [])
+        return self._select(where, args)
+
+    def undelivered(self) -> list[EventRecord]:
+        """Events not yet delivered to the webhook, in id order."""
+        return self._select("WHERE delivered = 0", [])
+
+    def _select(self, where: str, args: list) -> list[EventRecord]:
         with self._connect() as connection:
             rows = connection.execute(
                 f"SELECT {_COLUMNS} FROM events {where} ORDER BY id", args
             ).fetchall()
         return [EventRecord(*row[:8], bool(row[8]), row[9]) for row in rows]
 
-    def undelivered(self) -> list[EventRecord]:
-        """Events not yet delivered to the webhook."""
-        return [event for event in self.events() if not event.delivered]
+    def claim(self, event_id: int, lease: float) -> bool:
+        """Take the delivery of one undelivered event for ``lease`` seconds.
+
+        Returns:
+            ``False`` when the event is delivered already or another claim on it still
+            runs (another notifier, maybe in another process, is sending it).
+        """
+        # Wall-clock time: the processes sharing the log share no monotonic clock.
+        now = time.time()
+        with self._connect(write=True) as connection:
+            cursor = connection.execute(
+                "UPDATE events SET claimed_until = ? WHERE id = ? AND delivered = 0 "
+                "AND (claimed_until IS NULL OR claimed_until <= ?)",
+                (now + lease, event_id, now),
+            )
+        return cursor.rowcount == 1
 
     def mark(self, event_id: int, delivered: bool, error: str | None = None) -> None:
-        """Record a delivery attempt of one event."""
+        """Record a delivery attempt of one event (and release its claim)."""
         with self._connect(write=True) as connection:
             connection.execute(
-                "UPDATE events SET delivered = ?, attempts = attempts + 1, last_error = ? "
-                "WHERE id = ?",
+                "UPDATE events SET delivered = ?, attempts = attempts + 1, last_error = ?, "
+                "claimed_until = NULL WHERE id = ?",
                 (int(delivered), error, event_id),
             )
 
@@ -190,25 +241,40 @@ class WebhookNotifier:
     def __init__(
         self, log: EventLog, url: str, *, timeout: float = 2.0, retry_interval: float = 60.0
     ) -> None:
-        """Prepare delivery to ``url``; call :meth:`start` to run the thread."""
+        """Prepare delivery to ``url``; call :meth:`start` to run the thread.
+
+        Args:
+            log: The event log the events are in (and their delivery is marked in).
+            url: Where each event is POSTed.
+            timeout: Seconds each blocking step of one POST may take.
+            retry_interval: Seconds between two passes that queue every undelivered event.
+        """
         self.log = log
         self.url = url
         self.timeout = timeout
         self.retry_interval = retry_interval
         self._queue: queue.Queue[EventRecord | None] = queue.Queue()
+        # Ids queued or being sent: each is in the queue at most once, and never queued
+        # again while its POST runs.
         self._pending: set[int] = set()
         self._lock = threading.Lock()
+        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> WebhookNotifier:
         """Start the delivery thread (and queue what an earlier run left undelivered)."""
-        self._thread = threading.Thread(target=self._run, name="satwatch-webhook", daemon=True)
+        # Each thread its own stop flag: one that close() gave up on never runs on beside
+        # the thread of a later start().
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(self._stop,), name="satwatch-webhook", daemon=True
+        )
         self._thread.start()
         self.retry_undelivered()
         return self
 
     def submit(self, events: Sequence[EventRecord]) -> None:
-        """Queue events for delivery (each id at most once in the queue)."""
+        """Queue events for delivery (each id at most once in the queue); never blocks long."""
         with self._lock:
             for event in events:
                 if event.id not in self._pending:
@@ -216,7 +282,7 @@ class WebhookNotifier:
                     self._queue.put(event)
 
     def retry_undelivered(self) -> int:
-        """Queue every undelivered event again; return how many were queued."""
+        """Queue every undelivered event again; return how many are undelivered."""
         events = self.log.undelivered()
         self.submit(events)
         return len(events)
@@ -233,14 +299,36 @@ class WebhookNotifier:
         return done.wait(timeout)
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop the thread after what is queued."""
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join(timeout)
-            self._thread = None
+        """Deliver what is queued, then stop the thread; return within ``timeout`` seconds.
+
+        When the webhook is too slow for that, the thread stops after the POST it is
+        sending; what is still queued stays undelivered in the log (nothing is lost) and the
+        next :meth:`start` queues it again.
+        """
+        if self._thread is None:
+            return
+        self._queue.put(None)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._stop.set()
+            LOGGER.warning(
+                "webhook %s: closed with %d events undelivered; they are sent on the next start",
+                self.url,
+                len(self._pending),
+            )
+        self._thread = None
 
     def deliver(self, event: EventRecord) -> bool:
-        """POST one event; mark it delivered or not; return whether it was."""
+        """Claim one event, POST it and mark it delivered or not.
+
+        Returns:
+            Whether this call delivered it; ``False`` too when another notifier holds it.
+        """
+        if not self.log.claim(event.id, lease=2 * self.timeout + _LEASE_MARGIN):
+            LOGGER.debug(
+                "webhook %s: event %d delivered or being sent elsewhere", self.url, event.id
+            )
+            return False
         body = json.dumps(event.payload()).encode()
         request = urllib.request.Request(
             self.url, data=body, method="POST", headers={"Content-Type": "application/json"}
@@ -248,28 +336,48 @@ class WebhookNotifier:
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 ok, error = 200 <= response.status < 300, f"HTTP {response.status}"
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
             ok, error = False, f"{type(exc).__name__}: {exc}"
         self.log.mark(event.id, ok, None if ok else error)
         if not ok:
             LOGGER.warning("webhook %s: event %d undelivered (%s)", self.url, event.id, error)
         return ok
 
-    def _run(self) -> None:
-        while True:
+    def _run(self, stop: threading.Event) -> None:
+        # The retry pass runs on a monotonic deadline checked after every item and on every
+        # queue timeout: a queue that is never empty (steady traffic) cannot postpone it.
+        next_retry = time.monotonic() + self.retry_interval
+        while not stop.is_set():
             try:
-                event = self._queue.get(timeout=self.retry_interval)
+                event = self._queue.get(timeout=max(0.0, next_retry - time.monotonic()))
             except queue.Empty:
-                self.retry_undelivered()
-                continue
-            try:
-                if event is None:
-                    return
-                with self._lock:
-                    self._pending.discard(event.id)
+                event = None
+            else:
                 try:
-                    self.deliver(event)
-                except Exception:  # noqa: BLE001  the thread must outlive any one event
-                    LOGGER.exception("webhook delivery of event %d failed", event.id)
-            finally:
-                self._queue.task_done()
+                    if event is None:  # close()'s sentinel: everything before it is done
+                        return
+                    self._send(event, stop)
+                finally:
+                    self._queue.task_done()
+            if time.monotonic() >= next_retry:
+                self._retry_pass()
+                next_retry = time.monotonic() + self.retry_interval
+
+    def _send(self, event: EventRecord, stop: threading.Event) -> None:
+        try:
+            if not stop.is_set():
+                self.deliver(event)
+        except Exception:  # noqa: BLE001  the thread must outlive any one event
+            LOGGER.exception("webhook delivery of event %d failed", event.id)
+        finally:
+            # Only now: a retry pass meanwhile must not queue the event a second time.
+            with self._lock:
+                self._pending.discard(event.id)
+
+    def _retry_pass(self) -> None:
+        try:
+            self.retry_undelivered()
+        except Exception:  # noqa: BLE001  a log locked for too long must not end the thread
+            LOGGER.exception(
+                "webhook %s: retry pass failed; next in %gs", self.url, self.retry_interval
+            )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
+import time
 import urllib.request
 from pathlib import Path
 
@@ -15,8 +17,9 @@ import tritonclient.http as httpclient
 from satwatch.server.embedded import ServerPorts
 from satwatch.server.launcher import process_group_members
 from satwatch.server.sample_repository import add_broken_models
+from satwatch.server.supervisor import live_stubs, stub_command_lines
 
-from .conftest import WIDE_OUTPUT, serve_command
+from .conftest import SATWATCH, WIDE_OUTPUT, serve_command
 
 pytestmark = pytest.mark.integration
 
@@ -123,3 +126,66 @@ def test_a_second_serve_on_the_same_pid_file_is_refused(triton_server):
     )
     assert result.returncode == 1
     assert f"a server already runs with pid {triton_server.pid}" in result.stderr
+
+
+def test_stop_with_a_dead_stub_does_not_wait_for_tritons_exit_timeout(
+    triton_factory, sample_repository, tmp_path
+):
+    repository = tmp_path / "repository"
+    shutil.copytree(sample_repository, repository)
+    served = triton_factory(repository, "--no-supervise")
+    stubs = live_stubs(served.pid)
+    regions = [Path("/dev/shm") / args[2] for args in stub_command_lines(served.pid).values()]
+    dead = next(pid for (model, _, _), pid in stubs.items() if model == "sample_affine")
+    os.kill(dead, signal.SIGKILL)
+    result = served.stop()
+    assert result.returncode == 0, result.stderr
+    _assert_gone(served.pid)
+    # Triton counts its 30 s exit timeout down once a second while a model will not unload.
+    countdown = [line for line in served.log_file.read_text().splitlines() if "Timeout " in line]
+    assert len(countdown) < 10, countdown[-1]
+    assert "Exit timeout expired" not in served.log_file.read_text()
+    assert [region for region in regions if region.exists()] == []  # the killed server's too
+
+
+def test_serve_on_ports_in_use_says_so_plainly(triton_server, tmp_path):
+    ports = ServerPorts(
+        http=int(triton_server.http_address.rsplit(":", 1)[1]),
+        grpc=int(triton_server.grpc_address.rsplit(":", 1)[1]),
+        metrics=int(triton_server.metrics_url.rsplit(":", 1)[1].split("/")[0]),
+    )
+    result = subprocess.run(
+        serve_command(triton_server.repository, ports, tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=WIDE_OUTPUT,
+    )
+    assert result.returncode == 1
+    assert f"HTTP port {ports.http} on 127.0.0.1 is already in use" in result.stderr
+    assert f"by pid {triton_server.pid} (tritonserver)" in result.stderr
+    assert not (tmp_path / "triton.pid").exists()
+
+
+def test_a_crashed_server_leaves_no_pid_file_blocking_the_next_start(
+    triton_factory, sample_repository, tmp_path
+):
+    repository = tmp_path / "repository"
+    shutil.copytree(sample_repository / "python", repository / "python")  # fastest to load
+    served = triton_factory(repository)
+    os.kill(served.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while served.pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not served.pid_file.exists(), "the supervisor left the crashed server's pid file"
+    served.stopped = True  # nothing left to stop
+    os.killpg(served.pid, signal.SIGKILL)  # its orphaned stubs
+    again = subprocess.run(
+        serve_command(repository, ServerPorts.free(), served.pid_file.parent),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=WIDE_OUTPUT,
+    )
+    assert again.returncode == 0, again.stderr
+    subprocess.run([*SATWATCH, "stop", "--pid-file", str(served.pid_file)], check=True, timeout=90)

@@ -286,7 +286,7 @@ def test_nan_telemetry_is_refused_and_the_server_keeps_serving(http, window) -> 
     broken = window.copy()
     broken[5, 0] = np.nan
     broken[9, 3] = np.inf
-    expected = r"NaN/Inf value\(s\) in row\(s\) 5, 9 \(column\(s\) 0, 3\)"
+    expected = r"NaN/Inf value\(s\), first in row 5 \(row\(s\) 5, 9; column\(s\) 0, 3\)"
     for model, arrays in (
         ("preprocessing", {"raw_input": broken}),
         ("multi_detector", {"raw_input": broken}),

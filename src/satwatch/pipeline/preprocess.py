@@ -4,12 +4,14 @@ The statistics are the detectors' own (:class:`satwatch.detectors.normalization.
 fitted on each channel's training data); ``satwatch build`` writes them for every channel into
 ``python/preprocessing/1/normalisation.json`` as ``{channel: Normalisation.to_dict()}``.
 
-NaN / Inf policy: **refuse**. A chunk holding a non-finite value is rejected with a
-:class:`~satwatch.exceptions.DataError` naming the rows and columns (the Python model turns
-it into an ``INVALID_ARG`` error for that request only; the server keeps serving). Imputing
-would change what the detectors see without the operator knowing, and the recurrent state a
-stream carries would silently absorb made-up values; a telemetry gap is the ground station's
-to fill, so the request is refused and the client decides (drop the rows, fill, resend).
+NaN / Inf policy: **refuse**, the one rule of every served model
+(:mod:`satwatch.tensor_checks`): a chunk holding a non-finite value is rejected with a
+:class:`~satwatch.exceptions.DataError` naming the first bad row, the rows and the columns (the
+Python model turns it into an ``INVALID_ARG`` error for that request only; the server keeps
+serving). Imputing would change what the detectors see without the operator knowing, and the
+recurrent state a stream carries would silently absorb made-up values; a telemetry gap is the
+ground station's to fill, so the request is refused and the client decides (drop the rows,
+fill, resend).
 
 Example::
 
@@ -28,6 +30,7 @@ import numpy as np
 
 from satwatch.detectors.normalization import Normalisation
 from satwatch.exceptions import DataError
+from satwatch.tensor_checks import check_tensor
 
 LOGGER = logging.getLogger(__name__)
 
@@ -35,29 +38,17 @@ FEATURES = 25
 STATS_FILE = "normalisation.json"
 """File of per-channel statistics in ``python/preprocessing/<version>/``."""
 
-_SHOWN = 5  # rows named in an error message before "and N more"
-
 
 def check_raw(raw: np.ndarray, features: int = FEATURES) -> np.ndarray:
-    """Return ``raw`` as float32 ``(T, features)`` after checking shape and finiteness.
+    """Return ``raw`` as float32 ``(T, features)`` after checking shape, size and finiteness.
 
     Raises:
-        DataError: For a wrong shape, or NaN/Inf values (naming rows and columns).
+        DataError: For a wrong shape, too many steps, or NaN/Inf values (naming the rows).
     """
     array = np.asarray(raw)
     if array.ndim != 2 or array.shape[1] != features or array.shape[0] < 1:
         raise DataError(f"raw_input: expected shape (T>=1, {features}), got {array.shape}")
-    bad = ~np.isfinite(array)
-    if bad.any():
-        rows = np.flatnonzero(bad.any(axis=1))
-        cols = np.flatnonzero(bad.any(axis=0))
-        shown = ", ".join(str(r) for r in rows[:_SHOWN])
-        more = f" and {rows.size - _SHOWN} more" if rows.size > _SHOWN else ""
-        raise DataError(
-            f"raw_input: expected finite telemetry, got {int(bad.sum())} NaN/Inf value(s) in "
-            f"row(s) {shown}{more} (column(s) {', '.join(str(c) for c in cols)}); "
-            "policy 'refuse': drop or fill those rows and resend"
-        )
+    check_tensor("raw_input", array)
     return array.astype(np.float32, copy=False)
 
 

@@ -19,6 +19,7 @@ from types import ModuleType
 import numpy as np
 
 from satwatch.exceptions import DataError, SatwatchError
+from satwatch.tensor_checks import check_tensor
 
 LOGGER = logging.getLogger(__name__)
 
@@ -67,9 +68,29 @@ def decode_channel(value: np.ndarray | None, default: str = DEFAULT_CHANNEL) -> 
 
 
 def optional_input(pb_utils: ModuleType, request, name: str) -> np.ndarray | None:  # noqa: ANN001
-    """The numpy value of an optional input, or ``None`` when the request leaves it out."""
+    """The numpy value of an optional input, or ``None`` when the request leaves it out.
+
+    Raises:
+        DataError: If it breaks the request rules of :mod:`satwatch.tensor_checks`.
+    """
     tensor = pb_utils.get_input_tensor_by_name(request, name)
-    return None if tensor is None else tensor.as_numpy()
+    if tensor is None:
+        return None
+    array = tensor.as_numpy()
+    check_tensor(name, array)
+    return array
+
+
+def required_input(pb_utils: ModuleType, request, name: str) -> np.ndarray:  # noqa: ANN001
+    """The numpy value of a required input, checked like :func:`optional_input`.
+
+    Raises:
+        DataError: If it is missing or breaks the request rules.
+    """
+    array = optional_input(pb_utils, request, name)
+    if array is None:
+        raise DataError(f"input {name!r} is required but missing")
+    return array
 
 
 def channel_of(pb_utils: ModuleType, request, default: str = DEFAULT_CHANNEL) -> str:  # noqa: ANN001

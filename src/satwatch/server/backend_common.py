@@ -23,6 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from satwatch.exceptions import DataError
+from satwatch.tensor_checks import check_tensor
+
 LOGGER = logging.getLogger(__name__)
 
 REPOSITORIES_ENV = "SATWATCH_MODEL_REPOSITORIES"
@@ -175,6 +178,9 @@ def validate(inputs: Inputs, specs: Sequence[TensorSpec], batched: bool) -> Inpu
         specs: The model's inputs; ``dims`` may be refined by the model file.
         batched: Whether the first axis of every array is the batch axis (max_batch_size > 0).
 
+    Every present input must also pass :func:`satwatch.tensor_checks.check_tensor` (not
+    empty, within the size limits, finite).
+
     Raises:
         RequestError: Naming the tensor, what was expected and what was got.
     """
@@ -211,6 +217,11 @@ def validate(inputs: Inputs, specs: Sequence[TensorSpec], batched: bool) -> Inpu
                     f"inputs, got {got[0]}"
                 )
             rows = got[0]
+        try:
+            # Before any runtime sees it: an empty GRU sequence aborts ONNX Runtime's process.
+            check_tensor(spec.name, array)
+        except DataError as error:
+            raise RequestError(str(error)) from None
         checked[spec.name] = array
     return checked
 

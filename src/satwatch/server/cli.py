@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import secrets
 import signal
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -17,9 +20,16 @@ from rich.table import Table
 
 from satwatch.exceptions import SatwatchError, ServerError
 from satwatch.paths import PROJECT_ROOT, repository_dir
-from satwatch.server.embedded import RunningServer, ServerPorts, start_embedded_server
+from satwatch.server.embedded import (
+    RunningServer,
+    ServerPorts,
+    check_ports_free,
+    is_loopback,
+    start_embedded_server,
+)
 from satwatch.server.launcher import process_group_members, stop_process_group
 from satwatch.server.status import ModelStatus, model_table, short_reason
+from satwatch.server.supervisor import ADMIN_KEY_ENV, Recovery, Supervisor, start_thread
 
 LOGGER = logging.getLogger(__name__)
 CONSOLE = Console()
@@ -82,16 +92,30 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _wait_foreground(running: RunningServer, timeout: float) -> None:
+def _print_recovery(recovery: Recovery) -> None:
+    colour = "red" if recovery.error else "yellow"
+    CONSOLE.print(f"[{colour}]{recovery.describe()}[/]", highlight=False)
+
+
+def _wait_foreground(running: RunningServer, timeout: float, supervised: bool) -> None:
     CONSOLE.print("serving; Ctrl-C or SIGTERM stops it")
+    watcher = None
+    if supervised:
+        supervisor = Supervisor(running.server.pid, _address(running), running.admin_key)
+        _, watcher = start_thread(supervisor, on_recovery=_print_recovery)
     try:
         while running.server.is_running():
             time.sleep(0.5)
     except KeyboardInterrupt:
+        if watcher is not None:
+            watcher.set()  # no reload while the models unload for the shutdown
         CONSOLE.print("stopping tritonserver...")
         running.server.stop(timeout)
         CONSOLE.print(f"tritonserver {running.server.pid} stopped")
         return
+    finally:
+        if watcher is not None:
+            watcher.set()
     code = running.server.process.returncode
     running.server.stop(timeout)  # its stubs, if any are left
     if code != 0:  # 0: stopped from elsewhere (`satwatch stop`)
@@ -125,12 +149,19 @@ def serve(
     ),
     pid_file: Path = typer.Option(DEFAULT_PID_FILE, help="Where the server's pid is written."),
     log_file: Path = typer.Option(DEFAULT_LOG_FILE, help="Where the server's output goes."),
+    supervise: bool = typer.Option(
+        True,
+        "--supervise/--no-supervise",
+        help="Reload a model whose backend stub died (crash, kill -9); recoveries are printed "
+        "(foreground) or logged to <log-file stem>.supervisor.log (--detach).",
+    ),
 ) -> None:
     """Serve the model repository with the embedded Triton server (no GPU, no Docker needed).
 
     Each backend folder (onnx, pytorch, python, ensemble; tensorrt only with a GPU) becomes
     one --model-repository. Models that fail to load are listed with the reason; the others
-    serve. Prints the model table once ready.
+    serve. Prints the model table once ready. A supervisor reloads any model whose backend
+    stub dies, within about a second of the death plus the model's load time.
     """
     with _sigterm_as_interrupt():
         try:
@@ -144,6 +175,7 @@ def serve(
                 detach=detach,
                 pid_file=pid_file,
                 log_file=log_file,
+                supervise=supervise,
             )
         except SatwatchError as error:
             raise _fail(error) from None
@@ -162,12 +194,15 @@ def _serve(
     detach: bool,
     pid_file: Path,
     log_file: Path,
+    supervise: bool,
 ) -> None:
     if (pid := _read_pid(pid_file)) is not None:
         raise ServerError(
             f"a server already runs with pid {pid} (pid file {pid_file}); "
             "run `satwatch stop` or give another --pid-file"
         )
+    check_ports_free(host, ports)
+    _warn_if_exposed(host)
     key = None if allow_admin else admin_key or secrets.token_urlsafe(16)
     running = start_embedded_server(
         repository, ports=ports, log_file=log_file, host=host, admin_key=key, timeout=timeout
@@ -179,13 +214,15 @@ def _serve(
         if key is not None and not admin_key:
             CONSOLE.print(f"admin key (header 'admin-key'): {key}", highlight=False)
         if detach:
+            if supervise:
+                _start_detached_supervisor(running, log_file, pid_file)
             CONSOLE.print(
                 f"running in the background, pid {running.server.pid}, log {log_file}; "
                 "`satwatch stop` ends it",
                 highlight=False,
             )
             return
-        _wait_foreground(running, timeout=30.0)
+        _wait_foreground(running, timeout=30.0, supervised=supervise)
     except KeyboardInterrupt:
         # Ctrl-C or SIGTERM once the server is up is the normal way to end it.
         running.server.stop()
@@ -196,6 +233,60 @@ def _serve(
     finally:
         if not detach or not running.server.is_running():
             pid_file.unlink(missing_ok=True)
+
+
+def _address(running: RunningServer) -> str:
+    return running.http_url.split("//", 1)[1]
+
+
+def supervisor_log(log_file: Path) -> Path:
+    """Where a detached server's supervisor logs (beside the server log)."""
+    return log_file.with_name(f"{log_file.stem}.supervisor.log")
+
+
+def _start_detached_supervisor(running: RunningServer, log_file: Path, pid_file: Path) -> None:
+    """Start ``python -m satwatch.server.supervisor`` in a session of its own.
+
+    It ends by itself once the server has exited (``satwatch stop``, or a crash), removing
+    the pid file a crashed server leaves.
+    """
+    pid = running.server.pid
+    env = dict(os.environ)
+    env.pop(ADMIN_KEY_ENV, None)
+    if running.admin_key:
+        env[ADMIN_KEY_ENV] = running.admin_key
+    command = [
+        sys.executable,
+        "-m",
+        "satwatch.server.supervisor",
+        f"--server-pid={pid}",
+        f"--http-address={_address(running)}",
+        f"--log-file={supervisor_log(log_file)}",
+        f"--pid-file={pid_file}",
+    ]
+    subprocess.Popen(  # noqa: S603 - our own module, no shell
+        command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        # Not in the server's group: that is another session, which setpgid may not join.
+        start_new_session=True,
+    )
+
+
+def _warn_if_exposed(host: str) -> None:
+    if is_loopback(host):
+        return
+    ERRORS.print(
+        f"[bold yellow]warning:[/] binding {host}: Triton has no authentication, so anyone "
+        "who reaches these ports can run inference and read metrics. Only the model-control "
+        "and shared-memory APIs are guarded (--admin-key; never --allow-admin here). Protect "
+        "the ports with a firewall or security group, put a TLS/auth reverse proxy in front "
+        "(nginx, an ingress), or keep 127.0.0.1 and reach it through an SSH tunnel.",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def stop(

@@ -13,10 +13,13 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 from satwatch.exceptions import ServerError
 from satwatch.server.backends import assemble_backend_directory
@@ -46,6 +49,48 @@ class ServerPorts:
         finally:
             for sock in sockets:
                 sock.close()
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only."""
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
+def check_ports_free(host: str, ports: ServerPorts) -> None:
+    """Refuse to start when a port is taken (e.g. ``satwatch serve`` already runs on it).
+
+    Raises:
+        ServerError: Naming the port, what uses it when that can be told, and what to do.
+    """
+    for label, port in (("HTTP", ports.http), ("gRPC", ports.grpc), ("metrics", ports.metrics)):
+        with socket.socket() as probe:
+            # As servers do: connections of an earlier server in TIME_WAIT do not count.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as error:
+                raise ServerError(
+                    f"{label} port {port} on {host} is already in use{_user_of(port)} "
+                    f"({error.strerror}); is a server already running? Stop it with "
+                    "`satwatch stop` or choose other ports (--http-port, --grpc-port, "
+                    "--metrics-port)"
+                ) from None
+
+
+def _user_of(port: int) -> str:
+    """`` by pid N (name)`` for the process listening on ``port``, when it can be told."""
+    try:
+        connections = psutil.net_connections(kind="inet")
+    except (psutil.Error, OSError):
+        return ""
+    for connection in connections:
+        if connection.laddr and connection.laddr.port == port and connection.pid:
+            with contextlib.suppress(psutil.Error):
+                return f" by pid {connection.pid} ({psutil.Process(connection.pid).name()})"
+    return ""
 
 
 @dataclass

@@ -3,8 +3,9 @@
 The server runs in its own process group (with its Python backend stubs), with the venv's
 ``bin/`` first on ``PATH`` so the stubs import the venv's packages, and with the wheel's
 ``nvidia_pytriton.libs/`` on ``LD_LIBRARY_PATH``. Stopping sends SIGINT (Triton unloads its
-models and ends its stubs), then SIGKILL to the whole group after a timeout so no
-``triton_python_backend_stub`` is left behind.
+models and ends its stubs), then SIGKILL to the whole group after a timeout, or as soon as no
+live stub is left while the server still waits for a dead one, so no
+``triton_python_backend_stub`` is left behind and a dead stub never holds the shutdown up.
 
 Example::
 
@@ -33,8 +34,12 @@ from satwatch.exceptions import ServerError
 from satwatch.server.backend_common import REPOSITORIES_ENV
 from satwatch.server.backends import TritonDistribution, find_distribution
 from satwatch.server.config import TritonServerConfig
+from satwatch.server.supervisor import live_stubs, stub_command_lines
 
 LOGGER = logging.getLogger(__name__)
+
+SHARED_MEMORY = Path("/dev/shm")
+"""Where the Python backend keeps each stub's shared-memory region (``shm_open``)."""
 
 
 def server_environment(
@@ -92,6 +97,28 @@ def _wait_until(condition: Callable[[], bool], timeout: float) -> bool:
     return True
 
 
+def _exited_or_only_dead_stubs_left(
+    pid: int, process: subprocess.Popen | None, grace: float = 2.0
+) -> Callable[[], bool]:
+    """A stop condition: the server exited, or it has had no live stub for ``grace`` seconds.
+
+    Triton waits up to its exit timeout (30 s) for a model whose stub is dead to unload, which
+    never happens; once every live stub has ended, nothing is left that a clean exit saves.
+    """
+    since: list[float] = []
+
+    def done() -> bool:
+        if not _running(pid, process):
+            return True
+        if live_stubs(pid):
+            since.clear()
+            return False
+        since[:] = since or [time.monotonic()]
+        return time.monotonic() - since[0] > grace
+
+    return done
+
+
 def stop_process_group(
     pid: int, timeout: float = 30.0, process: subprocess.Popen | None = None
 ) -> None:
@@ -102,11 +129,17 @@ def stop_process_group(
         timeout: Seconds to wait for a clean exit before killing.
         process: The ``Popen`` when this process started it (so it is reaped).
     """
+    regions = [args[2] for args in stub_command_lines(pid).values()]
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGINT)
-    exited = _wait_until(lambda: not _running(pid, process), timeout)
-    if not exited:
-        LOGGER.warning("tritonserver %d did not exit within %.0f s; killing it", pid, timeout)
+    _wait_until(_exited_or_only_dead_stubs_left(pid, process), timeout)
+    if _running(pid, process):
+        LOGGER.warning(
+            "tritonserver %d did not exit (waiting for models whose backend stub is dead, or "
+            "past %.0f s); killing it",
+            pid,
+            timeout,
+        )
     else:
         # A clean exit ends the stubs too; give them a moment before killing what is left.
         _wait_until(lambda: not process_group_members(pid), 2.0)
@@ -116,6 +149,16 @@ def stop_process_group(
         _wait_until(lambda: not process_group_members(pid), 5.0)
     if process is not None:
         process.wait(timeout=10)
+    _remove_shared_memory(regions)
+
+
+def _remove_shared_memory(regions: list[str]) -> None:
+    """Remove the stubs' shared-memory regions that a killed server leaves in /dev/shm."""
+    for region in regions:
+        path = SHARED_MEMORY / Path(region).name  # a bare name, never a path elsewhere
+        if path.name.startswith("triton_") and path.exists():
+            path.unlink(missing_ok=True)
+            LOGGER.info("removed the shared-memory region %s left behind", path)
 
 
 class TritonServer:

@@ -31,7 +31,7 @@ def test_nan_and_inf_are_refused_naming_rows_and_columns() -> None:
     raw[3, 0] = np.nan
     raw[7, 4] = np.inf
     with pytest.raises(
-        DataError, match=r"2 NaN/Inf value\(s\) in row\(s\) 3, 7 \(column\(s\) 0, 4\)"
+        DataError, match=r"2 NaN/Inf value\(s\), first in row 3 \(row\(s\) 3, 7; column\(s\) 0, 4\)"
     ):
         preprocess(raw, _stats())
 

@@ -138,3 +138,21 @@ def test_specs_and_parameters_come_from_the_config():
     assert input_specs(config) == [TensorSpec("a", F32, (-1, 25), optional=True)]
     assert parameter(config, "intra_op_thread_count", 0) == 3
     assert parameter(config, "inter_op_thread_count", 0) == 0
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        ({"x": np.zeros((0, 2), np.float32)}, r"'x'.*got shape \[0, 2\] \(an empty tensor\)"),
+        ({"x": _x([1, np.nan])}, r"'x'.*first in row 0"),
+        ({"x": _x([1, 2]), "state": _x([np.inf, 0])}, r"'state'.*NaN/Inf"),
+    ],
+)
+def test_empty_and_non_finite_inputs_never_reach_the_runtime(inputs, message):
+    model = CountingModel()
+    results = run_batched([inputs, {"x": _x([1, 2])}], INPUTS, OUTPUTS, 8, model)
+    assert isinstance(results[0], RequestError)
+    with pytest.raises(RequestError, match=message):
+        raise results[0]
+    np.testing.assert_array_equal(results[1]["y"], [[2, 4]])
+    assert [len(call["x"]) for call in model.calls] == [1]

@@ -83,7 +83,7 @@ class TritonPythonModel:
         channel_tensor = serving.optional_input(pb_utils, request, "channel_id")
         channel = serving.decode_channel(channel_tensor)
         entry = self.catalog.lookup(channel)
-        raw = pb_utils.get_input_tensor_by_name(request, "raw_input").as_numpy()
+        raw = serving.required_input(pb_utils, request, "raw_input")
         channel_id = np.array([channel.encode()], dtype=np.object_)
         preprocessed = await self._call(
             "preprocessing", {"raw_input": raw, "channel_id": channel_id}, ["normalized"]
@@ -121,7 +121,10 @@ class TritonPythonModel:
         post_inputs["end_of_stream"] = serving.optional_input(pb_utils, request, "end_of_stream")
         outputs |= await self._call("postprocessing", post_inputs, [*RESULTS, "post_state_out"])
         stream_id = stream_id_of(outputs["post_state_out"])
-        new = self.log.record(channel, entry.subsystem, stream_id, outputs["events"])
+        # Off the event loop: a durable SQLite commit must not hold up the other requests.
+        new = await asyncio.to_thread(
+            self.log.record, channel, entry.subsystem, stream_id, outputs["events"]
+        )
         if new and self.notifier is not None:
             self.notifier.submit(new)
         outputs["subsystem"] = np.array([entry.subsystem.encode()], dtype=np.object_)

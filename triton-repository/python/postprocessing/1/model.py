@@ -57,7 +57,7 @@ class TritonPythonModel:
         return select_thresholds(self.thresholds, count, channel, given, dynamic)
 
     def _answer(self, request):
-        scores = [pb_utils.get_input_tensor_by_name(request, "score1").as_numpy()]
+        scores = [serving.required_input(pb_utils, request, "score1")]
         second = serving.optional_input(pb_utils, request, "score2")
         if second is not None:
             scores.append(second)

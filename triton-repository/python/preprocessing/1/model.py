@@ -38,7 +38,7 @@ class TritonPythonModel:
             try:
                 channel = serving.channel_of(pb_utils, request, self.default_channel)
                 stats = self.table.get(channel)
-                raw = pb_utils.get_input_tensor_by_name(request, "raw_input").as_numpy()
+                raw = serving.required_input(pb_utils, request, "raw_input")
                 raw = check_raw(raw, stats.n_features)
                 groups.setdefault(channel, []).append((index, raw))
             except Exception as error:  # noqa: BLE001  one bad request never fails the others

@@ -2,7 +2,9 @@
 """Build a TensorRT plan and its tensorrt_plan config from an ONNX detector (TensorRT + GPU).
 
 The same as ``satwatch convert-tensorrt``; run it with the project's Python
-(``.venv/bin/python convert_tensorrt.py --help``).
+(``.venv/bin/python convert_tensorrt.py --help``). The model folder of --output
+(``<model>/<N>/<file>``) must have a valid model name, sit in tensorrt/ when inside a repository,
+and hold no other model; anything refused exits 1 with one line.
 The repository defaults to the one holding this script unless --repository or
 $SATWATCH_REPOSITORY says otherwise.
 """

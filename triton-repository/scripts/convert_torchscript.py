@@ -2,7 +2,9 @@
 """Convert a trained TranAD checkpoint to TorchScript for the PyTorch backend.
 
 The same as ``satwatch convert-torchscript``; run it with the project's Python
-(``.venv/bin/python convert_torchscript.py --help``).
+(``.venv/bin/python convert_torchscript.py --help``). The model folder of --output
+(``<model>/<N>/<file>``) must have a valid model name, sit in pytorch/ when inside a repository,
+and hold no other model; anything refused exits 1 with one line.
 The repository defaults to the one holding this script unless --repository or
 $SATWATCH_REPOSITORY says otherwise.
 """

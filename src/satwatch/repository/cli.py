@@ -14,6 +14,7 @@ from typing import TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from satwatch.exceptions import SatwatchError
 from satwatch.paths import repository_dir
@@ -33,7 +34,8 @@ def _clean_errors(command: F) -> F:
         try:
             command(*args, **kwargs)
         except SatwatchError as error:
-            ERRORS.print(f"[bold red]error:[/] {error}", highlight=False)
+            # escape: a refused name or path such as 'a[/]' must print, not break rich markup.
+            ERRORS.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
             raise typer.Exit(code=1) from error
 
     return wrapper  # type: ignore[return-value]
@@ -83,8 +85,13 @@ def validate_command(
 
 @_clean_errors
 def deploy_onnx_command(
-    onnx: Path = typer.Option(..., "--onnx", help="The exported ONNX detector.", exists=True),
-    name: str = typer.Option(..., "--name", help="Model name, e.g. SMAP_E-1."),
+    onnx: Path = typer.Option(..., "--onnx", help="The exported ONNX detector."),
+    name: str = typer.Option(
+        ...,
+        "--name",
+        help="Model name, e.g. SMAP_E-1: 1-128 letters, digits, '_', '.' or '-', starting with "
+        "a letter or digit, no '..'; not used in another backend folder.",
+    ),
     repository: Path | None = REPOSITORY_OPTION,
     version: int | None = typer.Option(
         None, "--version", help="Version number (default: the next after the highest present)."
@@ -104,10 +111,11 @@ def deploy_onnx_command(
 ) -> None:
     """Deploy an ONNX detector as the next version of onnx/<NAME>/.
 
-    Reads the graph's inputs and outputs, writes config.pbtxt from the onnx template (and the
-    CPU variant configs/cpu.pbtxt); every input but input_data is optional state. Copies the
-    file to the version folder, validates (undoing it when invalid), and with --url asks the
-    server to load the new version.
+    Checks the name and the file first (a valid ONNX model that ONNX Runtime opens; nothing is
+    written otherwise). Reads the graph's inputs and outputs, writes config.pbtxt from the onnx
+    template (and the CPU variant configs/cpu.pbtxt); every input but input_data is optional
+    state. Copies the file to the version folder, validates (undoing it when invalid), and with
+    --url asks the server to load the new version (a failed load leaves the old one serving).
     """
     from satwatch.repository.deploy import deploy_onnx
 
@@ -129,7 +137,7 @@ def deploy_onnx_command(
 
 @_clean_errors
 def convert_tensorrt_command(
-    onnx: Path = typer.Option(..., "--onnx", help="The ONNX detector to convert.", exists=True),
+    onnx: Path = typer.Option(..., "--onnx", help="The ONNX detector to convert."),
     output: Path = typer.Option(
         ..., "--output", help="Plan to write, e.g. tensorrt/SMAP_E-1_trt/1/model.plan."
     ),
@@ -147,12 +155,18 @@ def convert_tensorrt_command(
 
     Uses TensorRT's Python API (or trtexec when only that is installed) with one optimisation
     profile over input_data's time axis. Needs TensorRT and an NVIDIA GPU; without them it
-    exits 1 saying which is missing.
+    exits 1 saying which is missing. The model is named after its folder (the one above the
+    version folder), checked as deploy-onnx checks --name; a folder of another model is refused.
     """
+    from satwatch.repository.deploy import check_onnx_file
+    from satwatch.repository.names import check_model_target
     from satwatch.repository.tensorrt import BuildOptions, convert
 
+    model_dir = _model_dir_of(output) or output.absolute().parent
+    check_model_target(model_dir, model_dir.name, "tensorrt")
+    check_onnx_file(onnx)
     options = BuildOptions(fp16, int8, calib, workspace, min_steps, opt_steps, max_steps)
-    plan = convert(onnx, output, options)
+    plan = convert(onnx, output, options, name=model_dir.name)
     CONSOLE.print(f"[green]built[/] {plan}")
 
 
@@ -165,11 +179,26 @@ def convert_torchscript_command(
         ..., "--output", help="TorchScript file to write, e.g. pytorch/tranad_sat1/1/model.pt."
     ),
 ) -> None:
-    """Convert a trained TranAD checkpoint to TorchScript for the PyTorch backend."""
-    from satwatch.export.torchscript import convert
+    """Convert a trained TranAD checkpoint to TorchScript for the PyTorch backend.
 
+    When --output lies in a version folder (<model>/<N>/model.pt), the model's name is checked
+    as deploy-onnx checks --name, and a folder of another model is refused.
+    """
+    from satwatch.export.torchscript import convert
+    from satwatch.repository.names import check_model_target
+
+    model_dir = _model_dir_of(output)
+    if model_dir is not None:
+        check_model_target(model_dir, model_dir.name, "pytorch")
     written = convert(checkpoint, output)
     CONSOLE.print(f"[green]wrote[/] {written or output}")
+
+
+def _model_dir_of(output: Path) -> Path | None:
+    """The model folder of ``<model>/<N>/<file>``, or ``None`` outside a version folder."""
+    # absolute(): a bare "model.plan" still has a named folder above it.
+    version_dir = output.absolute().parent
+    return version_dir.parent if version_dir.name.isdigit() else None
 
 
 COMMANDS = {

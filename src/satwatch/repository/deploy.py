@@ -1,11 +1,15 @@
 """Deploy an ONNX detector as a new version of a model in the repository.
 
-``deploy_onnx`` reads the graph's inputs and outputs, writes ``config.pbtxt`` from the onnx
-template (and ``configs/cpu.pbtxt``), marks every input but ``input_data`` optional (the
-detectors' recurrent state: absent means zero state), copies the file into the next version
-folder, sets ``version_policy { latest { num_versions: K } }``, validates the model folder
-(undoing the deployment when it is invalid) and, given a server URL, asks that server to
-(re)load the model and waits until the new version is ready.
+``deploy_onnx`` checks the model name (``satwatch.repository.names``: one plain folder name,
+never a path, not used by another model) and the file (a valid ONNX model that ONNX Runtime
+opens) before it writes anything. Then it reads the graph's inputs and outputs, writes
+``config.pbtxt`` from the onnx template (and ``configs/cpu.pbtxt``), marks every input but
+``input_data`` optional (the detectors' recurrent state: absent means zero state), copies the
+file into the next version folder, sets ``version_policy { latest { num_versions: K } }``,
+validates the model folder (undoing the deployment when it is invalid) and, given a server
+URL, asks that server to (re)load the model and waits until the new version is ready. When
+the server cannot load it, Triton keeps serving the versions it had (observed on 2.51), and
+the error says so.
 
 Example::
 
@@ -32,6 +36,7 @@ from satwatch.repository.config import (
     tensor,
     write_model_configs,
 )
+from satwatch.repository.names import check_model_name, model_folder
 from satwatch.repository.signatures import Signature, onnx_signature
 from satwatch.repository.validate import validate_model, version_folders
 
@@ -101,6 +106,76 @@ def onnx_model_config(
     return config
 
 
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]
+
+
+def check_onnx_file(path: Path) -> Path:
+    """Return ``path`` if it is a valid ONNX model that ONNX Runtime can open.
+
+    Checked before anything is written or a server is asked to load it: Triton keeps the old
+    version when a reload fails, but a broken file left on disk breaks the next start.
+
+    Raises:
+        ModelError: Naming the file and what is wrong: missing, a directory, empty, not an
+            ONNX protobuf (random bytes, truncated), an invalid graph, or refused by ONNX
+            Runtime.
+    """
+    import onnx  # deferred: only the tools that read model files need it
+
+    path = Path(path)
+    if path.is_dir():
+        raise ModelError(f"{path}: expected an ONNX model file, got a directory")
+    if not path.exists():
+        raise ModelError(f"{path}: expected an ONNX model file, got no such file")
+    if not path.is_file():
+        raise ModelError(f"{path}: expected an ONNX model file, got no regular file")
+    if path.stat().st_size == 0:
+        raise ModelError(f"{path}: expected an ONNX model, got an empty file")
+    model = _load_onnx(path)
+    try:
+        onnx.checker.check_model(model)
+    except Exception as error:  # onnx.checker.ValidationError, and others on odd graphs
+        raise ModelError(f"{path}: not a valid ONNX model: {_first_line(error)}") from error
+    _check_runtime_opens(path)
+    return path
+
+
+def _load_onnx(path: Path):  # noqa: ANN202 - an onnx.ModelProto
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except DecodeError as error:
+        raise ModelError(
+            f"{path}: not an ONNX model (a truncated file, or another format): {_first_line(error)}"
+        ) from error
+    except OSError as error:
+        raise ModelError(f"{path}: cannot read the ONNX model: {_first_line(error)}") from error
+
+
+def _check_runtime_opens(path: Path) -> None:
+    import onnxruntime  # deferred: seconds to import, and only deploy needs a session
+
+    try:
+        onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own Fail/InvalidGraph types
+        raise ModelError(f"{path}: ONNX Runtime cannot load it: {_first_line(error)}") from error
+
+
+def _version_dir(model_dir: Path, number: int) -> Path:
+    version_dir = model_dir / str(number)
+    # An existing version folder may be a symlink; never write through one out of the model.
+    if version_dir.resolve().parent != model_dir.resolve():
+        raise RepositoryError(
+            f"{version_dir}: resolves to {version_dir.resolve()}, outside {model_dir}: "
+            "expected a version folder inside the model folder"
+        )
+    return version_dir
+
+
 def _next_version(model_dir: Path, version: int | None, overwrite: bool) -> int:
     existing = version_folders(model_dir) if model_dir.is_dir() else []
     if version is None:
@@ -141,9 +216,12 @@ def deploy_onnx(
 ) -> Deployment:
     """Put ``onnx_path`` into ``<repository>/onnx/<name>/<version>/model.onnx`` with its config.
 
+    Nothing is written when the name or the file is refused.
+
     Args:
         onnx_path: The exported ONNX detector.
-        name: Model name (``SMAP_E-1``...).
+        name: Model name (``SMAP_E-1``...), matching
+            ``satwatch.repository.names.MODEL_NAME_PATTERN``.
         repository: Repository root (default the project's).
         version: Version number; default the next after the highest present.
         keep: Versions Triton serves (``version_policy { latest { num_versions } }``).
@@ -154,19 +232,21 @@ def deploy_onnx(
         timeout: Seconds to wait for the new version to be ready on the server.
 
     Raises:
-        ModelError: If the ONNX file is unreadable or does not fit a detector's shape rules.
-        RepositoryError: If the version exists or the result does not validate (the
-            deployment is undone then).
+        ModelError: If the ONNX file is missing, not a valid ONNX model, or does not fit a
+            detector's shape rules.
+        RepositoryError: If the name is not acceptable, is used by another backend folder,
+            ``onnx/<name>/config.pbtxt`` names another model or backend, the version exists,
+            or the result does not validate (the deployment is undone then).
         ServerError: If the server refuses or does not get the version ready.
     """
     root = repository_dir(repository)
-    signature = onnx_signature(Path(onnx_path))
+    model_dir = model_folder(root, "onnx", name)
+    signature = onnx_signature(check_onnx_file(Path(onnx_path)))
     config = onnx_model_config(
         signature, name, num_versions=keep, repository=root, source=str(onnx_path)
     )
-    model_dir = root / "onnx" / name
     number = _next_version(model_dir, version, overwrite)
-    version_dir = model_dir / str(number)
+    version_dir = _version_dir(model_dir, number)
     created = not version_dir.exists()
     snapshot = _snapshot(
         [
@@ -210,12 +290,17 @@ def load_on_server(
 ) -> None:
     """Ask the server at ``url`` to (re)load ``name`` and wait until ``version`` is ready.
 
+    Triton 2.51 keeps the versions it serves when the reload fails (a broken or missing
+    model file): the ``ServerError`` then carries Triton's reason, and the old version answers.
+
     Raises:
-        ServerError: If the server refuses (no explicit model control, a wrong admin key) or
-            the version is not ready within ``timeout``.
+        RepositoryError: If ``name`` is not an acceptable model name.
+        ServerError: If the server refuses (no explicit model control, a wrong admin key, a
+            model file it cannot load) or the version is not ready within ``timeout``.
     """
     from tritonclient.utils import InferenceServerException
 
+    check_model_name(name)  # it becomes part of the server's URL
     client = _client(url)
     headers = {ADMIN_HEADER: admin_key} if admin_key else None
     try:
@@ -229,7 +314,21 @@ def load_on_server(
                 )
             time.sleep(0.2)
     except InferenceServerException as error:
-        raise ServerError(f"server {url}: loading {name} failed: {error.message()}") from error
+        raise ServerError(_load_failure(client, url, name, headers, error)) from error
     finally:
         client.close()
     LOGGER.info("server %s serves %s version %d", url, name, version)
+
+
+def _load_failure(client, url: str, name: str, headers: dict | None, error) -> str:  # noqa: ANN001 - a tritonclient client and InferenceServerException
+    """Triton's reason for a failed load, and whether the loaded versions still serve."""
+    from tritonclient.utils import InferenceServerException
+
+    # A Python-based backend's message ends in its traceback ("At: ..."); the reason is first.
+    reason = (error.message() or str(error)).split("\n\nAt:")[0].strip()
+    message = f"server {url}: loading {name} failed: {reason}"
+    try:
+        serving = client.is_model_ready(name, headers=headers)
+    except InferenceServerException:
+        serving = False
+    return message + ("; the versions already loaded keep serving" if serving else "")

@@ -13,5 +13,15 @@ RUN pip install --no-cache-dir "numpy<2" "scipy>=1.11" "pyyaml>=6" \
     && pip install --no-cache-dir --no-deps . \
     && python3 -c "import satwatch, numpy, scipy"
 
+# Triton and the Python models run as an unprivileged user, not root: what is above was
+# installed as root, so that user can read it but not change it. The uid/gid is fixed so that a
+# host folder mounted for files the models write can be given to it (chown 10001).
+ARG SATWATCH_UID=10001
+RUN groupadd --gid "${SATWATCH_UID}" satwatch \
+    && useradd --uid "${SATWATCH_UID}" --gid satwatch --create-home \
+       --home-dir /home/satwatch --shell /usr/sbin/nologin satwatch
+
 EXPOSE 8000 8001 8002
+# The model repository is mounted read-only here (docker-compose.yml).
 WORKDIR /models
+USER satwatch

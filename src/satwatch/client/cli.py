@@ -1,11 +1,14 @@
 """``satwatch detect``: stream telemetry through the running server and print the anomalies.
 
+Also ``satwatch soak``, many clients loading the server for a while (:mod:`.soak`).
+
 Also :func:`served_evaluation`, the served half of ``satwatch evaluate`` (the evaluation
 command calls it when ``--offline`` is not given).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -25,6 +28,15 @@ from rich.progress import (
 from rich.table import Table
 
 from satwatch.client.connection import PROTOCOLS, Connection
+from satwatch.client.soak import (
+    DEFAULT_BUCKET,
+    DEFAULT_CLIENTS,
+    DEFAULT_DURATION,
+    DEFAULT_MODELS,
+    OnProgress,
+    SoakReport,
+    run_soak,
+)
 from satwatch.client.sources import Telemetry, check_chunk, from_dataset, from_file, from_lines
 from satwatch.client.stream import (
     DEFAULT_CHUNK,
@@ -37,6 +49,7 @@ from satwatch.client.targets import PIPELINES, STEPS, TRANAD_MODEL
 from satwatch.evaluation.run import RunEvent
 from satwatch.exceptions import ClientError, SatwatchError
 from satwatch.paths import artifacts_dir, data_dir
+from satwatch.server.cli import DEFAULT_PID_FILE
 
 LOGGER = logging.getLogger(__name__)
 
@@ -306,6 +319,190 @@ def served_evaluation(
     return result.report
 
 
+def _mib(rss: int | None) -> str:
+    return "-" if rss is None else f"{rss / 2**20:,.1f}"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f}"
+
+
+def soak_tables(report: SoakReport) -> list[Table]:
+    """The soak's summary, memory and latency tables."""
+    return [_soak_summary(report), _memory_table(report), _latency_table(report)]
+
+
+def _soak_summary(report: SoakReport) -> Table:
+    summary = Table(
+        title=f"soak: {report.clients} clients, {report.seconds:.0f} s, chunks of {report.chunk}"
+    )
+    for name in ("model", "requests", "failures"):
+        summary.add_column(name, justify="left" if name == "model" else "right")
+    for model in report.models:
+        failures = report.failures_by_model.get(model, 0)
+        summary.add_row(
+            model,
+            str(report.requests_by_model.get(model, 0)),
+            f"[red]{failures}[/red]" if failures else "0",
+        )
+    rate = report.steps / report.seconds if report.seconds > 0 else 0.0
+    summary.caption = (
+        f"{report.requests} requests, {report.failures} failures, {report.steps} steps "
+        f"({rate:,.0f} steps/s)"
+    )
+    return summary
+
+
+def _memory_table(report: SoakReport) -> Table:
+    memory = Table(title="memory (RSS, MiB)")
+    for name in ("process", "pid", "start", "end", "change"):
+        memory.add_column(name, justify="left" if name == "process" else "right")
+    rows = [report.server] if report.server is not None else []
+    for row in [*rows, *report.stubs.values()]:
+        pid = str(row.pid_end or row.pid_start)
+        if row.pid_start != row.pid_end:
+            pid = f"{row.pid_start or '-'} -> {row.pid_end or '-'}"
+        change = "-"
+        if row.rss_start is not None and row.rss_end is not None:
+            change = f"{(row.rss_end - row.rss_start) / 2**20:+,.1f}"
+        memory.add_row(row.name, pid, _mib(row.rss_start), _mib(row.rss_end), change)
+    if not rows:
+        memory.caption = "no tritonserver process found on this machine (--pid, --pid-file)"
+    return memory
+
+
+def _latency_table(report: SoakReport) -> Table:
+    latency = Table(title=f"latency per {report.bucket:g} s (answered requests, ms)")
+    for name in ("seconds", "requests", "failures", "p50", "p99", *report.models):
+        latency.add_column(name if name not in report.models else f"p99 {name}", justify="right")
+    for bucket in report.buckets:
+        latency.add_row(
+            f"{bucket.start:g}-{bucket.end:g}",
+            str(bucket.requests),
+            str(bucket.failures),
+            _ms(bucket.p50_ms),
+            _ms(bucket.p99_ms),
+            *(_ms(getattr(bucket.by_model.get(m), "p99_ms", None)) for m in report.models),
+        )
+    return latency
+
+
+def _soak_progress(duration: float) -> tuple[Progress, OnProgress]:
+    progress = Progress(
+        TextColumn("soak"),
+        BarColumn(),
+        TextColumn("{task.completed:.0f}/{task.total:.0f} s"),
+        TextColumn("{task.fields[requests]} requests · {task.fields[failures]} failures"),
+        TimeElapsedColumn(),
+        console=CONSOLE,
+    )
+    tasks: list[TaskID] = []
+
+    def update(elapsed: float, requests: int, failures: int) -> None:
+        # The bar appears with the first update, once the server and models were checked.
+        if not tasks:
+            tasks.append(progress.add_task("soak", total=duration, requests=0, failures=0))
+        progress.update(tasks[0], completed=elapsed, requests=requests, failures=failures)
+
+    return progress, update
+
+
+def soak(
+    url: str | None = typer.Option(
+        None,
+        "--url",
+        "--grpc-url",
+        help="The server's gRPC address host:port (default 127.0.0.1:8001).",
+    ),
+    clients: int = typer.Option(
+        DEFAULT_CLIENTS, "--clients", help="Concurrent clients, each with its own gRPC client."
+    ),
+    duration: float = typer.Option(
+        DEFAULT_DURATION, "--duration", help="Seconds during which requests are sent."
+    ),
+    chunk: int = typer.Option(DEFAULT_CHUNK, "--chunk", help="Time steps per request."),
+    models: str = typer.Option(
+        ",".join(DEFAULT_MODELS),
+        "--models",
+        help="Models the clients take in turn (comma-separated): custom_logic streams the "
+        "channels in turn, the ensembles E-1.",
+    ),
+    channels: str = typer.Option(
+        "seed",
+        "--channels",
+        "-c",
+        help="Channels of the custom_logic clients: 'seed' or 'E-1,A-1'.",
+    ),
+    bucket: float = typer.Option(
+        DEFAULT_BUCKET, "--bucket", help="Seconds per latency bucket (p50/p99 of each)."
+    ),
+    pid: int | None = typer.Option(
+        None,
+        "--pid",
+        help="The tritonserver pid, for the memory figures (default: the process listening on "
+        "the URL's port, else the one --pid-file names).",
+    ),
+    pid_file: Path = typer.Option(
+        DEFAULT_PID_FILE, "--pid-file", help="The pid file `satwatch serve` wrote."
+    ),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write soak.json (every figure of the report) here."
+    ),
+    data: Path | None = typer.Option(
+        None, "--data", help="Telemetry folder (default $SATWATCH_DATA or the shared copy)."
+    ),
+    admin_key: str | None = typer.Option(
+        None,
+        "--admin-key",
+        envvar="SATWATCH_ADMIN_KEY",
+        help="The server's admin key: lets an error name a model's state and reason.",
+    ),
+) -> None:
+    """Load the running server: many clients streaming telemetry at once, for a while.
+
+    Each client (a thread with its own gRPC client) streams the test telemetry of one
+    channel in chunks, state carried from chunk to chunk as `satwatch detect` does, again and
+    again until --duration is up; the clients take the --models in turn. Reports requests,
+    failures (with the first errors), the resident memory of tritonserver and of each
+    Python backend stub at the start and the end, and p50/p99 latency per --bucket seconds.
+    Exits 1 when any request failed.
+    """
+    try:
+        names = [m.strip() for m in models.split(",") if m.strip()]
+        progress, on_progress = _soak_progress(duration)
+        with progress:
+            report = run_soak(
+                url,
+                clients=clients,
+                duration=duration,
+                chunk=chunk,
+                models=names,
+                bucket=bucket,
+                channels=channels,
+                data=data,
+                pid=pid,
+                pid_file=pid_file,
+                admin_key=admin_key,
+                on_progress=on_progress,
+            )
+    except SatwatchError as err:
+        ERRORS.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(1) from err
+    for table in soak_tables(report):
+        CONSOLE.print(table)
+    for line in report.errors:
+        CONSOLE.print(f"[red]error:[/red] {line}", highlight=False)
+    if report.interrupted:
+        CONSOLE.print("[yellow]interrupted:[/yellow] the figures cover the time it ran")
+    if output is not None:
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "soak.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
+        CONSOLE.print(f"wrote {output / 'soak.json'}")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``detect`` to the root ``satwatch`` app."""
+    """Add ``detect`` and ``soak`` to the root ``satwatch`` app."""
     app.command("detect")(detect)
+    app.command("soak")(soak)

@@ -1,4 +1,5 @@
-"""The production docker compose file: it parses and matches the checkout and the defaults.
+"""The production docker compose file and image: they parse and match the checkout and the
+defaults, publish on loopback unless told otherwise, and run as a non-root user.
 
 No Docker engine runs here, so the structure is what can be checked.
 """
@@ -15,6 +16,49 @@ from satwatch.server.config import BACKEND_FOLDERS
 from satwatch.server.embedded import ServerPorts
 
 COMPOSE = PROJECT_ROOT / "docker-compose.yml"
+# Compose's interpolation: ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR?error}.
+VARIABLE = re.compile(r"\$\{(\w+)(?:(:?)([-?])([^}]*))?\}")
+
+
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """``text`` with compose's ``${...}`` variables resolved from ``env`` as compose does."""
+
+    def resolve(match: re.Match) -> str:
+        name, colon, kind, word = match.groups()
+        value = env.get(name)
+        unset = value is None or (colon == ":" and value == "")
+        if not unset or kind is None:
+            return value or ""
+        if kind == "?":
+            raise KeyError(f"{name}: {word}")
+        return word
+
+    return VARIABLE.sub(resolve, text)
+
+
+def published(ports: list[str], env: dict[str, str]) -> list[tuple[str, int, int]]:
+    """``(host address, host port, container port)`` of each ``ports`` entry."""
+    rows = []
+    for port in ports:
+        address, host, container = interpolate(port, env).rsplit(":", 2)
+        rows.append((address, int(host), int(container)))
+    return rows
+
+
+def instructions(dockerfile: str) -> list[tuple[str, str]]:
+    """``(INSTRUCTION, arguments)`` of a Dockerfile, continuation lines joined, comments out."""
+    rows, pending = [], ""
+    for line in dockerfile.splitlines():
+        if line.lstrip().startswith("#") or not line.strip():
+            continue
+        pending += line.rstrip()
+        if pending.endswith("\\"):
+            pending = pending[:-1] + " "
+            continue
+        keyword, _, arguments = pending.strip().partition(" ")
+        rows.append((keyword.upper(), " ".join(arguments.split())))
+        pending = ""
+    return rows
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +91,26 @@ def test_every_backend_folder_is_its_own_model_repository_and_exists(triton):
 
 def test_ports_match_the_embedded_defaults(triton):
     defaults = ServerPorts()
-    published = sorted(tuple(map(int, port.split(":"))) for port in triton["ports"])
-    assert published == [(p, p) for p in (defaults.http, defaults.grpc, defaults.metrics)]
+    ports = sorted((host, container) for _, host, container in published(triton["ports"], {}))
+    assert ports == [(p, p) for p in (defaults.http, defaults.grpc, defaults.metrics)]
+
+
+def test_ports_are_published_on_loopback_unless_told_otherwise(triton):
+    assert {address for address, _, _ in published(triton["ports"], {})} == {"127.0.0.1"}
+    assert {address for address, _, _ in published(triton["ports"], {"SATWATCH_BIND": ""})} == {
+        "127.0.0.1"
+    }
+    chosen = published(triton["ports"], {"SATWATCH_BIND": "0.0.0.0"})
+    assert {address for address, _, _ in chosen} == {"0.0.0.0"}
+    # The file says why, beside the ports.
+    assert "no authentication" in COMPOSE.read_text()
+
+
+def test_the_admin_key_is_required_to_start(triton):
+    flags = [arg for arg in triton["command"] if "admin-key=" in arg]
+    with pytest.raises(KeyError, match="SATWATCH_ADMIN_KEY"):
+        interpolate(flags[0], {})
+    assert interpolate(flags[0], {"SATWATCH_ADMIN_KEY": "k"}).endswith("admin-key=k")
 
 
 def test_gpu_is_reserved(triton):
@@ -64,3 +126,40 @@ def test_admin_apis_are_behind_a_key(triton):
     flags = " ".join(triton["command"])
     assert "--http-restricted-api=model-repository,shared-memory:admin-key=" in flags
     assert "--grpc-restricted-protocol=model-repository,shared-memory:admin-key=" in flags
+
+
+@pytest.fixture(scope="module")
+def dockerfile(triton) -> list[tuple[str, str]]:
+    path = PROJECT_ROOT / triton["build"]["context"] / triton["build"]["dockerfile"]
+    return instructions(path.read_text())
+
+
+def test_image_runs_as_a_user_it_creates_not_root(dockerfile, triton):
+    users = [i for i, (keyword, _) in enumerate(dockerfile) if keyword == "USER"]
+    assert users, "the image never leaves root"
+    user = dockerfile[users[-1]][1]
+    assert user not in ("root", "0") and not user.startswith(("root:", "0:"))
+    created = [
+        i
+        for i, (keyword, arguments) in enumerate(dockerfile)
+        if keyword == "RUN" and "useradd" in arguments and arguments.split()[-1] == user
+    ]
+    assert created and created[0] < users[-1]
+    # Nothing after the last USER needs root, and compose does not put root back.
+    assert all(keyword != "RUN" for keyword, _ in dockerfile[users[-1] :])
+    assert triton.get("user") in (None, user)
+
+
+def test_packages_are_installed_as_root_before_the_switch(dockerfile):
+    first_user = next(i for i, (keyword, _) in enumerate(dockerfile) if keyword == "USER")
+    installs = [
+        i for i, (keyword, arguments) in enumerate(dockerfile) if "pip install" in arguments
+    ]
+    assert installs and max(installs) < first_user
+
+
+def test_model_repository_is_mounted_read_only_at_the_images_workdir(dockerfile, triton):
+    volumes = [volume.split(":") for volume in triton["volumes"]]
+    assert [mode for _, target, *mode in volumes if target == "/models"] == [["ro"]]
+    workdirs = [arguments for keyword, arguments in dockerfile if keyword == "WORKDIR"]
+    assert workdirs[-1] == "/models"

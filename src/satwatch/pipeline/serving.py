@@ -98,6 +98,29 @@ def channel_of(pb_utils: ModuleType, request, default: str = DEFAULT_CHANNEL) ->
     return decode_channel(optional_input(pb_utils, request, "channel_id"), default)
 
 
+TRITON_REQUEST_CHECKS = (
+    "unexpected shape for input",
+    "unexpected datatype",
+    "inference input data-type is",
+    "unexpected inference input",
+    "expected number of inputs",
+)
+"""How Triton's own request checks begin their messages (Triton 2.51)."""
+
+
+def step_error_code(pb_utils: ModuleType, error):  # noqa: ANN001, ANN201
+    """The code a failed BLS step passes on to the caller.
+
+    Triton reports a BLS request it refused in its own checks (a state of the wrong shape or
+    dtype that the caller sent through) as ``INTERNAL``; it is the caller's bad input, so it
+    becomes ``INVALID_ARG``. Other errors keep the step's own code.
+    """
+    message = error.message()
+    if any(check in message for check in TRITON_REQUEST_CHECKS):
+        return pb_utils.TritonError.INVALID_ARG
+    return error.code() if hasattr(error, "code") else None
+
+
 def error_response(pb_utils: ModuleType, error: Exception):  # noqa: ANN201
     """One request's error response.
 

@@ -75,7 +75,7 @@ class TritonPythonModel:
         response = await request.async_exec()
         if response.has_error():
             error = response.error()
-            code = error.code() if hasattr(error, "code") else None
+            code = serving.step_error_code(pb_utils, error)
             raise StepError(f"step {model!r} failed: {error.message()}", code)
         return {o: pb_utils.get_output_tensor_by_name(response, o).as_numpy() for o in outputs}
 

@@ -24,23 +24,41 @@ from .conftest import SATWATCH, WIDE_OUTPUT, serve_command
 pytestmark = pytest.mark.integration
 
 
-def _triton_processes() -> dict[int, str]:
-    """Every live tritonserver or Python backend stub on the machine: pid -> command."""
+def _commands() -> dict[int, str]:
+    """Every live process on the machine: pid -> command line."""
     found = {}
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             command = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if "tritonserver" in command or "triton_python_backend_stub" in command:
-            found[int(cmdline.parent.name)] = command
+        found[int(cmdline.parent.name)] = command
     return found
+
+
+def _triton_processes() -> dict[int, str]:
+    """Every live tritonserver or Python backend stub on the machine: pid -> command."""
+    return {
+        pid: command
+        for pid, command in _commands().items()
+        if "tritonserver" in command or "triton_python_backend_stub" in command
+    }
 
 
 def _assert_gone(pid: int) -> None:
     assert process_group_members(pid) == []
     mine = {p: c for p, c in _triton_processes().items() if p == pid}
     assert mine == {}
+    # The detached supervisor ends by itself within a check or two of the server's exit.
+    deadline = time.monotonic() + 10
+    while _supervisors_of(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _supervisors_of(pid) == []
+
+
+def _supervisors_of(pid: int) -> list[int]:
+    marker = f"satwatch.server.supervisor --server-pid={pid} "
+    return [found for found, command in _commands().items() if marker in command]
 
 
 def test_broken_models_are_reported_and_the_others_serve_then_stop_leaves_nothing(

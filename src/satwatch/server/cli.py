@@ -201,8 +201,8 @@ def _serve(
             f"a server already runs with pid {pid} (pid file {pid_file}); "
             "run `satwatch stop` or give another --pid-file"
         )
-    check_ports_free(host, ports)
     _warn_if_exposed(host)
+    check_ports_free(host, ports)
     key = None if allow_admin else admin_key or secrets.token_urlsafe(16)
     running = start_embedded_server(
         repository, ports=ports, log_file=log_file, host=host, admin_key=key, timeout=timeout

@@ -130,7 +130,7 @@ class Supervisor:
         server_pid: The ``tritonserver`` process.
         http_address: ``host:port`` of its HTTP endpoint.
         admin_key: The key of the model-control API (``None`` when it is open).
-        load_timeout: Seconds a reload may take.
+        load_timeout: Seconds one call to the server (a reload among them) may take.
     """
 
     server_pid: int
@@ -151,17 +151,21 @@ class Supervisor:
         """Look at the stubs once; reload the model of each stub found dead."""
         live = live_stubs(self.server_pid)
         gone = {key for key in self._known if key not in live}
-        with self._client() as client:
-            confirmed = {key for key in gone & self._missing if self._ready(client, key)}
-            dead_models = {key[0]: key for key in sorted(confirmed)}
-            recoveries = [self._reload(client, key) for key in dead_models.values()]
+        recoveries = []
+        if gone & self._missing:
+            with self._client() as client:
+                confirmed = {key for key in gone & self._missing if self._ready(client, key)}
+                dead_models = {key[0]: key for key in sorted(confirmed)}
+                recoveries = [self._reload(client, key) for key in dead_models.values()]
         # A stub missing once is looked at again next time; one missing twice is settled.
         self._missing = gone - self._missing
         self._known = {**live, **{key: self._known[key] for key in self._missing}}
         return recoveries
 
     def _client(self) -> httpclient.InferenceServerClient:
-        return httpclient.InferenceServerClient(self.http_address, network_timeout=30.0)
+        return httpclient.InferenceServerClient(
+            self.http_address, network_timeout=self.load_timeout
+        )
 
     @property
     def _headers(self) -> dict[str, str] | None:

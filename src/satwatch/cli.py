@@ -1,22 +1,14 @@
 """The ``satwatch`` command.
 
-Each subpackage owns its commands in its own ``cli.py`` and adds them here through a
-``register(app)`` function, so this module only assembles them.
+The command layer, :mod:`satwatch.commands`, holds one module of commands per subpackage,
+each adding its commands here through ``register(app)``, so this module only assembles them.
 """
 
 from __future__ import annotations
 
 import typer
 
-from satwatch import demo
-from satwatch.client import cli as client_cli
-from satwatch.data import cli as data_cli
-from satwatch.detectors import cli as detectors_cli
-from satwatch.evaluation import cli as evaluation_cli
-from satwatch.report import cli as report_cli
-from satwatch.repository import cli as repository_cli
-from satwatch.repository.build import register_build
-from satwatch.server import cli as server_cli
+from satwatch.commands import client, data, demo, detectors, evaluation, report, repository, server
 
 app = typer.Typer(
     name="satwatch",
@@ -31,15 +23,5 @@ app = typer.Typer(
     rich_markup_mode="markdown",
 )
 
-for module in (
-    server_cli,
-    data_cli,
-    detectors_cli,
-    client_cli,
-    evaluation_cli,
-    repository_cli,
-    report_cli,
-    demo,
-):
+for module in (server, data, detectors, client, evaluation, repository, report, demo):
     module.register(app)
-register_build(app)

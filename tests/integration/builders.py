@@ -25,9 +25,9 @@ from typing import Any
 import pytest
 
 from satwatch.data import SEED_CHANNELS
-from satwatch.pipeline.configs import custom_logic_config
 from satwatch.repository.build import BuildReport, build_repository
 from satwatch.repository.config import write_model_configs
+from satwatch.repository.seed import custom_logic_config
 
 CHANNELS = list(SEED_CHANNELS)
 TINY = {

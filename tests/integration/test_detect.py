@@ -34,7 +34,7 @@ from satwatch.pipeline.eventlog import EventLog
 
 from .builders import Built, built_repository, served_repository, webhook_server
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 RUNNER = CliRunner()
 CHUNK = 320  # a multiple of 16 with a boundary inside the injected fault (steps 300..359)
@@ -128,8 +128,9 @@ def test_served_evaluation_equals_the_offline_one_for_each_detector(served, buil
     offline = evaluate_offline(
         ["omni", "tranad"], ["E-1", "A-1"], artifacts=built.artifacts, repository=built.repository
     )
-    # Exactly equal, not approximately: scored in process with the files the server serves.
-    for detector in ("omni", "tranad"):
+    # Exactly equal, not approximately: scored in process with the files the server serves,
+    # and fused by the same postprocessing stage over the whole series.
+    for detector in ("omni", "tranad", "fused"):
         assert result.report["detectors"][detector] == offline["detectors"][detector], detector
     fused = result.report["detectors"]["fused"]
     assert set(fused["channels"]) == {"E-1", "A-1"}

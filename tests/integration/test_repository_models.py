@@ -29,7 +29,7 @@ from satwatch.repository.config import load_config, parameter_dict
 
 from .builders import Built, built_repository, served_repository, webhook_server
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 MODELS = [
     *(f"SMAP_{channel}" for channel in SEED_CHANNELS),

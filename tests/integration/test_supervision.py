@@ -19,7 +19,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from satwatch.server.cli import supervisor_log
+from satwatch.commands.server import supervisor_log
 from satwatch.server.supervisor import live_stubs
 
 from .builders import built_repository, served_repository, webhook_server

@@ -16,7 +16,7 @@ import typer
 
 os.environ.setdefault("SATWATCH_REPOSITORY", str(Path(__file__).resolve().parents[1]))
 
-from satwatch.repository.cli import convert_torchscript_command  # noqa: E402 - needs the default above
+from satwatch.commands.repository import convert_torchscript_command  # noqa: E402 - needs the default above
 
 if __name__ == "__main__":
     typer.run(convert_torchscript_command)

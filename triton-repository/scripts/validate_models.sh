@@ -16,4 +16,4 @@ if [[ -z "$python" ]]; then
   fi
 fi
 export SATWATCH_REPOSITORY="${SATWATCH_REPOSITORY:-$repository}"
-exec "$python" -m satwatch.repository.validate "$@"
+exec "$python" -m satwatch validate "$@"

@@ -48,8 +48,7 @@ from satwatch.client.stream import (
 from satwatch.client.targets import STEPS
 from satwatch.data import load_dataset
 from satwatch.evaluation.events import events_to_decisions
-from satwatch.evaluation.metrics import channel_metrics, summarize
-from satwatch.evaluation.offline import write_report
+from satwatch.evaluation.metrics import channel_metrics, summarize, write_report
 from satwatch.paths import data_dir
 
 LOGGER = logging.getLogger(__name__)

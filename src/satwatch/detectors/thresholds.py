@@ -1,4 +1,4 @@
-"""Anomaly-score thresholds from extreme-value theory: POT and streaming SPOT.
+"""Anomaly-score thresholds from extreme-value theory: peaks over threshold (POT).
 
 Siffer, Fouque, Termier, Largouët, "Anomaly Detection in Streams with Extreme Value Theory"
 (KDD 2017). The excesses of the scores over a high initial threshold ``t`` follow a
@@ -14,11 +14,6 @@ leaves a profile log-likelihood in ``x`` whose interior maxima are the candidate
 exponential fit (``x -> 0``) is always a candidate. Usage::
 
     threshold = pot_threshold(train_scores, risk=1e-3, init_level=0.98)
-
-    spot = SPOT(risk=1e-3).fit(calibration_scores)
-    for score in stream:
-        if spot.update(score):       # uses only the past; alarms never enter the fit
-            ...
 """
 
 from __future__ import annotations
@@ -197,92 +192,3 @@ def fit_pot(scores: np.ndarray, risk: float = 1e-3, init_level: float = 0.98) ->
 def pot_threshold(scores: np.ndarray, risk: float = 1e-3, init_level: float = 0.98) -> float:
     """Threshold that normal scores exceed with probability ``risk`` (see :func:`fit_pot`)."""
     return fit_pot(scores, risk=risk, init_level=init_level).threshold
-
-
-class SPOT:
-    """Streaming POT: the threshold follows the stream, using only scores already seen.
-
-    Fit on calibration scores, then call :meth:`update` with each new score: a score above
-    the current threshold is an alarm and is left out of the model (so anomalies do not
-    raise the threshold); a score above ``t`` but not an alarm becomes a new peak and the
-    GPD is refitted; any other score only counts towards ``n``.
-    """
-
-    def __init__(self, risk: float = 1e-3, init_level: float = 0.98) -> None:
-        """Set the risk and the initial-threshold quantile (both in (0, 1))."""
-        _check_params(risk, init_level)
-        self.risk = risk
-        self.init_level = init_level
-        self._t = 0.0
-        self._peaks: list[float] = []
-        self._n = 0
-        self._z = np.inf
-        self._fitted = False
-
-    @property
-    def threshold(self) -> float:
-        """The threshold the next score is compared with."""
-        return self._z
-
-    @property
-    def init_threshold(self) -> float:
-        """The fixed initial threshold ``t`` over which peaks are counted."""
-        return self._t
-
-    @property
-    def n_peaks(self) -> int:
-        """Number of excesses in the current fit."""
-        return len(self._peaks)
-
-    def fit(self, scores: np.ndarray) -> SPOT:
-        """Initialise from calibration scores (as :func:`fit_pot`); returns ``self``."""
-        result = fit_pot(scores, self.risk, self.init_level)
-        values = _as_scores(scores)
-        self._t = result.init_threshold
-        self._peaks = list(values[values > self._t] - self._t)
-        self._n = values.size
-        self._z = result.threshold
-        self._fitted = True
-        return self
-
-    def update(self, score: float) -> bool:
-        """Judge one new score against the current threshold, then learn from it.
-
-        Returns:
-            True when ``score`` is an alarm (above the threshold before this call).
-
-        Raises:
-            ModelError: Called before :meth:`fit`, or ``score`` is not finite.
-        """
-        if not self._fitted:
-            raise ModelError("SPOT.update() called before SPOT.fit(calibration_scores)")
-        if not np.isfinite(score):
-            raise ModelError(f"SPOT got a non-finite score {score}")
-        if score > self._z:
-            return True
-        self._n += 1
-        if score > self._t:
-            self._peaks.append(float(score) - self._t)
-            self._refit()
-        return False
-
-    def run(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Stream a whole series through :meth:`update`.
-
-        Returns:
-            ``(alarms, thresholds)``: bool alarms and the threshold each score met, ``(T,)``.
-        """
-        values = np.asarray(scores, dtype=np.float64).ravel()
-        alarms = np.zeros(values.size, dtype=bool)
-        thresholds = np.empty(values.size, dtype=np.float64)
-        for i, value in enumerate(values):
-            thresholds[i] = self._z
-            alarms[i] = self.update(float(value))
-        return alarms, thresholds
-
-    def _refit(self) -> None:
-        peaks = np.asarray(self._peaks)
-        if peaks.size < MIN_PEAKS:
-            return  # keep the fallback quantile until enough peaks exist
-        fit = fit_gpd(peaks)
-        self._z = pot_quantile(self._t, fit, self.risk, self._n, peaks.size)

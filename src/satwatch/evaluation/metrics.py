@@ -19,9 +19,12 @@ Usage::
 
 from __future__ import annotations
 
+import csv
+import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -196,3 +199,39 @@ def evaluate_channels(
         The metrics.json-shaped dict of :func:`summarize`.
     """
     return summarize({name: channel_metrics(*triple) for name, triple in results.items()})
+
+
+CSV_KEYS = (
+    "point_precision",
+    "point_recall",
+    "point_f1",
+    "pa_f1",
+    "event_precision",
+    "event_recall",
+    "event_f1",
+    "event_tp",
+    "event_fp",
+    "event_fn",
+)
+"""The columns of ``metrics.csv``, after ``detector`` and ``channel``."""
+
+
+def write_report(report: dict, output: Path) -> tuple[Path, Path]:
+    """Write ``metrics.json`` and ``metrics.csv`` (one row per detector x channel, plus overall)."""
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    json_path = output / "metrics.json"
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    csv_path = output / "metrics.csv"
+    with csv_path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["detector", "channel", *CSV_KEYS])
+        for detector, section in report["detectors"].items():
+            rows = [*section["channels"].items(), ("overall", section["overall"])]
+            for channel, values in rows:
+                writer.writerow([detector, channel, *(_fmt(values[k]) for k in CSV_KEYS)])
+    return json_path, csv_path
+
+
+def _fmt(value: float | int) -> str:
+    return str(value) if isinstance(value, int) else f"{value:.6f}"

@@ -21,8 +21,6 @@ Usage::
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,25 +37,25 @@ from satwatch.detectors.artifacts import (
     model_name,
 )
 from satwatch.detectors.normalization import Normalisation
+from satwatch.evaluation.events import events_to_decisions
 from satwatch.evaluation.metrics import METRIC_KEYS, ChannelMetrics, channel_metrics, summarize
 from satwatch.exceptions import ModelError
 from satwatch.paths import artifacts_dir, data_dir
+from satwatch.pipeline.postprocess import (
+    THRESHOLDS_FILE,
+    ChannelThresholds,
+    PostSettings,
+    load_thresholds,
+    postprocess,
+    select_thresholds,
+)
+from satwatch.repository.config import load_config, parameter_dict
 
 LOGGER = logging.getLogger(__name__)
 
 DETECTORS = ("omni", "tranad")
-CSV_KEYS = (
-    "point_precision",
-    "point_recall",
-    "point_f1",
-    "pa_f1",
-    "event_precision",
-    "event_recall",
-    "event_f1",
-    "event_tp",
-    "event_fp",
-    "event_fn",
-)
+"""The fused detector's inputs, in the order postprocessing takes them (``score1``, ``score2``)."""
+FUSED = "fused"
 
 
 @dataclass
@@ -218,6 +216,55 @@ def evaluate_detector(
     return summarize({n: r.metrics for n, r in results.items()}), results
 
 
+def served_postprocessing(repository: Path) -> tuple[PostSettings, dict[str, ChannelThresholds]]:
+    """The settings and shipped per-channel thresholds of the repository's ``postprocessing``.
+
+    Raises:
+        RepositoryError: If its config is missing or invalid.
+        DataError: If its thresholds file is missing or malformed.
+    """
+    model_dir = Path(repository) / "python" / "postprocessing"
+    settings = PostSettings.from_parameters(parameter_dict(load_config(model_dir / "config.pbtxt")))
+    return settings, load_thresholds(latest_version(model_dir) / THRESHOLDS_FILE)
+
+
+def fused_decisions(
+    scores: list[np.ndarray],
+    channel: str,
+    settings: PostSettings,
+    table: dict[str, ChannelThresholds],
+) -> np.ndarray:
+    """The steps inside the events the served postprocessing reports over a whole series.
+
+    The same stage the ``postprocessing`` model runs, in one call with ``end_of_stream``
+    (a stream of chunks carrying its state gives the same events), judged as the served
+    evaluation judges it: every step of a reported event counts as flagged.
+    """
+    dynamic = settings.threshold_policy == "dynamic"
+    thresholds = select_thresholds(table, len(scores), channel, None, dynamic)
+    result = postprocess(scores, thresholds, settings, None, end_of_stream=True)
+    spans = [(int(start), int(end)) for start, end, _ in result.events]
+    return events_to_decisions(spans, len(scores[0]))
+
+
+def evaluate_fused(
+    results: dict[str, dict[str, ChannelResult]],
+    repository: Path,
+    data: Path | None = None,
+    spacecraft: str = "SMAP",
+) -> dict:
+    """The ``fused`` section of ``metrics.json`` from the per-channel results of both detectors."""
+    settings, table = served_postprocessing(repository)
+    dataset = load_dataset(data_dir(data), spacecraft=spacecraft)
+    per_channel = {}
+    for name in results["omni"]:
+        scores = [results[detector][name].scores for detector in DETECTORS]
+        decisions = fused_decisions(scores, name, settings, table)
+        channel = dataset.channel(name)
+        per_channel[name] = channel_metrics(decisions, channel.labels, channel.events)
+    return summarize(per_channel)
+
+
 def evaluate_offline(
     detectors: list[str],
     channels: list[str],
@@ -228,35 +275,18 @@ def evaluate_offline(
 ) -> dict:
     """Evaluate several detectors: ``{"detectors": {"omni": {"overall", "channels"}, ...}}``.
 
-    ``repository``: score with its exported model files, as the server does.
+    ``repository``: score with its exported model files, as the server does; with both
+    detectors, the report then also has ``fused``, the served postprocessing's events over
+    those scores (:func:`fused_decisions`), so it has the served evaluation's shape.
     """
-    report = {}
+    report, results = {}, {}
     for detector in detectors:
-        report[detector], _ = evaluate_detector(
+        report[detector], results[detector] = evaluate_detector(
             detector, channels, data, artifacts, on_channel=on_channel, repository=repository
         )
+    if repository is not None and set(DETECTORS) <= set(results):
+        report[FUSED] = evaluate_fused(results, repository, data)
     return {"detectors": report}
-
-
-def write_report(report: dict, output: Path) -> tuple[Path, Path]:
-    """Write ``metrics.json`` and ``metrics.csv`` (one row per detector x channel, plus overall)."""
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
-    json_path = output / "metrics.json"
-    json_path.write_text(json.dumps(report, indent=2) + "\n")
-    csv_path = output / "metrics.csv"
-    with csv_path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["detector", "channel", *CSV_KEYS])
-        for detector, section in report["detectors"].items():
-            rows = [*section["channels"].items(), ("overall", section["overall"])]
-            for channel, values in rows:
-                writer.writerow([detector, channel, *(_fmt(values[k]) for k in CSV_KEYS)])
-    return json_path, csv_path
-
-
-def _fmt(value: float | int) -> str:
-    return str(value) if isinstance(value, int) else f"{value:.6f}"
 
 
 __all__ = [
@@ -265,10 +295,12 @@ __all__ = [
     "decide",
     "evaluate_channel",
     "evaluate_detector",
+    "evaluate_fused",
     "evaluate_offline",
     "exported_scorer",
+    "fused_decisions",
     "latest_version",
     "normalised_test",
+    "served_postprocessing",
     "test_scores",
-    "write_report",
 ]

@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import typer
 
 from satwatch.data import load_dataset, subsystem_of
 from satwatch.detectors.artifacts import artifact_dir, detector_module, load_trained, model_name
@@ -43,7 +42,6 @@ from satwatch.detectors.normalization import Normalisation
 from satwatch.exceptions import RepositoryError
 from satwatch.paths import PROJECT_ROOT
 from satwatch.pipeline.catalog import CATALOG_FILE, ChannelEntry, ModelEntry, write_catalog
-from satwatch.pipeline.configs import custom_logic_config
 from satwatch.pipeline.postprocess import (
     THRESHOLDS_FILE,
     PostSettings,
@@ -55,7 +53,12 @@ from satwatch.pipeline.preprocess import STATS_FILE, NormalisationTable
 from satwatch.repository.config import parameter_dict, write_model_configs
 from satwatch.repository.deploy import onnx_model_config
 from satwatch.repository.ensembles import ONNX_DETECTOR, write_seed_ensembles
-from satwatch.repository.seed import postprocessing_config, preprocessing_config, tranad_config
+from satwatch.repository.seed import (
+    custom_logic_config,
+    postprocessing_config,
+    preprocessing_config,
+    tranad_config,
+)
 from satwatch.repository.signatures import onnx_signature
 from satwatch.repository.validate import Problem, validate_repository
 
@@ -388,94 +391,3 @@ def build_repository(
     progress("done", total, total)
     report.size_bytes = repository_size(repository)
     return report
-
-
-# --- CLI -----------------------------------------------------------------------------------
-
-
-def build_command(
-    artifacts: Path | None = typer.Option(
-        None,
-        "--artifacts",
-        help="Trained artifacts root (default $SATWATCH_ARTIFACTS or ./artifacts).",
-    ),
-    repository: Path | None = typer.Option(
-        None,
-        "--repository",
-        "-r",
-        help="Repository to fill (default $SATWATCH_REPOSITORY or ./triton-repository).",
-    ),
-    data: Path | None = typer.Option(
-        None, "--data", help="Telemetry folder (default $SATWATCH_DATA or the shared copy)."
-    ),
-    channels: str = typer.Option(
-        "seed", "--channels", help="'seed' (27 SMAP channels), 'all', or a list such as 'E-1,A-1'."
-    ),
-    profile: str = typer.Option(
-        "quick", "--profile", help="Training profile for missing artifacts: quick or full."
-    ),
-    jobs: int = typer.Option(1, "--jobs", "-j", help="Training worker processes (one core each)."),
-    seed: int = typer.Option(0, "--seed", help="Training seed."),
-    no_train: bool = typer.Option(
-        False, "--no-train", help="Fail instead of training when an artifact is missing."
-    ),
-) -> None:
-    """Fill the Triton model repository from the trained detectors.
-
-    Trains missing detectors (OmniAnomaly per channel, one TranAD), exports them (ONNX,
-    TorchScript) with production and CPU configs, writes the Python models' statistics,
-    thresholds and channel catalog, rebuilds the ensembles and validates the result.
-    """
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
-
-    from satwatch.exceptions import SatwatchError
-    from satwatch.paths import artifacts_dir, data_dir, repository_dir
-
-    console, errors = Console(), Console(stderr=True)
-    root = repository_dir(repository)
-    try:
-        with Progress(
-            TextColumn("{task.description:<48}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TimeElapsedColumn(),
-            console=console,
-        ) as bar:
-            task = bar.add_task("build", total=1)
-
-            def on_progress(description: str, completed: int, total: int) -> None:
-                bar.update(task, description=description, completed=completed, total=total)
-
-            report = build_repository(
-                artifacts_dir(artifacts),
-                root,
-                data_dir(data),
-                channels=channels,
-                train_if_missing=not no_train,
-                profile=profile,
-                jobs=jobs,
-                seed=seed,
-                progress=on_progress,
-            )
-    except SatwatchError as error:
-        errors.print(f"[bold red]error:[/] {error}", highlight=False)
-        raise typer.Exit(code=1) from error
-    table = Table(title=f"built {root}")
-    table.add_column("step")
-    table.add_column("seconds", justify="right")
-    for name, seconds in report.seconds.items():
-        table.add_row(name, f"{seconds:.2f}")
-    console.print(table)
-    trained = ", ".join(report.trained) or "none"
-    console.print(f"trained: {trained}; size {report.size_bytes / 1e6:.1f} MB")
-    for problem in report.problems:
-        errors.print(f"[bold red]invalid:[/] {problem}", highlight=False)
-    if report.problems:
-        raise typer.Exit(code=1)
-
-
-def register_build(app: typer.Typer) -> None:
-    """Add ``satwatch build`` to the root app."""
-    app.command("build")(build_command)

@@ -14,10 +14,12 @@ Example::
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
 
+from satwatch.pipeline.configs import CUSTOM_LOGIC_PARAMETERS, DETECTORS
 from satwatch.repository.config import config_from_template, output, tensor
 
 LOGGER = logging.getLogger(__name__)
@@ -155,3 +157,52 @@ def seed_model_configs(
         "tranad_sat1": tranad_config(repository=repository),
         "postprocessing": postprocessing_config(repository),
     }
+
+
+STATE_TENSORS = {
+    "encoder_state": "FP32",
+    "decoder_state": "FP32",
+    "context": "FP32",
+    "post_state": "FP32",
+}
+"""Stream state passed through ``custom_logic``: in as ``X`` (optional), out as ``X_out``."""
+
+
+def custom_logic_config(
+    repository: Path | None = None, parameters: Mapping[str, str] | None = None
+) -> mc.ModelConfig:
+    """``python/custom_logic``: ``channel_id`` + ``raw_input`` (+ states, ``end_of_stream``)
+    -> results + states.
+
+    Outputs: ``final_result``, ``decision``, ``events``, ``subsystem``, then per detector of
+    :data:`DETECTORS` its ``anomaly_score`` and ``anomaly_detected`` as ``<d>_score`` and
+    ``<d>_detected``, then the ``*_out`` states.
+    """
+    inputs = [
+        tensor("channel_id", "STRING", [1]),
+        tensor("raw_input", "FP32", [-1, FEATURES]),
+    ]
+    outputs = [
+        output("final_result", "FP32", [-1]),
+        output("decision", "BOOL", [-1]),
+        output("events", "FP32", [-1, 3]),
+        output("subsystem", "STRING", [1]),
+    ]
+    for detector in DETECTORS:
+        # Each detector's own answer, so a caller can tell which detectors agreed.
+        outputs.append(output(f"{detector}_score", "FP32", [-1]))
+        outputs.append(output(f"{detector}_detected", "BOOL", [-1]))
+    for name, dtype in STATE_TENSORS.items():
+        dims = [-1] if name == "post_state" else [-1, -1]
+        inputs.append(tensor(name, dtype, dims, optional=True))
+        outputs.append(output(f"{name}_out", dtype, dims))
+    # True on a stream's last chunk, passed on to postprocessing (its incomplete last batch).
+    inputs.append(tensor("end_of_stream", "BOOL", [1], optional=True))
+    return config_from_template(
+        "python",
+        repository=repository,
+        name="custom_logic",
+        input=inputs,
+        output=outputs,
+        parameters={**CUSTOM_LOGIC_PARAMETERS, **dict(parameters or {})},
+    )

@@ -18,7 +18,7 @@ Checks (``validate_repository``):
 ``--live`` (``live_problems``) also serves the repository with the embedded server and checks
 that every model is READY.
 
-Run: ``python -m satwatch.repository.validate [--repository DIR] [--live]`` or
+Run: ``satwatch validate [--repository DIR] [--live]`` or
 ``triton-repository/scripts/validate_models.sh``.
 """
 
@@ -332,16 +332,3 @@ def live_problems(repository: Path | None = None, timeout: float = 180.0) -> lis
         if name not in served and entry.folder != "tensorrt":
             problems.append(Problem(entry.config_path, f"model {name} is not served at all"))
     return problems
-
-
-def main() -> None:
-    """``python -m satwatch.repository.validate``: the validate command on its own."""
-    import typer
-
-    from satwatch.repository.cli import validate_command
-
-    typer.run(validate_command)
-
-
-if __name__ == "__main__":
-    main()

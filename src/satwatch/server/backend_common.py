@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tritonclient.utils import np_to_triton_dtype, triton_to_np_dtype
 
 from satwatch.exceptions import DataError
 from satwatch.tensor_checks import check_tensor
@@ -31,20 +32,10 @@ LOGGER = logging.getLogger(__name__)
 REPOSITORIES_ENV = "SATWATCH_MODEL_REPOSITORIES"
 """Environment variable (``os.pathsep``-separated) the launcher sets to the served folders."""
 
-_TRITON_TO_NUMPY = {
-    "TYPE_BOOL": np.bool_,
-    "TYPE_UINT8": np.uint8,
-    "TYPE_UINT16": np.uint16,
-    "TYPE_UINT32": np.uint32,
-    "TYPE_UINT64": np.uint64,
-    "TYPE_INT8": np.int8,
-    "TYPE_INT16": np.int16,
-    "TYPE_INT32": np.int32,
-    "TYPE_INT64": np.int64,
-    "TYPE_FP16": np.float16,
-    "TYPE_FP32": np.float32,
-    "TYPE_FP64": np.float64,
-}
+_CONFIG_PREFIX = "TYPE_"
+"""A config data type is tritonclient's name with this prefix (``TYPE_FP32`` for ``FP32``)."""
+_CONFIG_STRING = "TYPE_STRING"
+"""The one exception: the config's ``TYPE_STRING`` is tritonclient's ``BYTES``."""
 
 Inputs = dict[str, "np.ndarray | None"]
 Outputs = dict[str, np.ndarray]
@@ -72,19 +63,28 @@ class TensorSpec:
 
 
 def numpy_dtype(triton_type: str) -> np.dtype:
-    """Return the numpy dtype of a config data type such as ``"TYPE_FP32"``."""
-    try:
-        return np.dtype(_TRITON_TO_NUMPY[triton_type])
-    except KeyError:
-        raise ValueError(f"unsupported data type {triton_type!r}") from None
+    """Return the numpy dtype of a config data type such as ``"TYPE_FP32"``.
+
+    ``TYPE_STRING`` is numpy's ``object`` (the arrays of bytes Triton hands over).
+    """
+    numpy_type = None
+    if triton_type == _CONFIG_STRING:
+        numpy_type = triton_to_np_dtype("BYTES")
+    elif isinstance(triton_type, str) and triton_type.startswith(_CONFIG_PREFIX):
+        name = triton_type.removeprefix(_CONFIG_PREFIX)
+        # A config has no TYPE_BYTES: tritonclient's BYTES is the config's TYPE_STRING.
+        numpy_type = triton_to_np_dtype(name) if name != "BYTES" else None
+    if numpy_type is None:
+        raise ValueError(f"unsupported data type {triton_type!r}")
+    return np.dtype(numpy_type)
 
 
 def triton_type(dtype: np.dtype) -> str:
     """Return the config data type (``"TYPE_FP32"``...) of a numpy dtype."""
-    for name, numpy_type in _TRITON_TO_NUMPY.items():
-        if np.dtype(numpy_type) == np.dtype(dtype):
-            return name
-    raise ValueError(f"unsupported numpy dtype {dtype}")
+    name = np_to_triton_dtype(np.dtype(dtype))
+    if name is None:
+        raise ValueError(f"unsupported numpy dtype {dtype}")
+    return _CONFIG_STRING if name == "BYTES" else _CONFIG_PREFIX + name
 
 
 def _specs(entries: Sequence[Mapping]) -> list[TensorSpec]:

@@ -19,16 +19,18 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import http.client
 import logging
 import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+
+import psutil
+import tritonclient.http as httpclient
 
 from satwatch.exceptions import ServerError
 from satwatch.server.backend_common import REPOSITORIES_ENV
@@ -62,26 +64,22 @@ def server_environment(
 
 
 def process_group_members(pgid: int) -> list[int]:
-    """Return the live processes of process group ``pgid`` (read from ``/proc``)."""
+    """Return the live (not zombie) processes of process group ``pgid``."""
     members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for pid in psutil.pids():
         try:
-            text = stat.read_text()
-        except OSError:
+            if os.getpgid(pid) == pgid and _alive(pid):
+                members.append(pid)
+        except OSError:  # ended meanwhile
             continue
-        # Fields after the ")" closing the command name: state ppid pgrp ...
-        fields = text.rsplit(")", 1)[-1].split()
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(stat.parent.name))
     return members
 
 
 def _alive(pid: int) -> bool:
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
-    except OSError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
         return False
-    return state != "Z"
 
 
 def _running(pid: int, process: subprocess.Popen | None) -> bool:
@@ -213,27 +211,30 @@ class TritonServer:
             )
 
     def wait_ready(self, timeout: float = 60.0) -> float:
-        """Wait until ``/v2/health/ready`` answers 200; return the seconds it took.
+        """Wait until ``/v2/health/ready`` answers 200 (``is_server_ready``); return the seconds.
 
         Raises:
             ServerError: If the server exits or is not ready within ``timeout``; the message
                 carries the end of the log.
         """
         started = time.monotonic()
-        url = f"{self.http_url}/v2/health/ready"
-        while time.monotonic() - started < timeout:
-            if self.process is not None and self.process.poll() is not None:
-                raise ServerError(
-                    f"tritonserver exited with code {self.process.returncode} before it was "
-                    f"ready; log {self.log_file}:\n{self.log_tail()}"
-                )
-            try:
-                with urllib.request.urlopen(url, timeout=2) as answer:
-                    if answer.status == 200:
+        address = f"{self._client_host()}:{self.config['http-port']}"
+        with httpclient.InferenceServerClient(
+            address, connection_timeout=2, network_timeout=2
+        ) as client:
+            while time.monotonic() - started < timeout:
+                if self.process is not None and self.process.poll() is not None:
+                    raise ServerError(
+                        f"tritonserver exited with code {self.process.returncode} before it "
+                        f"was ready; log {self.log_file}:\n{self.log_tail()}"
+                    )
+                try:
+                    if client.is_server_ready():
                         return time.monotonic() - started
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.1)
+                # Not listening yet (refused, timed out) or closed the connection mid-answer.
+                except (OSError, http.client.HTTPException):
+                    pass
+                time.sleep(0.1)
         raise ServerError(
             f"tritonserver: expected ready within {timeout:.0f} s, got not ready; "
             f"log {self.log_file}:\n{self.log_tail()}"

@@ -1,7 +1,8 @@
 """The model table: every model of the running server, its version, state and reason.
 
 Read from Triton's repository index API (``POST /v2/repository/index``), which belongs to the
-restricted ``model-repository`` group, so the admin key header is sent when there is one.
+restricted ``model-repository`` group, so the admin key header is sent when there is one
+(``tritonclient``'s ``get_model_repository_index``).
 
 Example::
 
@@ -11,12 +12,13 @@ Example::
 
 from __future__ import annotations
 
-import json
+import http.client
 import logging
 import re
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
+
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
 
 from satwatch.exceptions import ServerError
 from satwatch.server.config import ADMIN_HEADER
@@ -54,19 +56,22 @@ def model_table(
     Raises:
         ServerError: If the server does not answer or refuses (e.g. a wrong admin key).
     """
-    request = urllib.request.Request(f"{http_url}/v2/repository/index", data=b"{}", method="POST")
-    request.add_header("Content-Type", "application/json")
-    if admin_key:
-        request.add_header(ADMIN_HEADER, admin_key)
+    scheme, _, address = http_url.rpartition("://")
+    headers = {ADMIN_HEADER: admin_key} if admin_key else None
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:
-            rows = json.loads(answer.read())
-    except urllib.error.HTTPError as error:
-        detail = error.read().decode(errors="replace")
+        with httpclient.InferenceServerClient(
+            address, connection_timeout=timeout, network_timeout=timeout, ssl=scheme == "https"
+        ) as client:
+            rows = client.get_model_repository_index(headers=headers)
+    except InferenceServerException as error:
+        if error.status() is None:  # raised by the client itself, before any answer
+            raise ServerError(f"repository index at {http_url}: no answer ({error})") from None
+        # The raw body when it was no JSON error, else the server's error message.
+        detail = error.debug_details() or error.message()
         raise ServerError(
-            f"repository index at {http_url}: expected 200, got {error.code} {detail}"
+            f"repository index at {http_url}: expected 200, got {error.status()} {detail}"
         ) from None
-    except (urllib.error.URLError, OSError) as error:
+    except (OSError, http.client.HTTPException) as error:  # refused, timed out, closed
         raise ServerError(f"repository index at {http_url}: no answer ({error})") from None
     table = [
         ModelStatus(

@@ -56,8 +56,8 @@ def test_a_bad_row_on_standard_input_names_its_line() -> None:
         list(from_lines(io.StringIO(text), "E-1", chunk=8).chunks)
 
 
-def test_a_channel_test_split_comes_with_its_labels(shared_data: Path) -> None:
-    dataset = load_dataset(shared_data)
+def test_a_channel_test_split_comes_with_its_labels(synth_data: Path) -> None:
+    dataset = load_dataset(synth_data)
     telemetry = from_dataset(dataset, "E-1", chunk=1000)
     channel = dataset.channel("E-1")
     assert telemetry.total == channel.test.shape[0]

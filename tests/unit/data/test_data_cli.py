@@ -35,8 +35,8 @@ def test_info_on_seed_channels_shows_flags(shared_data: Path) -> None:
     assert "constant train" in result.output
 
 
-def test_info_unknown_channel_is_one_red_line_and_exit_1(shared_data: Path) -> None:
-    result = RUNNER.invoke(app, ["data", "info", "--data", str(shared_data), "-c", "E-99"])
+def test_info_unknown_channel_is_one_red_line_and_exit_1(synth_data: Path) -> None:
+    result = RUNNER.invoke(app, ["data", "info", "--data", str(synth_data), "-c", "E-99"])
     assert result.exit_code == 1
     assert "unknown SMAP channel 'E-99'" in result.output
     assert "Traceback" not in result.output

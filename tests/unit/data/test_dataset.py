@@ -13,9 +13,9 @@ from satwatch.data.dataset import LAYOUT_NPZ, LAYOUT_TELEMANOM
 from satwatch.exceptions import DataError
 
 
-def _telemanom_copy(shared_data: Path, tmp_path: Path, channels: list[str]) -> Path:
-    """A small Telemanom-layout folder holding a few real channels."""
-    dataset = load_dataset(shared_data)
+def _telemanom_copy(source: Path, tmp_path: Path, channels: list[str]) -> Path:
+    """A small Telemanom-layout folder holding a few channels of ``source``."""
+    dataset = load_dataset(source)
     folder = tmp_path / "telemanom"
     (folder / "train").mkdir(parents=True)
     (folder / "test").mkdir()
@@ -67,8 +67,8 @@ def test_all_smap_channels_exclude_msl_and_unlabelled(shared_data: Path) -> None
     assert dataset.channels.index("A-2") < dataset.channels.index("A-9")
 
 
-def test_resolve_channels_accepts_lists_and_drops_duplicates(shared_data: Path) -> None:
-    dataset = load_dataset(shared_data)
+def test_resolve_channels_accepts_lists_and_drops_duplicates(synth_data: Path) -> None:
+    dataset = load_dataset(synth_data)
     assert dataset.resolve_channels(" E-1, A-1,E-1") == ["E-1", "A-1"]
     assert dataset.resolve_channels("seed") == list(SEED_CHANNELS)
 
@@ -86,9 +86,9 @@ def test_seed_is_refused_for_msl(shared_data: Path) -> None:
         load_dataset(shared_data, spacecraft="MSL").resolve_channels("seed")
 
 
-def test_unknown_spacecraft_is_refused(shared_data: Path) -> None:
+def test_unknown_spacecraft_is_refused(synth_data: Path) -> None:
     with pytest.raises(DataError, match="'Juno'"):
-        load_dataset(shared_data, spacecraft="Juno")
+        load_dataset(synth_data, spacecraft="Juno")
 
 
 def test_missing_folder_is_named(tmp_path: Path) -> None:
@@ -102,9 +102,9 @@ def test_folder_without_telemetry_is_explained(tmp_path: Path) -> None:
 
 
 def test_folder_comes_from_satwatch_data(
-    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    synth_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    folder = _telemanom_copy(shared_data, tmp_path, ["A-1"])
+    folder = _telemanom_copy(synth_data, tmp_path, ["A-1"])
     monkeypatch.setenv("SATWATCH_DATA", str(folder))
     assert load_dataset().channels == ["A-1"]
 
@@ -121,33 +121,33 @@ def test_telemanom_layout_loads_the_same_arrays(shared_data: Path, tmp_path: Pat
     assert chan.events == reference.events
 
 
-def test_telemanom_layout_in_a_data_subfolder(shared_data: Path, tmp_path: Path) -> None:
-    folder = _telemanom_copy(shared_data, tmp_path, ["A-1"])
+def test_telemanom_layout_in_a_data_subfolder(synth_data: Path, tmp_path: Path) -> None:
+    folder = _telemanom_copy(synth_data, tmp_path, ["A-1"])
     nested = tmp_path / "unzipped"
     nested.mkdir()
     (nested / "data").mkdir()
     shutil.move(str(folder / "train"), str(nested / "data" / "train"))
     shutil.move(str(folder / "test"), str(nested / "data" / "test"))
     shutil.move(str(folder / "labeled_anomalies.csv"), str(nested / "labeled_anomalies.csv"))
-    assert load_dataset(nested).channel("A-1").test.shape == (8640, 25)
+    assert load_dataset(nested).channel("A-1").test.shape == (6000, 25)
 
 
-def test_missing_npy_file_is_named(shared_data: Path, tmp_path: Path) -> None:
-    folder = _telemanom_copy(shared_data, tmp_path, ["A-1"])
+def test_missing_npy_file_is_named(synth_data: Path, tmp_path: Path) -> None:
+    folder = _telemanom_copy(synth_data, tmp_path, ["A-1"])
     (folder / "test" / "A-1.npy").unlink()
     with pytest.raises(DataError, match=r"test[/\\]A-1\.npy"):
         load_dataset(folder).channel("A-1")
 
 
-def test_test_length_must_match_num_values(shared_data: Path, tmp_path: Path) -> None:
-    folder = _telemanom_copy(shared_data, tmp_path, ["A-1"])
+def test_test_length_must_match_num_values(synth_data: Path, tmp_path: Path) -> None:
+    folder = _telemanom_copy(synth_data, tmp_path, ["A-1"])
     np.save(folder / "test" / "A-1.npy", np.zeros((100, 25)))
-    with pytest.raises(DataError, match="100 steps but .* num_values 8640"):
+    with pytest.raises(DataError, match="100 steps but .* num_values 6000"):
         load_dataset(folder).channel("A-1")
 
 
-def test_train_and_test_columns_must_agree(shared_data: Path, tmp_path: Path) -> None:
-    folder = _telemanom_copy(shared_data, tmp_path, ["A-1"])
+def test_train_and_test_columns_must_agree(synth_data: Path, tmp_path: Path) -> None:
+    folder = _telemanom_copy(synth_data, tmp_path, ["A-1"])
     np.save(folder / "train" / "A-1.npy", np.zeros((100, 24)))
     with pytest.raises(DataError, match="train has 24 columns, test 25"):
         load_dataset(folder).channel("A-1")

@@ -6,12 +6,12 @@ from pathlib import Path
 
 from rich.console import Console
 
+from satwatch.commands.demo import is_built, summary_table, telemetry_folder
 from satwatch.data import SEED_CHANNELS, load_dataset
-from satwatch.demo import is_built, summary_table, telemetry_folder
 
 
-def test_real_telemetry_is_used_when_present(shared_data: Path, tmp_path: Path) -> None:
-    assert telemetry_folder(shared_data, synth_to=tmp_path / "synth") == shared_data
+def test_telemetry_found_is_used_as_it_is(synth_data: Path, tmp_path: Path) -> None:
+    assert telemetry_folder(synth_data, synth_to=tmp_path / "synth") == synth_data
     assert not (tmp_path / "synth").exists()
 
 

@@ -20,9 +20,8 @@ TINY = dataclasses.replace(
 
 
 @pytest.fixture(scope="module")
-def e1(shared_data) -> tuple[np.ndarray, np.ndarray]:
-    torch.set_num_threads(1)  # tiny models: threads only add contention on 2 shared cores
-    chan = load_dataset(shared_data).channel("E-1")
+def e1(synth_data, one_torch_thread) -> tuple[np.ndarray, np.ndarray]:
+    chan = load_dataset(synth_data).channel("E-1")
     stats = Normalisation.fit(chan.train)
     return stats.apply(chan.train), stats.apply(chan.test[:1500])
 

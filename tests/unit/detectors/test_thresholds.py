@@ -1,4 +1,4 @@
-"""POT and SPOT thresholds on scores with known tails."""
+"""POT thresholds on scores with known tails."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from satwatch.detectors.thresholds import SPOT, fit_gpd, fit_pot, pot_threshold
+from satwatch.detectors.thresholds import fit_gpd, fit_pot, pot_threshold
 from satwatch.exceptions import ModelError
 
 RISK = 1e-3
@@ -78,39 +78,3 @@ def test_non_finite_scores_are_refused() -> None:
 def test_parameters_outside_unit_interval_are_refused(risk: float, level: float) -> None:
     with pytest.raises(ValueError, match="must be in"):
         pot_threshold(np.ones(10), risk=risk, init_level=level)
-
-
-def test_spot_alarm_rate_on_normal_stream_is_near_the_risk() -> None:
-    scores = np.random.default_rng(6).exponential(size=25_000)
-    spot = SPOT(risk=RISK).fit(scores[:5_000])
-    alarms, thresholds = spot.run(scores[5_000:])
-    assert 3 <= alarms.sum() <= 60  # 20 expected
-    assert thresholds[0] == pytest.approx(pot_threshold(scores[:5_000], risk=RISK))
-    assert np.all(np.abs(thresholds - -np.log(RISK)) < 1.5)
-
-
-def test_spot_alarms_on_spikes_and_they_do_not_enter_the_fit() -> None:
-    rng = np.random.default_rng(7)
-    spot = SPOT(risk=RISK).fit(rng.exponential(size=5_000))
-    before = spot.threshold
-    peaks_before = spot.n_peaks
-    assert spot.update(50.0)
-    assert spot.update(80.0)
-    assert spot.threshold == before
-    assert spot.n_peaks == peaks_before
-
-
-def test_spot_never_looks_ahead() -> None:
-    rng = np.random.default_rng(8)
-    calibration = rng.exponential(size=3_000)
-    stream = rng.exponential(size=2_000)
-    other_tail = np.concatenate([stream[:1_000], rng.exponential(size=1_000) * 3])
-    alarms_a, thr_a = SPOT(risk=RISK).fit(calibration).run(stream)
-    alarms_b, thr_b = SPOT(risk=RISK).fit(calibration).run(other_tail)
-    np.testing.assert_array_equal(thr_a[:1_001], thr_b[:1_001])
-    np.testing.assert_array_equal(alarms_a[:1_000], alarms_b[:1_000])
-
-
-def test_spot_update_before_fit_is_refused() -> None:
-    with pytest.raises(ModelError, match="before SPOT.fit"):
-        SPOT().update(1.0)

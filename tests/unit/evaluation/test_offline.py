@@ -9,21 +9,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import typer
 from typer.testing import CliRunner
 
+from satwatch.commands import evaluation as evaluation_cli
 from satwatch.data import load_dataset
 from satwatch.detectors import omnianomaly as om
 from satwatch.detectors.artifacts import load_trained
 from satwatch.detectors.training import plan_jobs, train_job
-from satwatch.evaluation import cli as evaluation_cli
-from satwatch.evaluation.metrics import channel_metrics
+from satwatch.evaluation.metrics import channel_metrics, write_report
 from satwatch.evaluation.offline import (
     evaluate_detector,
     evaluate_offline,
     normalised_test,
-    write_report,
 )
 from satwatch.exceptions import ModelError
 
@@ -32,19 +30,18 @@ KEYS = {"point_f1", "pa_f1", "event_precision", "event_recall", "event_f1"}
 
 
 @pytest.fixture(scope="module")
-def artifacts(shared_data, tmp_path_factory) -> Path:
-    torch.set_num_threads(1)
+def artifacts(synth_data, tmp_path_factory, one_torch_thread) -> Path:
     root = tmp_path_factory.mktemp("artifacts")
-    for job in plan_jobs("omni", ["D-3", "T-2"], "quick", 0, shared_data, root, overrides=TINY):
+    for job in plan_jobs("omni", ["D-3", "T-2"], "quick", 0, synth_data, root, overrides=TINY):
         assert train_job(job).error is None
     return root
 
 
 def test_decisions_are_scores_above_the_card_threshold_and_metrics_follow(
-    shared_data, artifacts
+    synth_data, artifacts
 ) -> None:
-    report, results = evaluate_detector("omni", ["D-3"], shared_data, artifacts)
-    chan = load_dataset(shared_data).channel("D-3")
+    report, results = evaluate_detector("omni", ["D-3"], synth_data, artifacts)
+    chan = load_dataset(synth_data).channel("D-3")
     model, card = load_trained(artifacts / "omni" / "SMAP_D-3")
     expected_scores = om.score(model, normalised_test(card, chan))
     result = results["D-3"]
@@ -56,9 +53,9 @@ def test_decisions_are_scores_above_the_card_threshold_and_metrics_follow(
 
 
 def test_report_has_the_metrics_json_shape_and_sums_counts_over_channels(
-    shared_data, artifacts, tmp_path
+    synth_data, artifacts, tmp_path
 ) -> None:
-    report = evaluate_offline(["omni"], ["D-3", "T-2"], shared_data, artifacts)
+    report = evaluate_offline(["omni"], ["D-3", "T-2"], synth_data, artifacts)
     omni = report["detectors"]["omni"]
     assert set(omni) == {"overall", "channels"} and set(omni["channels"]) == {"D-3", "T-2"}
     for key in ("event_tp", "event_fp", "event_fn"):
@@ -74,18 +71,18 @@ def test_report_has_the_metrics_json_shape_and_sums_counts_over_channels(
     assert float(rows[-1]["event_f1"]) == pytest.approx(omni["overall"]["event_f1"], abs=1e-6)
 
 
-def test_missing_artifacts_name_the_model_folder(shared_data, tmp_path) -> None:
+def test_missing_artifacts_name_the_model_folder(synth_data, tmp_path) -> None:
     with pytest.raises(ModelError, match="SMAP_E-1"):
-        evaluate_detector("omni", ["E-1"], shared_data, tmp_path)
+        evaluate_detector("omni", ["E-1"], synth_data, tmp_path)
 
 
 def test_evaluate_command_offline_end_to_end_and_served_mode_needs_a_server(
-    shared_data, artifacts, tmp_path
+    synth_data, artifacts, tmp_path
 ) -> None:
     app = typer.Typer()
     app.callback()(lambda: None)
     evaluation_cli.register(app)
-    common = ["evaluate", "--detectors", "omni", "--channels", "D-3", "--data", str(shared_data)]
+    common = ["evaluate", "--detectors", "omni", "--channels", "D-3", "--data", str(synth_data)]
     out = tmp_path / "report"
     result = CliRunner().invoke(
         app, [*common, "--offline", "--artifacts", str(artifacts), "--output", str(out)]

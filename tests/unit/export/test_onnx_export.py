@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-import torch
 
 from satwatch.data import load_dataset
 from satwatch.detectors import omnianomaly as om
@@ -21,19 +20,18 @@ TINY = dataclasses.replace(
 
 
 @pytest.fixture(scope="module")
-def real(shared_data) -> tuple[np.ndarray, np.ndarray]:
-    torch.set_num_threads(1)
-    chan = load_dataset(shared_data).channel("E-1")
+def telemetry(synth_data, one_torch_thread) -> tuple[np.ndarray, np.ndarray]:
+    chan = load_dataset(synth_data).channel("E-1")
     stats = Normalisation.fit(chan.train)
     return stats.apply(chan.train), stats.apply(chan.test[:3000])
 
 
 @pytest.fixture(scope="module")
-def exported(real, tmp_path_factory) -> tuple[om.OmniAnomaly, float, Path]:
-    model = om.fit([real[0]], TINY, seed=0)
+def exported(telemetry, tmp_path_factory) -> tuple[om.OmniAnomaly, float, Path]:
+    model = om.fit([telemetry[0]], TINY, seed=0)
     # A threshold inside the test scores' range, so decisions are mixed, and midway between
     # two distinct scores (steady telemetry repeats scores exactly), so 1e-5 cannot flip one.
-    values = np.unique(om.score(model, real[1]))
+    values = np.unique(om.score(model, telemetry[1]))
     upper = values[values.size * 9 // 10 :]
     gap = int(np.argmax(np.diff(upper)))
     threshold = float((upper[gap] + upper[gap + 1]) / 2)
@@ -70,29 +68,29 @@ def test_graph_has_the_served_names_types_and_static_state_shapes(exported) -> N
     assert sum(node.op_type == "GRU" for node in graph.node) == 2
 
 
-@pytest.mark.parametrize("kind", ["random", "real"])
-def test_onnx_runtime_matches_pytorch_eager(exported, real, kind) -> None:
+@pytest.mark.parametrize("kind", ["random", "telemetry"])
+def test_onnx_runtime_matches_pytorch_eager(exported, telemetry, kind) -> None:
     model, threshold, path = exported
     series = (
         np.random.default_rng(7).normal(0.5, 0.5, size=(700, 25)).astype(np.float32)
         if kind == "random"
-        else real[1]
+        else telemetry[1]
     )
     eager = om.score(model, series)
     scores, detected, recon = run_onnx(path, series)
     assert scores.shape == (series.shape[0],) and recon.shape == series.shape
     assert np.abs(scores - eager).max() < 1e-4
     np.testing.assert_array_equal(detected, eager > np.float32(threshold))
-    if kind == "real":
+    if kind == "telemetry":
         assert 0 < detected.sum() < detected.size
 
 
 @pytest.mark.parametrize("chunk", [1, 37, 100])
 def test_chunks_passing_the_state_on_score_exactly_like_the_whole_series(
-    exported, real, chunk
+    exported, telemetry, chunk
 ) -> None:
     _, _, path = exported
-    series = real[1][:400]
+    series = telemetry[1][:400]
     sess = session(path)
     whole = run_onnx(sess, series)
     chunked = run_onnx(sess, series, chunk=chunk)
@@ -100,10 +98,10 @@ def test_chunks_passing_the_state_on_score_exactly_like_the_whole_series(
     np.testing.assert_array_equal(chunked[1], whole[1])
 
 
-def test_zero_states_are_the_start_of_the_series(exported, real) -> None:
+def test_zero_states_are_the_start_of_the_series(exported, telemetry) -> None:
     _, _, path = exported
     sess = session(path)
-    series = real[1][:150]
+    series = telemetry[1][:150]
     zeros = np.zeros((1, 16), np.float32)
     feeds = {"input_data": series, "encoder_state": zeros, "decoder_state": zeros}
     direct = sess.run(["anomaly_score"], feeds)[0]

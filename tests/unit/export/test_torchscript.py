@@ -17,23 +17,18 @@ from satwatch.export import torchscript
 
 
 @pytest.fixture(scope="module")
-def telemetry(shared_data: Path) -> dict[str, np.ndarray]:
-    """Normalised E-1 training steps and the first 1500 test steps (an anomaly lies beyond)."""
-    chan = load_dataset(shared_data).channel("E-1")
+def telemetry(synth_data: Path) -> dict[str, np.ndarray]:
+    """Normalised E-1 training steps and the first 1500 test steps."""
+    chan = load_dataset(synth_data).channel("E-1")
     stats = Normalisation.fit(chan.train)
     return {"train": stats.apply(chan.train[:800]), "test": stats.apply(chan.test[:1500])}
 
 
 @pytest.fixture(scope="module")
-def trained(telemetry: dict[str, np.ndarray]) -> tuple[tranad.TranAD, float]:
+def trained(telemetry: dict[str, np.ndarray], one_torch_thread) -> tuple[tranad.TranAD, float]:
     """A briefly trained TranAD and a threshold that flags about 10% of the test steps."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        params = tranad.Params(epochs=1, windows_per_epoch=256, batch_size=64)
-        model = tranad.fit([telemetry["train"]], params, seed=0)
-    finally:
-        torch.set_num_threads(threads)
+    params = tranad.Params(epochs=1, windows_per_epoch=256, batch_size=64)
+    model = tranad.fit([telemetry["train"]], params, seed=0)
     threshold = float(np.quantile(tranad.score(model, telemetry["test"]), 0.9))
     return model, threshold
 
@@ -57,7 +52,7 @@ def _run(exported, data: torch.Tensor, context: torch.Tensor | None = None):
         return exported(data) if context is None else exported(data, context)
 
 
-@pytest.mark.parametrize("source", ["random", "real"])
+@pytest.mark.parametrize("source", ["random", "telemetry"])
 def test_reloaded_torchscript_matches_eager(trained, exported, telemetry, source: str) -> None:
     if source == "random":
         data = torch.rand(600, 25, generator=torch.Generator().manual_seed(0)) * 1.2 - 0.1
@@ -69,7 +64,7 @@ def test_reloaded_torchscript_matches_eager(trained, exported, telemetry, source
     assert float((eager[0] - got[0]).abs().max()) < 1e-4
     assert torch.equal(eager[2], got[2])
     assert got[2].dtype == torch.bool and got[1].dtype == torch.float32
-    if source == "real":  # the threshold is baked in and splits the steps
+    if source == "telemetry":  # the threshold is baked in and splits the steps
         assert 0 < int(got[2].sum()) < data.shape[0]
 
 

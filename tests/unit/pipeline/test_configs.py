@@ -6,9 +6,10 @@ from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
 
-from satwatch.pipeline.configs import custom_logic_config, event_log_path
+from satwatch.pipeline.configs import event_log_path
 from satwatch.repository.build import SOURCE_REPOSITORY, write_python_configs
 from satwatch.repository.config import find_tensor, load_config, parameter_dict
+from satwatch.repository.seed import custom_logic_config
 
 
 def test_custom_logic_takes_channel_and_raw_input_and_passes_every_state_back() -> None:

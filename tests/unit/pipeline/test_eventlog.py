@@ -148,16 +148,25 @@ def test_unreachable_webhook_times_out_without_losing_the_event(tmp_path) -> Non
 
 
 def test_idle_thread_retries_undelivered_events(tmp_path, webhook) -> None:
+    # The first POST fails and nothing else is submitted: only the thread's timed retry pass,
+    # run while the queue is idle, can send the event again.
     log = EventLog(tmp_path / "events.db")
-    (event,) = log.record("E-1", "EPS", 1, np.array([[0, 4, 3.0]], np.float32))
-    log.mark(event.id, delivered=False, error="earlier failure")
-    notifier = WebhookNotifier(log, _url(webhook), timeout=2, retry_interval=0.2)
-    notifier.start()  # queues what an earlier run left undelivered
+    webhook.fail_first, interval = 1, 0.5
+    began = time.monotonic()
+    notifier = WebhookNotifier(log, _url(webhook), timeout=2, retry_interval=interval).start()
     try:
+        notifier.submit(log.record("E-1", "EPS", 1, np.array([[0, 4, 3.0]], np.float32)))
         assert notifier.flush(10)
+        deadline = began + 20 * interval
+        while not log.events()[0].delivered and time.monotonic() < deadline:
+            time.sleep(0.05)
+        waited = time.monotonic() - began
     finally:
         notifier.close()
-    assert log.events()[0].delivered
+    (event,) = log.events()
+    assert (event.delivered, event.attempts) == (True, 2), "not retried while idle"
+    assert waited >= interval  # by the timer, not by sending again at once
+    assert len(webhook.received) == 2 and webhook.received[0] == webhook.received[1]
 
 
 def _writer(path: Path, *args: str) -> subprocess.Popen:

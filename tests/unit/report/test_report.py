@@ -13,10 +13,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from satwatch.commands import report as report_cli
 from satwatch.evaluation.events import decisions_to_events
 from satwatch.evaluation.metrics import channel_metrics, summarize
 from satwatch.evaluation.run import RunEvent, load_run, save_channel_run, write_events
-from satwatch.report import cli as report_cli
 from satwatch.report.figures import channel_figure, wants_log_scale
 from satwatch.report.html import build_report
 from satwatch.report.summary import report_metrics, worst_first

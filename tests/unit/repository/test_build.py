@@ -9,16 +9,17 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from satwatch.commands.repository import build_command
 from satwatch.exceptions import DataError, RepositoryError
-from satwatch.repository.build import build_repository, register_build, repository_size
+from satwatch.repository.build import build_repository, repository_size
 
 
-def test_missing_artifacts_without_training_are_named(tmp_path: Path, shared_data: Path) -> None:
+def test_missing_artifacts_without_training_are_named(tmp_path: Path, synth_data: Path) -> None:
     with pytest.raises(RepositoryError, match="missing SMAP_E-1, SMAP_A-1, tranad_sat1"):
         build_repository(
             tmp_path / "artifacts",
             tmp_path / "repository",
-            shared_data,
+            synth_data,
             channels="E-1,A-1",
             train_if_missing=False,
         )
@@ -27,9 +28,9 @@ def test_missing_artifacts_without_training_are_named(tmp_path: Path, shared_dat
     assert (tmp_path / "repository" / "python" / "custom_logic" / "1" / "model.py").is_file()
 
 
-def test_build_command_prints_one_red_line_and_exits_1(tmp_path: Path, shared_data: Path) -> None:
+def test_build_command_prints_one_red_line_and_exits_1(tmp_path: Path, synth_data: Path) -> None:
     app = typer.Typer()
-    register_build(app)
+    app.command("build")(build_command)
     app.command("noop")(lambda: None)  # a second command keeps `build` a subcommand
     result = CliRunner().invoke(
         app,
@@ -40,7 +41,7 @@ def test_build_command_prints_one_red_line_and_exits_1(tmp_path: Path, shared_da
             "--repository",
             str(tmp_path / "repo"),
             "--data",
-            str(shared_data),
+            str(synth_data),
             "--channels",
             "E-1",
             "--no-train",
@@ -51,9 +52,9 @@ def test_build_command_prints_one_red_line_and_exits_1(tmp_path: Path, shared_da
     assert "Traceback" not in result.output
 
 
-def test_unknown_channel_is_refused(tmp_path: Path, shared_data: Path) -> None:
+def test_unknown_channel_is_refused(tmp_path: Path, synth_data: Path) -> None:
     with pytest.raises(DataError, match="Z-42"):
-        build_repository(tmp_path / "a", tmp_path / "r", shared_data, channels="Z-42")
+        build_repository(tmp_path / "a", tmp_path / "r", synth_data, channels="Z-42")
 
 
 def test_repository_size_counts_every_file(tmp_path: Path) -> None:

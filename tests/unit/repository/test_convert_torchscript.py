@@ -8,7 +8,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from satwatch.repository.cli import COMMANDS
+from satwatch.commands.repository import COMMANDS
 from satwatch.repository.compare import compare_torchscript, probe_torchscript
 from satwatch.repository.seed import tranad_config
 from satwatch.repository.signatures import torchscript_signature

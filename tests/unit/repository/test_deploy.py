@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from satwatch.commands.repository import COMMANDS
 from satwatch.exceptions import ModelError, RepositoryError
-from satwatch.repository.cli import COMMANDS
 from satwatch.repository.config import load_config
 from satwatch.repository.deploy import check_onnx_file, deploy_onnx
 from satwatch.repository.validate import validate_repository

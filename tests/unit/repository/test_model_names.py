@@ -8,8 +8,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from satwatch.commands.repository import COMMANDS
 from satwatch.exceptions import RepositoryError
-from satwatch.repository.cli import COMMANDS
 from satwatch.repository.names import check_model_name, check_model_target, model_folder
 from satwatch.server.sample_repository import write_config
 

@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from satwatch.commands._console import CONSOLE, ERRORS, fail
 from satwatch.exceptions import SatwatchError, ServerError
 from satwatch.paths import PROJECT_ROOT, repository_dir
 from satwatch.server.embedded import (
@@ -32,16 +33,9 @@ from satwatch.server.status import ModelStatus, model_table, short_reason
 from satwatch.server.supervisor import ADMIN_KEY_ENV, Recovery, Supervisor, start_thread
 
 LOGGER = logging.getLogger(__name__)
-CONSOLE = Console()
-ERRORS = Console(stderr=True)
 
 DEFAULT_PID_FILE = PROJECT_ROOT / "build" / "triton.pid"
 DEFAULT_LOG_FILE = PROJECT_ROOT / "build" / "triton.log"
-
-
-def _fail(error: SatwatchError) -> typer.Exit:
-    ERRORS.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
-    return typer.Exit(code=1)
 
 
 def print_table(table: list[ModelStatus], console: Console = CONSOLE) -> None:
@@ -178,7 +172,7 @@ def serve(
                 supervise=supervise,
             )
         except SatwatchError as error:
-            raise _fail(error) from None
+            raise fail(error) from None
         except KeyboardInterrupt:
             raise typer.Exit(code=130) from None
 
@@ -297,12 +291,12 @@ def stop(
     pid = _read_pid(pid_file)
     if pid is None:
         pid_file.unlink(missing_ok=True)
-        raise _fail(ServerError(f"no running tritonserver named by {pid_file}"))
+        raise fail(ServerError(f"no running tritonserver named by {pid_file}"))
     stop_process_group(pid, timeout)
     pid_file.unlink(missing_ok=True)
     left = process_group_members(pid)
     if left:
-        raise _fail(ServerError(f"processes {left} of tritonserver {pid} are still alive"))
+        raise fail(ServerError(f"processes {left} of tritonserver {pid} are still alive"))
     CONSOLE.print(f"tritonserver {pid} stopped")
 
 
@@ -314,7 +308,7 @@ def status(
     try:
         print_table(model_table(url.rstrip("/"), admin_key))
     except SatwatchError as error:
-        raise _fail(error) from None
+        raise fail(error) from None
 
 
 def demo(
@@ -336,7 +330,7 @@ def demo(
     )
     run = _run_demo_in(workdir, ports)
     if not all(answer.ok for answer in run.answers):
-        raise _fail(ServerError("some demo answers differ from the expected numbers"))
+        raise fail(ServerError("some demo answers differ from the expected numbers"))
     CONSOLE.print("[green]every answer is exact[/]")
 
 
@@ -354,7 +348,7 @@ def _run_demo_in(workdir: Path | None, ports: ServerPorts):
                 with tempfile.TemporaryDirectory(prefix="satwatch-demo-") as folder:
                     result = run_demo(Path(folder), ports, on_ready=on_ready)
     except SatwatchError as error:
-        raise _fail(error) from None
+        raise fail(error) from None
     answers = Table(title="Answers")
     for column in ("model", "protocol", "output", "expected", "exact"):
         answers.add_column(column)

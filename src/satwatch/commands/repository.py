@@ -1,4 +1,4 @@
-"""``satwatch validate``, ``deploy-onnx``, ``convert-tensorrt`` and ``convert-torchscript``.
+"""``satwatch build``, ``validate``, ``deploy-onnx``, ``convert-tensorrt``, ``convert-torchscript``.
 
 The same commands run as the repository's scripts (``triton-repository/scripts/``), which
 call these functions through ``typer.run``.
@@ -6,39 +6,18 @@ call these functions through ``typer.run``.
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import typer
-from rich.console import Console
-from rich.markup import escape
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
+from satwatch.commands._console import CONSOLE, ERRORS, exits_cleanly, fail
 from satwatch.exceptions import SatwatchError
-from satwatch.paths import repository_dir
+from satwatch.paths import artifacts_dir, data_dir, repository_dir
 
 LOGGER = logging.getLogger(__name__)
-CONSOLE = Console()
-ERRORS = Console(stderr=True)
-
-F = TypeVar("F", bound=Callable[..., None])
-
-
-def _clean_errors(command: F) -> F:
-    """Turn a ``SatwatchError`` into one red line and exit code 1, not a traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args: object, **kwargs: object) -> None:
-        try:
-            command(*args, **kwargs)
-        except SatwatchError as error:
-            # escape: a refused name or path such as 'a[/]' must print, not break rich markup.
-            ERRORS.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
-            raise typer.Exit(code=1) from error
-
-    return wrapper  # type: ignore[return-value]
 
 
 REPOSITORY_OPTION = typer.Option(
@@ -49,7 +28,7 @@ REPOSITORY_OPTION = typer.Option(
 )
 
 
-@_clean_errors
+@exits_cleanly
 def validate_command(
     repository: Path | None = REPOSITORY_OPTION,
     live: bool = typer.Option(
@@ -83,7 +62,7 @@ def validate_command(
     CONSOLE.print(f"[green]{root}: valid[/]" + (" (every model READY)" if live else ""))
 
 
-@_clean_errors
+@exits_cleanly
 def deploy_onnx_command(
     onnx: Path = typer.Option(..., "--onnx", help="The exported ONNX detector."),
     name: str = typer.Option(
@@ -135,7 +114,7 @@ def deploy_onnx_command(
         CONSOLE.print(f"[green]loaded[/] on {url}: version {result.version} is ready")
 
 
-@_clean_errors
+@exits_cleanly
 def convert_tensorrt_command(
     onnx: Path = typer.Option(..., "--onnx", help="The ONNX detector to convert."),
     output: Path = typer.Option(
@@ -170,7 +149,7 @@ def convert_tensorrt_command(
     CONSOLE.print(f"[green]built[/] {plan}")
 
 
-@_clean_errors
+@exits_cleanly
 def convert_torchscript_command(
     checkpoint: Path = typer.Option(
         ..., "--checkpoint", help="TranAD artifact folder (model.pt + card.json).", exists=True
@@ -201,7 +180,84 @@ def _model_dir_of(output: Path) -> Path | None:
     return version_dir.parent if version_dir.name.isdigit() else None
 
 
+def build_command(
+    artifacts: Path | None = typer.Option(
+        None,
+        "--artifacts",
+        help="Trained artifacts root (default $SATWATCH_ARTIFACTS or ./artifacts).",
+    ),
+    repository: Path | None = typer.Option(
+        None,
+        "--repository",
+        "-r",
+        help="Repository to fill (default $SATWATCH_REPOSITORY or ./triton-repository).",
+    ),
+    data: Path | None = typer.Option(
+        None, "--data", help="Telemetry folder (default $SATWATCH_DATA or the shared copy)."
+    ),
+    channels: str = typer.Option(
+        "seed", "--channels", help="'seed' (27 SMAP channels), 'all', or a list such as 'E-1,A-1'."
+    ),
+    profile: str = typer.Option(
+        "quick", "--profile", help="Training profile for missing artifacts: quick or full."
+    ),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Training worker processes (one core each)."),
+    seed: int = typer.Option(0, "--seed", help="Training seed."),
+    no_train: bool = typer.Option(
+        False, "--no-train", help="Fail instead of training when an artifact is missing."
+    ),
+) -> None:
+    """Fill the Triton model repository from the trained detectors.
+
+    Trains missing detectors (OmniAnomaly per channel, one TranAD), exports them (ONNX,
+    TorchScript) with production and CPU configs, writes the Python models' statistics,
+    thresholds and channel catalog, rebuilds the ensembles and validates the result.
+    """
+    from satwatch.repository.build import build_repository  # torch: only when building
+
+    root = repository_dir(repository)
+    try:
+        with Progress(
+            TextColumn("{task.description:<48}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            console=CONSOLE,
+        ) as bar:
+            task = bar.add_task("build", total=1)
+
+            def on_progress(description: str, completed: int, total: int) -> None:
+                bar.update(task, description=description, completed=completed, total=total)
+
+            report = build_repository(
+                artifacts_dir(artifacts),
+                root,
+                data_dir(data),
+                channels=channels,
+                train_if_missing=not no_train,
+                profile=profile,
+                jobs=jobs,
+                seed=seed,
+                progress=on_progress,
+            )
+    except SatwatchError as error:
+        raise fail(error) from error
+    table = Table(title=f"built {root}")
+    table.add_column("step")
+    table.add_column("seconds", justify="right")
+    for name, seconds in report.seconds.items():
+        table.add_row(name, f"{seconds:.2f}")
+    CONSOLE.print(table)
+    trained = ", ".join(report.trained) or "none"
+    CONSOLE.print(f"trained: {trained}; size {report.size_bytes / 1e6:.1f} MB")
+    for problem in report.problems:
+        ERRORS.print(f"[bold red]invalid:[/] {problem}", highlight=False)
+    if report.problems:
+        raise typer.Exit(code=1)
+
+
 COMMANDS = {
+    "build": build_command,
     "validate": validate_command,
     "deploy-onnx": deploy_onnx_command,
     "convert-tensorrt": convert_tensorrt_command,

@@ -6,16 +6,13 @@ import logging
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from satwatch.commands._console import CONSOLE, fail
 from satwatch.exceptions import SatwatchError
 
 LOGGER = logging.getLogger(__name__)
-
-CONSOLE = Console()
-ERRORS = Console(stderr=True)
 
 
 def report(
@@ -68,8 +65,7 @@ def report(
                 on_channel=lambda name: progress.update(task, advance=1, description=name),
             )
     except SatwatchError as err:
-        ERRORS.print(f"[red]error:[/red] {escape(str(err))}")
-        raise typer.Exit(1) from err
+        raise fail(err) from err
     CONSOLE.print(f"report: {escape(str(index))}")
 
 

@@ -19,16 +19,15 @@ import time
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from satwatch.commands._console import CONSOLE, fail
 from satwatch.data import load_dataset
 from satwatch.exceptions import SatwatchError
 from satwatch.paths import PROJECT_ROOT, artifacts_dir, data_dir, repository_dir
 
 LOGGER = logging.getLogger(__name__)
-CONSOLE = Console()
 
 SUMMARY_COLUMNS = {
     "event_f1": "event F1",
@@ -104,7 +103,7 @@ def summary_table(report: dict) -> Table:
 
 def run_pipeline_demo(data: Path | None, output: Path, report_dir: Path, jobs: int) -> Path:
     """Steps 1–6 of the module docstring; returns the report's path."""
-    from satwatch.client.cli import served_evaluation
+    from satwatch.commands.client import served_evaluation
     from satwatch.report.html import build_report
     from satwatch.server.embedded import ServerPorts, start_embedded_server
 
@@ -165,8 +164,7 @@ def demo(
     try:
         run_pipeline_demo(data, output, report, jobs)
     except SatwatchError as error:
-        Console(stderr=True).print(f"[bold red]error:[/] {error}", highlight=False)
-        raise typer.Exit(1) from error
+        raise fail(error) from error
 
 
 def register(app: typer.Typer) -> None:

@@ -6,7 +6,6 @@ import logging
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -17,13 +16,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from satwatch.commands._console import CONSOLE, ERRORS, fail
 from satwatch.exceptions import SatwatchError
 from satwatch.paths import artifacts_dir, data_dir
 
 LOGGER = logging.getLogger(__name__)
-
-CONSOLE = Console()
-ERRORS = Console(stderr=True)
 
 
 def train(
@@ -71,8 +68,7 @@ def train(
         root = artifacts_dir(artifacts)
         planned = plan_jobs(detector, names, profile, seed, folder, root)
     except SatwatchError as err:
-        ERRORS.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(1) from err
+        raise fail(err) from err
     CONSOLE.print(
         f"training {len(planned)} {detector} model(s) on {len(names)} channel(s), "
         f"profile {profile}, seed {seed}, {jobs} job(s) -> {root}"
@@ -179,8 +175,7 @@ def export(
                 equal,
             )
     except SatwatchError as err:
-        ERRORS.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(1) from err
+        raise fail(err) from err
     CONSOLE.print(table)
     if failed:
         ERRORS.print("[red]error:[/red] ONNX Runtime decisions differ from PyTorch's")

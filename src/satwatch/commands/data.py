@@ -13,8 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -26,23 +24,17 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from satwatch.commands._console import CONSOLE, fail
 from satwatch.exceptions import SatwatchError
 
 LOGGER = logging.getLogger(__name__)
 
-CONSOLE = Console()
-ERRORS = Console(stderr=True)
 
 data_app = typer.Typer(
     name="data",
     help="Labelled SMAP/MSL telemetry: make a synthetic set, download NASA's, or inspect one.",
     no_args_is_help=True,
 )
-
-
-def _fail(err: SatwatchError) -> typer.Exit:
-    ERRORS.print(f"[red]error:[/red] {escape(str(err))}")
-    return typer.Exit(1)
 
 
 @data_app.command()
@@ -79,7 +71,7 @@ def synth(
                 on_channel=lambda _name: progress.advance(task),
             )  # fmt: skip
     except SatwatchError as err:
-        raise _fail(err) from err
+        raise fail(err) from err
     kinds: dict[str, int] = {}
     for anomaly in summary.anomalies:
         kinds[anomaly.kind] = kinds.get(anomaly.kind, 0) + 1
@@ -138,7 +130,7 @@ def download(
                 folder, data_url, labels_url, _byte_progress(progress), keep_archive
             )
     except SatwatchError as err:
-        raise _fail(err) from err
+        raise fail(err) from err
     CONSOLE.print(
         f"unpacked {len(summary.train)} train and {len(summary.test)} test arrays into {folder}"
     )
@@ -166,7 +158,7 @@ def info(
         dataset = load_dataset(data, spacecraft)
         rows = channel_summaries(dataset, dataset.resolve_channels(channels))
     except SatwatchError as err:
-        raise _fail(err) from err
+        raise fail(err) from err
     table = Table(title=f"{dataset.spacecraft} telemetry in {dataset.folder} ({dataset.layout})")
     for column in ("channel", "subsystem", "train", "test", "point", "context", "% anom"):
         justify = "left" if column in ("channel", "subsystem") else "right"

@@ -6,17 +6,15 @@ import logging
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from satwatch.commands._console import CONSOLE, fail
 from satwatch.exceptions import SatwatchError
 from satwatch.paths import data_dir
 
 LOGGER = logging.getLogger(__name__)
 
-CONSOLE = Console()
-ERRORS = Console(stderr=True)
 
 COLUMNS = (
     ("point_f1", "point F1"),
@@ -99,7 +97,8 @@ def evaluate(
         )
         return
     from satwatch.data import load_dataset
-    from satwatch.evaluation.offline import evaluate_offline, write_report
+    from satwatch.evaluation.metrics import write_report
+    from satwatch.evaluation.offline import evaluate_offline
 
     try:
         names = load_dataset(data_dir(data)).resolve_channels(channels)
@@ -121,8 +120,7 @@ def evaluate(
                 wanted, names, data, artifacts, on_channel=on_channel, repository=repository
             )
     except SatwatchError as err:
-        ERRORS.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(1) from err
+        raise fail(err) from err
     _print(report, per_channel)
     if output is not None:
         json_path, csv_path = write_report(report, output)
@@ -138,7 +136,7 @@ def _served(
     **connection: object,
 ) -> None:
     """The served evaluation (:mod:`satwatch.client.evaluate`), printed like the offline one."""
-    from satwatch.client.cli import served_evaluation
+    from satwatch.commands.client import served_evaluation
     from satwatch.data import load_dataset
 
     try:
@@ -147,8 +145,7 @@ def _served(
             names, data=data, artifacts=artifacts, output=output, **connection
         )
     except SatwatchError as err:
-        ERRORS.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(1) from err
+        raise fail(err) from err
     _print(report, per_channel, title="served evaluation (test split, through Triton)")
     if output is not None:
         CONSOLE.print(f"wrote {output / 'metrics.json'}, metrics.csv, scores/ and events.csv")

@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -46,15 +45,14 @@ from satwatch.client.stream import (
     stream_channels,
 )
 from satwatch.client.targets import PIPELINES, STEPS, TRANAD_MODEL
+from satwatch.commands._console import CONSOLE, fail
+from satwatch.commands.server import DEFAULT_PID_FILE
 from satwatch.evaluation.run import RunEvent
 from satwatch.exceptions import ClientError, SatwatchError
 from satwatch.paths import artifacts_dir, data_dir
-from satwatch.server.cli import DEFAULT_PID_FILE
 
 LOGGER = logging.getLogger(__name__)
 
-CONSOLE = Console()
-ERRORS = Console(stderr=True)
 
 MODEL_HELP = (
     f"Where the chunks go: {', '.join(PIPELINES)} (the ensembles are wired to E-1), "
@@ -254,8 +252,7 @@ def detect(
         if failed and len(failed) == len(runs):
             raise failed[0]
     except SatwatchError as err:
-        ERRORS.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(1) from err
+        raise fail(err) from err
     CONSOLE.print(summary_table(runs, seconds, f"detect via {model} ({protocol})"))
     if output is not None:
         CONSOLE.print(f"wrote {output / 'events.csv'}, events.json and scores/")
@@ -486,8 +483,7 @@ def soak(
                 on_progress=on_progress,
             )
     except SatwatchError as err:
-        ERRORS.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(1) from err
+        raise fail(err) from err
     for table in soak_tables(report):
         CONSOLE.print(table)
     for line in report.errors:

@@ -1,0 +1,49 @@
+"""What every command shares: its two consoles and the one way an error ends a command.
+
+A :class:`~satwatch.exceptions.SatwatchError` ends a command as one red line on stderr and exit
+code 1, never a traceback.
+
+Example::
+
+    try:
+        ...
+    except SatwatchError as error:
+        raise fail(error) from error
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from satwatch.exceptions import SatwatchError
+
+CONSOLE = Console()
+ERRORS = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def fail(error: SatwatchError) -> typer.Exit:
+    """Print ``error`` as one red line and return the exit (code 1) to raise."""
+    # escape: a refused name or path such as 'a[/]' must print, not break rich markup.
+    ERRORS.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, soft_wrap=True)
+    return typer.Exit(code=1)
+
+
+def exits_cleanly(command: F) -> F:
+    """Decorate a command so that a ``SatwatchError`` ends it through :func:`fail`."""
+
+    @functools.wraps(command)
+    def wrapper(*args: object, **kwargs: object) -> None:
+        try:
+            command(*args, **kwargs)
+        except SatwatchError as error:
+            raise fail(error) from error
+
+    return wrapper  # type: ignore[return-value]

@@ -39,7 +39,9 @@ from satwatch.client.connection import Connection, normalise_url
 from satwatch.client.sources import check_chunk, check_rows, split
 from satwatch.client.stream import DEFAULT_CHUNK, prepare_target
 from satwatch.client.targets import ENSEMBLE_CHANNEL, PIPELINES, Target
+from satwatch.data import load_dataset
 from satwatch.exceptions import ClientError, SatwatchError
+from satwatch.paths import data_dir
 
 LOGGER = logging.getLogger(__name__)
 
@@ -491,9 +493,6 @@ def load_telemetry(
     Raises:
         DataError: Unknown channels, telemetry missing or malformed.
     """
-    from satwatch.data import load_dataset
-    from satwatch.paths import data_dir
-
     dataset = load_dataset(data_dir(data))
     routed = dataset.resolve_channels(channels) if isinstance(channels, str) else list(channels)
     telemetry = {

@@ -30,15 +30,18 @@ import torch
 
 from satwatch.data import load_dataset
 from satwatch.detectors.artifacts import (
+    CARD_FILE,
     artifact_dir,
     data_sha256,
     detector_module,
+    load_trained,
     model_name,
     params_to_dict,
     save_trained,
     versions,
 )
 from satwatch.detectors.normalization import Normalisation
+from satwatch.detectors.thresholds import pot_threshold
 from satwatch.exceptions import ModelError, SatwatchError
 
 LOGGER = logging.getLogger(__name__)
@@ -139,8 +142,6 @@ def plan_jobs(
 
 
 def _pot(scores: np.ndarray) -> float:
-    from satwatch.detectors.thresholds import pot_threshold
-
     return float(pot_threshold(scores, risk=POT_RISK, init_level=POT_INIT_LEVEL))
 
 
@@ -191,8 +192,6 @@ def _thresholds(module: object, model: torch.nn.Module, train: dict[str, np.ndar
 
 def rethreshold(folder: Path, data: Path | None = None) -> dict:
     """Refit the threshold(s) of a trained model with the current rule; rewrite its card."""
-    from satwatch.detectors.artifacts import CARD_FILE, load_trained
-
     model, card = load_trained(folder)
     dataset = load_dataset(data, spacecraft=card["spacecraft"])
     train = {

@@ -40,6 +40,8 @@ from satwatch.detectors.normalization import Normalisation
 from satwatch.evaluation.events import events_to_decisions
 from satwatch.evaluation.metrics import METRIC_KEYS, ChannelMetrics, channel_metrics, summarize
 from satwatch.exceptions import ModelError
+from satwatch.export.onnx import run_onnx, session
+from satwatch.export.torchscript import load_exported
 from satwatch.paths import artifacts_dir, data_dir
 from satwatch.pipeline.postprocess import (
     THRESHOLDS_FILE,
@@ -144,15 +146,11 @@ def exported_scorer(
     model_dir = Path(repository) / ("onnx" if detector == "omni" else "pytorch")
     model_dir = model_dir / model_name(detector, channel, spacecraft)
     if detector == "omni":
-        from satwatch.export.onnx import run_onnx, session
-
         path = latest_version(model_dir) / "model.onnx"
         if not path.is_file():
             raise ModelError(f"exported OmniAnomaly not found: {path}")
         sess = session(path)
         return lambda _model, series: run_onnx(sess, series)[0]
-    from satwatch.export.torchscript import load_exported
-
     module = load_exported(latest_version(model_dir) / "model.pt")
 
     def score(_model: torch.nn.Module, series: np.ndarray) -> np.ndarray:

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from satwatch.evaluation.metrics import channel_metrics
 from satwatch.exceptions import DataError
 
 LOGGER = logging.getLogger(__name__)
@@ -432,8 +433,6 @@ def channel_metrics_from_arrays(chan: ChannelRun, detectors: Sequence[str]) -> d
 
     Labelled events are the runs of ``labels`` (adjacent labelled events merge).
     """
-    from satwatch.evaluation.metrics import channel_metrics
-
     if chan.labels is None:
         return {}
     return {

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from satwatch.detectors.artifacts import load_trained
-from satwatch.detectors.omnianomaly import OmniAnomaly
+from satwatch.detectors.omnianomaly import OmniAnomaly, score
 from satwatch.exceptions import ModelError
 
 LOGGER = logging.getLogger(__name__)
@@ -170,8 +170,6 @@ def parity(model: OmniAnomaly, threshold: float, path: Path, series: np.ndarray)
     Returns:
         ``{"max_abs_score_diff", "max_rel_score_diff", "detected_equal", "steps"}``.
     """
-    from satwatch.detectors.omnianomaly import score
-
     eager = score(model, series)
     onnx_scores, detected, _ = run_onnx(path, series)
     diff = np.abs(onnx_scores.astype(np.float64) - eager)

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from satwatch.detectors.artifacts import load_trained
 from satwatch.detectors.tranad import TranAD, TranADScorer
 from satwatch.exceptions import ModelError
 
@@ -158,8 +159,6 @@ def convert(checkpoint_dir: Path, output_path: Path) -> Path:
     Returns:
         ``output_path``.
     """
-    from satwatch.detectors.artifacts import load_trained
-
     model, card = load_trained(Path(checkpoint_dir))
     if not isinstance(model, TranAD):
         raise ModelError(

@@ -540,6 +540,7 @@ def training_statistics(
     ``dynamic.floor``: its maximum (``max``) or its POT threshold (``pot``: risk 1e-3, initial
     level 0.98).
     """
+    # Build-time only: the served postprocessing model never pays for scipy's import.
     from satwatch.detectors.thresholds import pot_threshold
 
     scales = []

@@ -39,7 +39,10 @@ import numpy as np
 from satwatch.data import load_dataset, subsystem_of
 from satwatch.detectors.artifacts import artifact_dir, detector_module, load_trained, model_name
 from satwatch.detectors.normalization import Normalisation
+from satwatch.detectors.training import plan_jobs, run_jobs
 from satwatch.exceptions import RepositoryError
+from satwatch.export.onnx import export_trained
+from satwatch.export.torchscript import convert
 from satwatch.paths import PROJECT_ROOT
 from satwatch.pipeline.catalog import CATALOG_FILE, ChannelEntry, ModelEntry, write_catalog
 from satwatch.pipeline.postprocess import (
@@ -130,8 +133,6 @@ def _train(
     overrides: Mapping[str, dict],
     progress: Progress,
 ) -> list[str]:
-    from satwatch.detectors.training import plan_jobs, run_jobs
-
     omni, tranad = _missing(artifacts, channels)
     planned = []
     if omni:
@@ -193,8 +194,6 @@ def _baseline_of(module_name: str, scores: np.ndarray, threshold: float) -> floa
 def _export_omni(
     artifacts: Path, repository: Path, channel: str, train: np.ndarray
 ) -> tuple[ModelEntry, Normalisation, np.ndarray]:
-    from satwatch.export.onnx import export_trained
-
     name = model_name("omni", channel)
     folder = artifact_dir(artifacts, "omni", name)
     model_dir = repository / "onnx" / name
@@ -218,8 +217,6 @@ def _export_omni(
 def _export_tranad(
     artifacts: Path, repository: Path, trains: Mapping[str, np.ndarray], tables: NormalisationTable
 ) -> dict[str, tuple[ModelEntry, np.ndarray]]:
-    from satwatch.export.torchscript import convert
-
     folder = artifact_dir(artifacts, "tranad", TRANAD)
     model_dir = repository / "pytorch" / TRANAD
     convert(folder, model_dir / "1" / "model.pt")

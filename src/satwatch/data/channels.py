@@ -25,7 +25,7 @@ SEED_CHANNELS: tuple[str, ...] = (
     "S-1",
     "P-1", "P-2", "P-3", "P-4", "P-7",
 )  # fmt: skip
-"""The 27 SMAP channels the model repository serves, grouped by subsystem (DESIGN.md order)."""
+"""The 27 SMAP channels the model repository serves, grouped by subsystem."""
 
 SUBSYSTEMS: dict[str, str] = {
     "E": "EPS",

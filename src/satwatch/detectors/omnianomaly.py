@@ -33,15 +33,12 @@ everything ``z_{t-1}`` was computed from) and the decoder GRU carries ``zK_{<t}`
 ``p(x_t)``; the state-space prior stays in the training loss only, where it still ties
 consecutive ``z`` together. The served graph is then two ONNX ``GRU`` nodes plus per-step
 dense layers: one pass over any number of steps with the two GRU states carried as data
-(design B in DESIGN.md, "Scoring every time step").
+(a stream of chunks scores as the whole series does).
 
-Design B against the paper's windowed scoring (design A, :func:`score_windowed`), measured on
-the 27 seed channels with the quick-profile models (trained on 100-step windows from a zero
-state) and the same thresholds: event-wise TP/FP/FN 12/39/22 (F1 0.282) for B against
-12/40/22 (F1 0.279) for A, point-adjusted F1 0.668 for both, point F1 0.004 for both; the
-per-step scores agree to ~1e-5 except within ~100 steps of the start. The trained GRUs forget
-within a window, so B keeps A's quality at a fraction of the cost: 13 us/step (ONNX Runtime,
-one pass, GRU 64) against ~760 us/step for A (torch), on a loaded 2-core machine.
+Scored this way, the seed channels keep the event-wise quality of the paper's windowed scoring
+(:func:`score_windowed`, a window recomputed for every step) at a small fraction of its cost:
+the trained GRUs forget within a window, so the per-step scores differ only within about a
+window of the series start.
 
 Usage::
 

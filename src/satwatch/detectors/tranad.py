@@ -112,19 +112,12 @@ class Params:
 
     @classmethod
     def quick(cls) -> Params:
-        """4 epochs of 32,768 random windows each (of the 74,106 of the 27 seed channels).
-
-        About 2 minutes on one idle core (94 ms per batch of 128 windows); 4.4-5.5 minutes
-        measured with 1 thread on a 2-core machine at load average 5-7.
-        """
+        """4 epochs of 32,768 random windows each: the profile ``make demo`` trains."""
         return cls(epochs=4, windows_per_epoch=32768)
 
     @classmethod
     def full(cls) -> Params:
-        """The reference settings: 5 epochs over every window, batch 128, AdamW 1e-3.
-
-        About 4.5 minutes on one idle core; 10.7 minutes measured at load average 5-7.
-        """
+        """The reference settings: 5 epochs over every window, batch 128, AdamW 1e-3."""
         return cls(epochs=5)
 
     def to_dict(self) -> dict:

@@ -17,7 +17,7 @@ name                      kind   type, shape   meaning
 
 Zero states score a series from its start, exactly as :func:`omnianomaly.score` does; feeding
 each chunk the states the previous chunk returned scores a stream exactly as one pass over the
-whole series (design B in DESIGN.md). The state shapes are static so a backend can feed zeros
+whole series. The state shapes are static so a backend can feed zeros
 when a request leaves them out.
 
 Usage::
@@ -86,8 +86,8 @@ def export_omni(model: OmniAnomaly, threshold: float, path: Path) -> Path:
         # The exporter warns about GRUs with a variable batch; ours is unbatched (batch 1)
         # and its initial states are inputs, which is the remedy the warning itself names.
         warnings.filterwarnings("ignore", message="Exporting a model to ONNX with a batch_size")
-        # The legacy exporter is the choice (DESIGN.md: it maps both GRUs to ONNX GRU and
-        # keeps the time axis dynamic); its deprecation notice and the GRU's shape checks,
+        # The legacy exporter is the choice (it maps both GRUs to ONNX GRU and keeps the
+        # time axis dynamic); its deprecation notice and the GRU's shape checks,
         # which tracing records as constants, are expected.
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
         warnings.filterwarnings("ignore", message="You are using the legacy TorchScript")

@@ -1,7 +1,6 @@
-"""The configs of the seed's models as the shared contracts name their tensors.
+"""The configs of the seed's models, with the tensor names the README's contract gives them.
 
-``/work/notes/contracts.md`` fixes the tensor names; these functions turn them into configs
-from the templates, for the builder, the tests and the checked-in ensembles. The detectors'
+These functions turn the contract into configs from the templates, for the builder, the tests and the checked-in ensembles. The detectors'
 configs are better read from the exported files (``deploy.onnx_model_config``); the state
 sizes here are parameters for that reason.
 
@@ -108,7 +107,7 @@ POSTPROCESSING_PARAMETERS = {
 """Postprocessing's own settings over ``common.pbtxt``'s: the dynamic threshold policy.
 
 Chosen on the 27 non-seed SMAP channels only by ``benchmarks/quality_study.py`` (its
-RECOMMENDED configuration, validation event F1 0.750): training z-scores fused with max, EWMA
+RECOMMENDED configuration): training z-scores fused with max, EWMA
 span 30, Telemanom's window of 2100 steps re-thresholded every 10 steps, z 2.5..12 step 0.5,
 pruning p 0.13, at most 5 runs, the channel's floor at the largest smoothed fused training
 score (nothing training saw alarms), no alarm in a stream's first 50 steps, events merged

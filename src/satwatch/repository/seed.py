@@ -1,8 +1,8 @@
 """The configs of the seed's models, with the tensor names the README's contract gives them.
 
-These functions turn the contract into configs from the templates, for the builder, the tests and the checked-in ensembles. The detectors'
-configs are better read from the exported files (``deploy.onnx_model_config``); the state
-sizes here are parameters for that reason.
+These functions turn the contract into configs from the templates, for the builder, the
+tests and the checked-in ensembles. The detectors' configs are better read from the exported
+files (``deploy.onnx_model_config``); the state sizes here are parameters for that reason.
 
 Example::
 

@@ -570,28 +570,19 @@ def select_thresholds(
     """The thresholds of one request of ``count`` scores.
 
     ``ratio`` policy: the ``given`` tensor (see :func:`thresholds_from_array`) or else the
-    channel's. ``dynamic``: the channel's entry; without a channel, the channel whose shipped
-    ratio thresholds equal the ``given`` ones (what ``custom_logic`` sends).
+    channel's. ``dynamic``: the channel's entry, which holds its training statistics; the
+    channel travels with the request (``channel_id``), never guessed from the thresholds.
 
     Raises:
-        DataError: For an unknown channel, or no way to tell the channel (dynamic).
+        DataError: For an unknown channel, or no channel (dynamic).
     """
     if given is not None and not dynamic:
         return thresholds_from_array(given, count)
-    if channel is None and given is not None:
-        wanted = [(t.threshold, t.baseline) for t in thresholds_from_array(given, count)]
-        matches = [
-            name
-            for name, entry in sorted(table.items())
-            if [(np.float32(t.threshold), np.float32(t.baseline)) for t in entry[:count]]
-            == [(np.float32(a), np.float32(b)) for a, b in wanted]
-        ]
-        if not matches:
-            raise DataError(
-                "threshold_policy dynamic: expected channel_id (or thresholds of a shipped "
-                "channel) to find the channel's training statistics, got thresholds of none"
-            )
-        channel = matches[0]
+    if channel is None:
+        raise DataError(
+            "threshold_policy dynamic: expected channel_id, the channel whose training "
+            "statistics apply, got none"
+        )
     if channel not in table:
         known = ", ".join(sorted(table)) or "none"
         raise DataError(f"unknown channel {channel!r}: thresholds exist for {known}")

@@ -363,12 +363,12 @@ def test_training_statistics_round_trip_and_channel_lookup(tmp_path) -> None:
         assert highest.floors[count - 1] != entry.floors[count - 1]
     table = load_thresholds(save_thresholds(tmp_path / "t.json", {"A-1": entry}))
     assert table["A-1"] == entry
-    # custom_logic sends the ratio thresholds without a channel: they identify it.
+    # The dynamic policy takes the channel's statistics; thresholds never stand in for it.
     given = np.array([4.0, 2.0, 6.0, 1.5], np.float32)
-    assert select_thresholds(table, 2, None, given, dynamic=True) == entry
+    assert select_thresholds(table, 2, "A-1", given, dynamic=True) == entry
     assert select_thresholds(table, 1, "A-1", None, dynamic=True).floor_for(1) == entry.floors[0]
-    with pytest.raises(DataError, match="channel_id"):
-        select_thresholds(table, 2, None, given + 1, dynamic=True)
+    with pytest.raises(DataError, match="expected channel_id"):
+        select_thresholds(table, 2, None, given, dynamic=True)
     with pytest.raises(DataError, match="unknown channel 'B-9'"):
         select_thresholds(table, 2, "B-9", None, dynamic=True)
     assert select_thresholds(table, 2, None, given, dynamic=False) == ratio

@@ -11,7 +11,8 @@ Outputs ``final_result`` (smoothed fused score), ``decision``, ``events`` [-1, 3
 fusion, smoothing and event rules come from the config ``parameters``; the stages are
 ``satwatch.pipeline.postprocess``. Thresholds and training statistics per channel are
 ``thresholds.json`` in this version folder (written by ``satwatch build``). The dynamic
-policy needs the channel: ``channel_id``, or ``thresholds`` equal to a shipped channel's.
+policy always uses the channel's (``channel_id``, else ``default_channel``); given
+``thresholds`` apply to the ``ratio`` policy.
 
 Each request is its own stream (its own state), so requests are processed one by one; the
 work per request is a few vector operations.
@@ -49,10 +50,7 @@ class TritonPythonModel:
 
     def _thresholds(self, request, count):
         given = serving.optional_input(pb_utils, request, "thresholds")
-        named = serving.optional_input(pb_utils, request, "channel_id") is not None
-        channel = None
-        if named or given is None:
-            channel = serving.channel_of(pb_utils, request, self.default_channel)
+        channel = serving.channel_of(pb_utils, request, self.default_channel)
         dynamic = self.settings.threshold_policy == "dynamic"
         return select_thresholds(self.thresholds, count, channel, given, dynamic)
 

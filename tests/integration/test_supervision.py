@@ -20,7 +20,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from satwatch.commands.server import supervisor_log
-from satwatch.server.supervisor import live_stubs
+from satwatch.server.supervisor import live_stubs, stub_command_lines
 
 from .builders import built_repository, served_repository, webhook_server
 
@@ -134,6 +134,8 @@ def _wait_for_recovery(served, http, model: str) -> dict:
 @pytest.mark.parametrize("model", ["SMAP_A-1", "tranad_sat1", "custom_logic"])
 def test_a_killed_stub_is_replaced_and_the_model_answers_as_before(served, http, model) -> None:
     before = _answer(http, model)
+    time.sleep(0.6)  # the supervisor has seen every stub (and noted its shared memory)
+    regions = {pid: args[2] for pid, args in stub_command_lines(served.pid).items()}
     pid = _kill_stub(served, model)
     recovery = _wait_for_recovery(served, http, model)
     np.testing.assert_array_equal(recovery["answer"], before)
@@ -141,6 +143,7 @@ def test_a_killed_stub_is_replaced_and_the_model_answers_as_before(served, http,
     for message in recovery["errors"]:
         assert any(clue in message for clue in ERRORS_DURING_AN_OUTAGE), message
     assert pid not in live_stubs(served.pid).values()
+    assert not (Path("/dev/shm") / regions[pid]).exists(), "the dead stub's memory is left"
     log = supervisor_log(served.log_file).read_text()
     assert f"model '{model}': backend stub {model}_0_0 (pid {pid}) died" in log
     _record(served, model, recovery)

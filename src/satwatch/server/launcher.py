@@ -36,12 +36,9 @@ from satwatch.exceptions import ServerError
 from satwatch.server.backend_common import REPOSITORIES_ENV
 from satwatch.server.backends import TritonDistribution, find_distribution
 from satwatch.server.config import TritonServerConfig
-from satwatch.server.supervisor import live_stubs, stub_command_lines
+from satwatch.server.supervisor import live_stubs, remove_shared_memory, stub_command_lines
 
 LOGGER = logging.getLogger(__name__)
-
-SHARED_MEMORY = Path("/dev/shm")
-"""Where the Python backend keeps each stub's shared-memory region (``shm_open``)."""
 
 
 def server_environment(
@@ -147,16 +144,7 @@ def stop_process_group(
         _wait_until(lambda: not process_group_members(pid), 5.0)
     if process is not None:
         process.wait(timeout=10)
-    _remove_shared_memory(regions)
-
-
-def _remove_shared_memory(regions: list[str]) -> None:
-    """Remove the stubs' shared-memory regions that a killed server leaves in /dev/shm."""
-    for region in regions:
-        path = SHARED_MEMORY / Path(region).name  # a bare name, never a path elsewhere
-        if path.name.startswith("triton_") and path.exists():
-            path.unlink(missing_ok=True)
-            LOGGER.info("removed the shared-memory region %s left behind", path)
+    remove_shared_memory(regions)
 
 
 class TritonServer:

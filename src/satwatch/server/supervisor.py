@@ -53,6 +53,9 @@ CHECK_INTERVAL = 0.25
 RELEASE_SECONDS = 1.5
 """Pause between unloading a dead stub's model and loading it again (see ``_reload``)."""
 
+SHARED_MEMORY = Path("/dev/shm")
+"""Where the Python backend keeps each stub's shared-memory region (``shm_open``)."""
+
 StubKey = tuple[str, str, str]
 """(model, version, instance name) of one backend stub."""
 
@@ -106,6 +109,19 @@ def stub_command_lines(server_pid: int) -> dict[int, list[str]]:
     return stubs
 
 
+def remove_shared_memory(regions: list[str]) -> None:
+    """Remove stubs' shared-memory regions that nothing will use again from ``/dev/shm``.
+
+    A stub that is killed, or a server that is, leaves its region behind (up to ~100 MiB for
+    TranAD's); unlinking the name never disturbs a mapping still open.
+    """
+    for region in regions:
+        path = SHARED_MEMORY / Path(region).name  # a bare name, never a path elsewhere
+        if path.name.startswith("triton_") and path.exists():
+            path.unlink(missing_ok=True)
+            LOGGER.info("removed the shared-memory region %s left behind", path)
+
+
 def live_stubs(server_pid: int) -> dict[StubKey, int]:
     """Return the live instance stubs of the server: (model, version, instance) -> pid.
 
@@ -139,6 +155,7 @@ class Supervisor:
     load_timeout: float = 120.0
     _known: dict[StubKey, int] = field(default_factory=dict, init=False)
     _missing: set[StubKey] = field(default_factory=set, init=False)
+    _regions: dict[int, str] = field(default_factory=dict, init=False)
 
     def server_alive(self) -> bool:
         """Whether the server process still runs."""
@@ -150,6 +167,10 @@ class Supervisor:
     def check(self) -> list[Recovery]:
         """Look at the stubs once; reload the model of each stub found dead."""
         live = live_stubs(self.server_pid)
+        new = set(live.values()) - set(self._regions)
+        if new:  # a stub's command line is unreadable once it has died: keep its region now
+            lines = stub_command_lines(self.server_pid)
+            self._regions |= {pid: lines[pid][2] for pid in new if pid in lines}
         gone = {key for key in self._known if key not in live}
         recoveries = []
         if gone & self._missing:
@@ -160,6 +181,8 @@ class Supervisor:
         # A stub missing once is looked at again next time; one missing twice is settled.
         self._missing = gone - self._missing
         self._known = {**live, **{key: self._known[key] for key in self._missing}}
+        watched = set(self._known.values())
+        self._regions = {pid: region for pid, region in self._regions.items() if pid in watched}
         return recoveries
 
     def _client(self) -> httpclient.InferenceServerClient:
@@ -191,6 +214,7 @@ class Supervisor:
             # (the Python backend's own health check); loading before that holds it, and
             # every request queued behind it, until the load has finished.
             time.sleep(RELEASE_SECONDS)
+            remove_shared_memory([self._regions.pop(pid)] if pid in self._regions else [])
             client.load_model(model, headers=self._headers)
         except InferenceServerException as failure:
             error = failure.message() or str(failure)

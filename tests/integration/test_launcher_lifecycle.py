@@ -191,11 +191,14 @@ def test_a_crashed_server_leaves_no_pid_file_blocking_the_next_start(
     repository = tmp_path / "repository"
     shutil.copytree(sample_repository / "python", repository / "python")  # fastest to load
     served = triton_factory(repository)
+    time.sleep(0.6)  # the supervisor has seen every stub (and noted its shared memory)
+    regions = [Path("/dev/shm") / args[2] for args in stub_command_lines(served.pid).values()]
     os.kill(served.pid, signal.SIGKILL)
     deadline = time.monotonic() + 30
     while served.pid_file.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not served.pid_file.exists(), "the supervisor left the crashed server's pid file"
+    assert regions and [region for region in regions if region.exists()] == []
     served.stopped = True  # nothing left to stop
     os.killpg(served.pid, signal.SIGKILL)  # its orphaned stubs
     again = subprocess.run(

@@ -157,6 +157,10 @@ class Supervisor:
     _missing: set[StubKey] = field(default_factory=set, init=False)
     _regions: dict[int, str] = field(default_factory=dict, init=False)
 
+    def regions(self) -> list[str]:
+        """The shared-memory regions of the stubs being watched."""
+        return list(self._regions.values())
+
     def server_alive(self) -> bool:
         """Whether the server process still runs."""
         try:
@@ -275,6 +279,8 @@ def main(argv: list[str] | None = None) -> None:
     LOGGER.info("supervising tritonserver %d at %s", args.server_pid, args.http_address)
     supervise(supervisor, threading.Event(), args.interval)
     LOGGER.info("tritonserver %d has exited; supervisor done", args.server_pid)
+    # A server killed outright leaves its stubs' regions; a clean stop has removed them.
+    remove_shared_memory(supervisor.regions())
     if args.pid_file is not None:
         _remove_pid_file(args.pid_file, args.server_pid)
 

@@ -145,10 +145,15 @@ def _tensors(module, arrays: dict[str, np.ndarray], declared: dict[str, list[int
 def _answer(client, model: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     module = grpcclient if isinstance(client, grpcclient.InferenceServerClient) else httpclient
     result = client.infer(model, _tensors(module, arrays, {}))
-    outputs = result.get_response()
-    names = [o["name"] for o in outputs["outputs"]] if isinstance(outputs, dict) else None
-    names = names or [o.name for o in outputs.outputs]
-    return {name: result.as_numpy(name) for name in names}
+    return {name: result.as_numpy(name) for name in _output_names(result)}
+
+
+def _output_names(result) -> list[str]:
+    """The outputs a result carries (an HTTP result's response is JSON, a gRPC one's protobuf)."""
+    response = result.get_response()
+    if isinstance(response, dict):
+        return [output["name"] for output in response["outputs"]]
+    return [output.name for output in response.outputs]
 
 
 # --- what a case is made of --------------------------------------------------------------
@@ -314,13 +319,7 @@ def _judge(protocol: str, kind: str, model: str, answer, sweep: Sweep) -> None:
         sweep.note(protocol, kind, "success")
         assert kind in MAY_SUCCEED, f"{protocol} {model} {kind}: expected an error, got success"
         result = answer["success"]
-        response = result.get_response()
-        names = (
-            [o["name"] for o in response["outputs"]]
-            if isinstance(response, dict)
-            else [o.name for o in response.outputs]
-        )
-        for name in names:
+        for name in _output_names(result):
             values = result.as_numpy(name)
             if values.dtype.kind == "f" and not name.startswith("post_state"):
                 assert np.isfinite(values).all(), (

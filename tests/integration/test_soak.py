@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from satwatch.cli import app
-from satwatch.client.soak import SoakReport, find_server, make_buckets, run_soak, stub_model
+from satwatch.client.soak import SoakReport, find_server, make_buckets, run_soak
 from satwatch.data import SEED_CHANNELS
 
 from .builders import Built, built_repository, served_repository, webhook_server
@@ -123,13 +123,6 @@ def test_soak_command_writes_soak_json(served, shared_data: Path, tmp_path: Path
     assert len(written["buckets"]) == 3
     assert written["server"]["pid_start"] == served.pid
     assert "custom_logic" in written["stubs"]
-
-
-def test_stub_model_is_read_from_the_model_file_argument() -> None:
-    stub = "/b/python/triton_python_backend_stub"
-    assert stub_model([stub, "/r/onnx/SMAP_E-1/1/model.onnx", "shm", "1048576"]) == "SMAP_E-1"
-    assert stub_model(["/usr/bin/python3", "/r/onnx/SMAP_E-1/1/model.onnx"]) is None
-    assert stub_model([stub]) is None
 
 
 def test_buckets_cover_the_duration_and_an_empty_one_has_no_p99() -> None:

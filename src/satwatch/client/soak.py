@@ -42,6 +42,7 @@ from satwatch.client.targets import ENSEMBLE_CHANNEL, PIPELINES, Target
 from satwatch.data import load_dataset
 from satwatch.exceptions import ClientError, SatwatchError
 from satwatch.paths import data_dir
+from satwatch.server.supervisor import live_stubs
 
 LOGGER = logging.getLogger(__name__)
 
@@ -52,7 +53,6 @@ DEFAULT_MODELS = ("custom_logic", "multi_detector")
 ERRORS_KEPT = 5
 """Error messages kept in the report (the earliest)."""
 SERVER_PROCESS = "tritonserver"
-STUB_PROCESS = "triton_python_backend_stub"
 FAILURE_PAUSE = 0.1
 """Seconds a client waits after a failed request, so a dead model is not hammered in a loop."""
 FINISH_GRACE = 60.0
@@ -272,17 +272,6 @@ def find_server(
     return None
 
 
-def stub_model(cmdline: Sequence[str]) -> str | None:
-    """The model a backend stub serves, from its command line (None: not a stub).
-
-    The stub's first argument is the model file, ``<repository>/<model>/<version>/<file>``.
-    """
-    if len(cmdline) < 2 or Path(cmdline[0]).name != STUB_PROCESS:
-        return None
-    parts = Path(cmdline[1]).parts
-    return parts[-3] if len(parts) >= 3 else None
-
-
 def _rss(process: psutil.Process) -> int | None:
     try:
         return process.memory_info().rss
@@ -290,31 +279,29 @@ def _rss(process: psutil.Process) -> int | None:
         return None
 
 
+def _rss_of(pid: int) -> int | None:
+    try:
+        return _rss(psutil.Process(pid))
+    except psutil.NoSuchProcess:
+        return None
+
+
 def sample_memory(server: psutil.Process | None) -> dict[str, tuple[int, int | None]]:
     """``{name: (pid, rss bytes)}`` for the server and each of its backend stubs.
 
-    The server is named ``tritonserver``; a stub by its model (``<model> #2`` and on for a
-    model's further instances, in pid order).
+    The server is named ``tritonserver``; an instance stub by its model (``<model> #2`` and on
+    for a model's further instances, in pid order).
     """
     if server is None:
         return {}
     sample = {SERVER_PROCESS: (server.pid, _rss(server))}
-    try:
-        children = sorted(server.children(recursive=True), key=lambda p: p.pid)
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return sample
-    for child in children:
-        try:
-            model = stub_model(child.cmdline())
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-        if model is None:
-            continue
+    stubs = sorted(live_stubs(server.pid).items(), key=lambda item: item[1])
+    for (model, _, _), pid in stubs:
         name, number = model, 1
         while name in sample:
             number += 1
             name = f"{model} #{number}"
-        sample[name] = (child.pid, _rss(child))
+        sample[name] = (pid, _rss_of(pid))
     return sample
 
 

@@ -282,6 +282,19 @@ def test_unknown_channel_is_refused_naming_it(http, grpc, window) -> None:
     assert "INVALID_ARGUMENT" in str(error.value.status())
 
 
+def test_a_foreign_post_state_is_the_callers_error(http, grpc, window) -> None:
+    # Postprocessing refuses it; custom_logic must pass that on as the caller's bad input
+    # (400 / INVALID_ARGUMENT), although Triton reports every failed BLS step as INTERNAL.
+    garbage = np.full(50, 7.0, np.float32)
+    arrays = {"channel_id": _channel("E-1"), "raw_input": window, "post_state": garbage}
+    with pytest.raises(InferenceServerException, match="post_state: expected") as error:
+        http.infer("custom_logic", _inputs(httpclient, **arrays))
+    assert error.value.status() == "400"
+    with pytest.raises(InferenceServerException, match="post_state: expected") as error:
+        grpc.infer("custom_logic", _inputs(grpcclient, **arrays))
+    assert "INVALID_ARGUMENT" in str(error.value.status())
+
+
 def test_nan_telemetry_is_refused_and_the_server_keeps_serving(http, window) -> None:
     broken = window.copy()
     broken[5, 0] = np.nan

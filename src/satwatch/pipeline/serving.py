@@ -108,15 +108,20 @@ TRITON_REQUEST_CHECKS = (
 """How Triton's own request checks begin their messages (Triton 2.51)."""
 
 
-def step_error_code(pb_utils: ModuleType, error):  # noqa: ANN001, ANN201
+def step_error_code(pb_utils: ModuleType, error, passed_on=()):  # noqa: ANN001, ANN201
     """The code a failed BLS step passes on to the caller.
 
-    Triton reports a BLS request it refused in its own checks (a state of the wrong shape or
-    dtype that the caller sent through) as ``INTERNAL``; it is the caller's bad input, so it
-    becomes ``INVALID_ARG``. Other errors keep the step's own code.
+    Triton 2.51 reports every failed BLS step as ``INTERNAL``, even a step that refused its
+    input with ``INVALID_ARG``. Where the input was the caller's, that is the caller's bad
+    input, so it becomes ``INVALID_ARG``: a request Triton refused in its own checks (a state
+    of the wrong shape or dtype sent through), or a step error that names one of the
+    ``passed_on`` tensors (those the caller sent and the model handed on unchanged; satwatch's
+    errors begin with the tensor's name). Other errors keep the step's own code.
     """
     message = error.message()
     if any(check in message for check in TRITON_REQUEST_CHECKS):
+        return pb_utils.TritonError.INVALID_ARG
+    if any(message.startswith(f"{name}:") for name in passed_on):
         return pb_utils.TritonError.INVALID_ARG
     return error.code() if hasattr(error, "code") else None
 

@@ -65,7 +65,7 @@ class TritonPythonModel:
                 retry_interval=float(params.get("webhook_retry_interval") or 60),
             ).start()
 
-    async def _call(self, model, inputs, outputs):
+    async def _call(self, model, inputs, outputs, passed_on=()):
         tensors = [
             pb_utils.Tensor(k, np.ascontiguousarray(v)) for k, v in inputs.items() if v is not None
         ]
@@ -75,7 +75,7 @@ class TritonPythonModel:
         response = await request.async_exec()
         if response.has_error():
             error = response.error()
-            code = serving.step_error_code(pb_utils, error)
+            code = serving.step_error_code(pb_utils, error, passed_on)
             raise StepError(f"step {model!r} failed: {error.message()}", code)
         return {o: pb_utils.get_output_tensor_by_name(response, o).as_numpy() for o in outputs}
 
@@ -94,7 +94,7 @@ class TritonPythonModel:
             feeds = {"input_data": preprocessed["normalized"]}
             feeds |= {s: serving.optional_input(pb_utils, request, s) for s in states}
             names = ["anomaly_score", "anomaly_detected", *(f"{s}_out" for s in states)]
-            calls.append(self._call(model.model, feeds, names))
+            calls.append(self._call(model.model, feeds, names, passed_on=states))
         # The detectors run in their own stubs: score with both at once.
         answers = await asyncio.gather(*calls)
         outputs, scores, thresholds = {}, [], []
@@ -119,7 +119,12 @@ class TritonPythonModel:
         post_inputs["channel_id"] = channel_id
         post_inputs["post_state"] = serving.optional_input(pb_utils, request, "post_state")
         post_inputs["end_of_stream"] = serving.optional_input(pb_utils, request, "end_of_stream")
-        outputs |= await self._call("postprocessing", post_inputs, [*RESULTS, "post_state_out"])
+        outputs |= await self._call(
+            "postprocessing",
+            post_inputs,
+            [*RESULTS, "post_state_out"],
+            passed_on=("post_state", "end_of_stream"),
+        )
         stream_id = stream_id_of(outputs["post_state_out"])
         # Off the event loop: a durable SQLite commit must not hold up the other requests.
         new = await asyncio.to_thread(

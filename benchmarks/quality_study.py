@@ -78,12 +78,18 @@ import numpy as np
 from satwatch.data import SEED_CHANNELS, load_dataset
 from satwatch.evaluation.events import decisions_to_events
 from satwatch.evaluation.metrics import ChannelMetrics, channel_metrics, summarize
+from satwatch.evaluation.offline import fused_decisions
+from satwatch.pipeline.calibration import Threshold, training_statistics
 from satwatch.pipeline.dynamic_threshold import (
     ArrivalState,
     DynamicSettings,
-    DynamicThreshold,
+    confirm_series,
     decide_on_arrival,
+    ewma,
 )
+from satwatch.pipeline.postprocess import PostSettings
+from satwatch.repository.config import parameter_dict
+from satwatch.repository.seed import postprocessing_config
 
 VALIDATION = (
     "A-6,A-7,A-8,A-9,B-1,D-6,D-7,D-8,D-9,D-11,D-12,D-13,E-6,E-7,E-8,E-9,E-10,E-11,E-12,E-13,"
@@ -103,12 +109,13 @@ def cache_scores(channels: list[str], omni_root: Path, tranad_root: Path, cache:
     import torch
 
     from satwatch.detectors import omnianomaly, tranad
-    from satwatch.detectors.artifacts import artifact_dir, load_trained, model_name
+    from satwatch.detectors.artifacts import artifact_dir, load_trained
     from satwatch.detectors.normalization import Normalisation
+    from satwatch.detectors.registry import detector
 
     dataset = load_dataset()
     tranad_model, tranad_card = load_trained(
-        artifact_dir(tranad_root, "tranad", model_name("tranad", channels[0], "SMAP"))
+        artifact_dir(tranad_root, "tranad", detector("tranad").served_name())
     )
     for name in channels:
         channel = dataset.channel(name)
@@ -116,7 +123,7 @@ def cache_scores(channels: list[str], omni_root: Path, tranad_root: Path, cache:
         out = cache / "omni" / f"{name}.npz"
         if not out.exists():
             model, card = load_trained(
-                artifact_dir(omni_root, "omni", model_name("omni", name, "SMAP"))
+                artifact_dir(omni_root, "omni", detector("omni").served_name(name))
             )
             # ``omni`` is always the NLL score, whatever score the card serves (``omni_v`` is
             # computed below from the reconstruction); the weights do not depend on it.
@@ -181,6 +188,8 @@ class Config:
         arrival: Decide each step when it arrives, as the served postprocessing does
             (:func:`~satwatch.pipeline.dynamic_threshold.decide_on_arrival`), instead of per
             completed batch with a delay of up to ``batch - 1`` steps.
+        served: Ignore the settings above: the served postprocessing itself, the function
+            ``satwatch evaluate --offline`` calls (:func:`served_decisions`).
     """
 
     name: str
@@ -197,6 +206,7 @@ class Config:
     burn_in: int = 0
     also: tuple[Config, ...] = ()
     arrival: bool = False
+    served: bool = False
 
 
 def load_cached(cache: Path, score: str, channel: str) -> tuple[np.ndarray, np.ndarray]:
@@ -233,8 +243,27 @@ def merge_and_filter(
     return out
 
 
+def served_decisions(scores: tuple[str, ...], cache: Path, channel: str) -> np.ndarray:
+    """The served postprocessing's events over the cached scores, judged as served.
+
+    Its settings are the template's (``configs/templates/postprocessing.pbtxt``); the
+    channel's calibration is made from the cached training scores by the build's own
+    function, and the events by the one :func:`~satwatch.evaluation.offline.fused_decisions`.
+    """
+    settings = PostSettings.from_parameters(parameter_dict(postprocessing_config()))
+    trains, tests = zip(*(load_cached(cache, score, channel) for score in scores), strict=True)
+    # The dynamic policy reads only the training statistics; each detector's own threshold
+    # (ratio policy) is not cached, so the training maximum stands in for it.
+    ratio = [Threshold(float(train.max()), float(np.median(train))) for train in trains]
+    table = {channel: training_statistics(list(trains), ratio, settings.dynamic)}
+    tests = [test.astype(np.float32) for test in tests]
+    return fused_decisions(tests, channel, settings, table)
+
+
 def run_config(config: Config, cache: Path, channel: str) -> np.ndarray:
     """Decisions of one channel's test split under ``config``."""
+    if config.served:
+        return served_decisions(config.scores, cache, channel)
     if config.fusion == "or":
         decision = np.zeros(0, bool)
         for score in config.scores:
@@ -262,10 +291,10 @@ def threshold_scores(config: Config, cache: Path, channel: str) -> np.ndarray:
     reduce: Callable[..., np.ndarray] = np.max if config.fusion == "max" else np.mean
     train = reduce(np.stack(trains), axis=0)
     test = reduce(np.stack(tests), axis=0)
-    stage = DynamicThreshold(config.dynamic)
-    smoothed_train = stage.smooth(train)[1]
+    span = config.dynamic.span
+    smoothed_train = ewma(train, span)[1]
     if config.method == "pot":
-        smoothed = stage.smooth(test)[1]
+        smoothed = ewma(test, span)[1]
         decision = smoothed > pot_threshold(smoothed_train)
     else:
         kind, _, factor = config.floor.partition("*")
@@ -277,8 +306,8 @@ def threshold_scores(config: Config, cache: Path, channel: str) -> np.ndarray:
         if config.arrival:
             decision = decide_on_arrival(test, ArrivalState(), 0, settings)[1]
         else:
-            decision = DynamicThreshold(settings).run(test, warm=train if config.warm else None)
-            decision = decision.decision
+            warm = train if config.warm else None
+            decision = confirm_series(test, settings, warm).decision
     return decision
 
 
@@ -344,6 +373,11 @@ RECOMMENDED = replace(
 """Chosen on the 27 validation channels: CHOSEN batch 10 with the floor at the largest smoothed
 fused training score and no decision in the first 50 test steps."""
 
+SERVED = Config(
+    "SERVED postprocess() as satwatch evaluate --offline", RECOMMENDED.scores, served=True
+)
+"""RECOMMENDED as the server runs it: the same decisions, through the served function."""
+
 OMNI_STRICT = Config(
     "omni nll s105 W2100 b10 p.3 floor 3 x train max",
     ("omni",),
@@ -369,6 +403,7 @@ FINAL = [
     Config("telemanom-defaults max(omni,tranad)", dynamic=TELEMANOM),
     CHOSEN_B10,
     RECOMMENDED,
+    SERVED,
     replace(RECOMMENDED, name="RECOMMENDED decided on arrival, batch 10", arrival=True),
     ARRIVAL_B5,
     replace(RECOMMENDED, name="RECOMMENDED hold100 instead of gap100", merge_gap=0, hold=100),

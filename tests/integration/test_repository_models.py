@@ -23,8 +23,9 @@ from satwatch.data import SEED_CHANNELS, load_dataset
 from satwatch.detectors import omnianomaly, tranad
 from satwatch.detectors.artifacts import load_trained
 from satwatch.detectors.normalization import Normalisation
+from satwatch.pipeline.calibration_file import load_thresholds
 from satwatch.pipeline.eventlog import EventLog
-from satwatch.pipeline.postprocess import PostSettings, load_thresholds, postprocess
+from satwatch.pipeline.postprocess import PostSettings, postprocess
 from satwatch.repository.config import load_config, parameter_dict
 
 from .builders import Built, built_repository, served_repository, webhook_server

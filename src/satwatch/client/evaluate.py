@@ -49,11 +49,10 @@ from satwatch.client.targets import STEPS
 from satwatch.data import load_dataset
 from satwatch.evaluation.events import events_to_decisions
 from satwatch.evaluation.metrics import channel_metrics, summarize, write_report
+from satwatch.evaluation.run import run_detectors
 from satwatch.paths import data_dir
 
 LOGGER = logging.getLogger(__name__)
-
-DETECTORS = ("omni", "tranad", "fused")
 
 
 @dataclass
@@ -106,7 +105,7 @@ def evaluate_served(
         raise next(iter(failed.values()))
     report = {"detectors": {}}
     complete = {name: run for name, run in runs.items() if name not in failed}
-    for detector in DETECTORS:
+    for detector in run_detectors():
         per_channel = {
             name: channel_metrics(judged_decisions(run, detector), run.labels, run.label_events)
             for name, run in complete.items()
@@ -137,7 +136,6 @@ def failure_lines(result: ServedEvaluation) -> list[str]:
 
 
 __all__ = [
-    "DETECTORS",
     "ServedEvaluation",
     "evaluate_served",
     "failure_lines",

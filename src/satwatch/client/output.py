@@ -24,8 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from satwatch.client.stream import StreamRun
-from satwatch.client.targets import TRANAD_MODEL, omni_model
+from satwatch.detectors import registry
 from satwatch.evaluation.run import save_channel_run, write_events
+from satwatch.exceptions import ModelError
 
 LOGGER = logging.getLogger(__name__)
 
@@ -39,7 +40,10 @@ def card_threshold(artifacts: Path | None, detector: str, channel: str) -> float
     """The threshold in a detector's card (None when there is no card)."""
     if artifacts is None:
         return None
-    name = omni_model(channel) if detector == "omni" else TRANAD_MODEL
+    try:
+        name = registry.detector(detector).served_name(channel)
+    except ModelError:
+        return None
     path = Path(artifacts) / detector / name / "card.json"
     try:
         return float(json.loads(path.read_text())["threshold"])

@@ -30,11 +30,11 @@ import numpy as np
 
 from satwatch.client.connection import Connection
 from satwatch.client.sources import Telemetry
-from satwatch.client.targets import PipelineTarget, Target, make_target, subsystem_for
+from satwatch.client.targets import Target, make_target, subsystem_for
 from satwatch.client.tracking import Series, StreamTracker
 from satwatch.evaluation.run import RunEvent
 from satwatch.exceptions import ClientError, SatwatchError
-from satwatch.pipeline.postprocess import stream_id_of
+from satwatch.pipeline.poststate import stream_id_of
 
 LOGGER = logging.getLogger(__name__)
 
@@ -97,8 +97,7 @@ def prepare_target(
     for name in needed:
         version_of = version if name == target.model else ""
         connection.check_ready([name], version_of)
-    if isinstance(target, PipelineTarget):
-        target.discover(connection)
+    target.discover(connection)
     return target
 
 

@@ -9,15 +9,18 @@ per-step arrays, the events postprocessing reported and the next state:
   output ``X_out`` (``encoder_state``, ``decoder_state``, ``context``, ``post_state``) is
   passed back with the next chunk. Arrays: ``fused_score`` (``final_result``) and
   ``fused_decision``, plus ``<d>_score``/``<d>_decision`` for every detector whose
-  ``<d>_score``/``<d>_detected`` the model outputs (``custom_logic``: omni and tranad), so
-  an event names the detectors that agreed.
+  ``<d>_score``/``<d>_detected`` the model outputs (``custom_logic``: every registered
+  detector), so an event names the detectors that agreed.
 * :class:`StepsTarget` — the same pipeline called step by step from the client:
-  ``preprocessing`` -> ``SMAP_<chan>`` and ``tranad_sat1`` -> ``postprocessing``, so every
-  detector's own ``anomaly_score``/``anomaly_detected`` comes back too (what the served
-  evaluation needs). Four requests per chunk instead of one.
+  ``preprocessing`` -> every registered detector (``SMAP_<chan>``, ``tranad_sat1``) ->
+  ``postprocessing``, so every detector's own ``anomaly_score``/``anomaly_detected`` comes
+  back too (what the served evaluation needs). One request per step instead of one.
 * :class:`DetectorTarget` — one detector (``SMAP_<chan>`` or ``tranad_sat1``): the chunk is
   normalised by ``preprocessing`` (with the channel's statistics), then scored; its events
   are the runs of ``anomaly_detected`` (no smoothing or merging).
+
+Each target reads the state tensors a model carries (an optional input ``X`` with an output
+``X_out``) from the model's metadata, so a detector's state needs no list here.
 
 Example::
 
@@ -36,6 +39,7 @@ import numpy as np
 from satwatch.client.connection import Connection
 from satwatch.client.tracking import FUSED
 from satwatch.data import subsystem_of
+from satwatch.detectors import registry
 from satwatch.exceptions import ClientError
 
 LOGGER = logging.getLogger(__name__)
@@ -44,14 +48,7 @@ PIPELINES = ("custom_logic", "multi_detector", "anomaly_pipeline")
 STEPS = "steps"
 ENSEMBLE_CHANNEL = "E-1"
 """The channel the seed's ensembles are wired to (their detector is ``SMAP_E-1``)."""
-TRANAD_MODEL = "tranad_sat1"
-DETECTOR_STATES = {"omni": ("encoder_state", "decoder_state"), "tranad": ("context",)}
 RESULTS = ("final_result", "decision", "events")
-
-
-def omni_model(channel: str) -> str:
-    """The served OmniAnomaly of a SMAP channel."""
-    return f"SMAP_{channel}"
 
 
 @dataclass
@@ -89,10 +86,34 @@ class Target:
     model: str
     version: str = ""
     detectors: tuple[str, ...] = field(default=())
+    states: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
 
     def models(self, channel: str) -> list[str]:
         """The models a channel's requests go to (checked READY before streaming)."""
         return [self.model]
+
+    def discover(self, connection: Connection) -> None:
+        """Read from the server what the target needs to know of its model (see subclasses)."""
+
+    def states_of(self, connection: Connection, model: str, version: str = "") -> tuple[str, ...]:
+        """The state tensors of a model: each optional input ``X`` with an output ``X_out``."""
+        if model not in self.states:
+            inputs, outputs = connection.tensor_names(model, version)
+            self.states[model] = tuple(n for n in inputs if f"{n}_out" in outputs)
+        return self.states[model]
+
+    def score(
+        self, connection: Connection, model: str, normalized: np.ndarray, state: State
+    ) -> tuple[dict[str, np.ndarray], State]:
+        """One detector model's answer to a normalised chunk, and its state for the next."""
+        names = self.states_of(connection, model, self.version if model == self.model else "")
+        out = connection.infer(
+            model,
+            {"input_data": normalized, **{n: state.get(n) for n in names}},
+            ["anomaly_score", "anomaly_detected", *(f"{n}_out" for n in names)],
+            self.version if model == self.model else "",
+        )
+        return out, {n: out[f"{n}_out"] for n in names}
 
     def check_channel(self, channel: str) -> None:
         """Raise a ClientError when this target cannot serve ``channel``."""
@@ -135,19 +156,20 @@ class PipelineTarget(Target):
         if self.model != "custom_logic" and channel != ENSEMBLE_CHANNEL:
             raise ClientError(
                 f"model {self.model!r} is wired to channel {ENSEMBLE_CHANNEL} (its detector is "
-                f"{omni_model(ENSEMBLE_CHANNEL)}); got channel {channel!r}: use --model "
+                f"{registry.detector('omni').served_name(ENSEMBLE_CHANNEL)}); got channel "
+                f"{channel!r}: use --model "
                 "custom_logic, which routes every channel"
             )
 
     def discover(self, connection: Connection) -> None:
         """Read the state tensors (optional ``X`` with an ``X_out``) from the model's metadata."""
         inputs, outputs = connection.tensor_names(self.model, self.version)
-        self.state_names = tuple(n for n in inputs if f"{n}_out" in outputs)
+        self.state_names = self.states_of(connection, self.model, self.version)
         self.has_subsystem = "subsystem" in outputs
         # custom_logic and the ensembles pass it on to postprocessing (older configs lack it).
         self.takes_end_of_stream = "end_of_stream" in inputs
         self.detector_outputs = tuple(
-            d for d in DETECTOR_STATES if f"{d}_score" in outputs and f"{d}_detected" in outputs
+            d for d in registry.kinds() if f"{d}_score" in outputs and f"{d}_detected" in outputs
         )
         self.detectors = (*self.detector_outputs, FUSED)
 
@@ -178,12 +200,14 @@ class PipelineTarget(Target):
 
 @dataclass
 class StepsTarget(Target):
-    """preprocessing -> SMAP_<chan> + tranad_sat1 -> postprocessing, called from the client."""
+    """preprocessing -> every registered detector -> postprocessing, called from the client."""
 
-    detectors: tuple[str, ...] = ("omni", "tranad")
+    def __post_init__(self) -> None:
+        self.detectors = registry.kinds()
 
     def models(self, channel: str) -> list[str]:
-        return ["preprocessing", omni_model(channel), TRANAD_MODEL, "postprocessing"]
+        detectors = [d.served_name(channel) for d in registry.detectors()]
+        return ["preprocessing", *detectors, "postprocessing"]
 
     def step(self, connection, channel, raw, state, last=False):
         ids = _channel_id(channel)
@@ -192,23 +216,17 @@ class StepsTarget(Target):
         )["normalized"]
         arrays: dict[str, np.ndarray] = {}
         new_state: State = {}
-        scores = []
-        for detector, model in (("omni", omni_model(channel)), ("tranad", TRANAD_MODEL)):
-            names = DETECTOR_STATES[detector]
-            out = connection.infer(
-                model,
-                {"input_data": normalized, **{n: state.get(n) for n in names}},
-                ["anomaly_score", "anomaly_detected", *(f"{n}_out" for n in names)],
-            )
-            arrays[f"{detector}_score"] = out["anomaly_score"]
-            arrays[f"{detector}_decision"] = out["anomaly_detected"]
-            new_state |= {n: out[f"{n}_out"] for n in names}
-            scores.append(out["anomaly_score"])
+        scores = {}
+        for i, detector in enumerate(registry.detectors()):
+            out, states = self.score(connection, detector.served_name(channel), normalized, state)
+            arrays[f"{detector.kind}_score"] = out["anomaly_score"]
+            arrays[f"{detector.kind}_decision"] = out["anomaly_detected"]
+            new_state |= states
+            scores[f"score{i + 1}"] = out["anomaly_score"]
         post = connection.infer(
             "postprocessing",
             {
-                "score1": scores[0],
-                "score2": scores[1],
+                **scores,
                 "channel_id": ids,
                 "post_state": state.get("post_state"),
                 "end_of_stream": _end_of_stream(last),
@@ -230,49 +248,46 @@ class DetectorTarget(Target):
         return ["preprocessing", self.model]
 
     def check_channel(self, channel: str) -> None:
-        if self.detector == "omni" and self.model != omni_model(channel):
+        declared = registry.detector(self.detector)
+        if declared.per_channel and self.model != declared.served_name(channel):
             raise ClientError(
-                f"model {self.model!r} scores channel {self.model.removeprefix('SMAP_')} only "
-                f"(its training statistics and threshold); got channel {channel!r}: use --model "
-                f"{omni_model(channel)} or custom_logic"
+                f"model {self.model!r} scores one channel only (its training statistics and "
+                f"threshold), not {channel!r}: use --model {declared.served_name(channel)} or "
+                "custom_logic"
             )
 
     def step(self, connection, channel, raw, state, last=False):
         normalized = connection.infer(
             "preprocessing", {"raw_input": raw, "channel_id": _channel_id(channel)}, ["normalized"]
         )["normalized"]
-        names = DETECTOR_STATES[self.detector]
-        out = connection.infer(
-            self.model,
-            {"input_data": normalized, **{n: state.get(n) for n in names}},
-            ["anomaly_score", "anomaly_detected", *(f"{n}_out" for n in names)],
-            self.version,
-        )
+        out, new_state = self.score(connection, self.model, normalized, state)
         arrays = {
             f"{self.detector}_score": out["anomaly_score"],
             f"{self.detector}_decision": out["anomaly_detected"],
         }
-        return ChunkResult(arrays), {n: out[f"{n}_out"] for n in names}
+        return ChunkResult(arrays), new_state
 
 
 def make_target(model: str, version: str = "") -> Target:
     """The target for a ``--model`` value.
 
     Raises:
-        ClientError: For a name that is none of the pipelines, ``steps``, ``SMAP_<chan>`` or
-            ``tranad_sat1``.
+        ClientError: For a name that is none of the pipelines, ``steps`` or a detector's
+            served model.
     """
     if model in PIPELINES:
         return PipelineTarget(model, version, detectors=(FUSED,))
     if model == STEPS:
         return StepsTarget(model, version)
-    if model == TRANAD_MODEL:
-        return DetectorTarget(model, version, detectors=("tranad",), detector="tranad")
-    if model.startswith("SMAP_") and len(model) > 5:
-        return DetectorTarget(model, version, detectors=("omni",), detector="omni")
+    declared = registry.detector_of_model(model)
+    if declared is not None:
+        return DetectorTarget(model, version, detectors=(declared.kind,), detector=declared.kind)
+    served = ", ".join(
+        d.name_pattern.format(spacecraft="SMAP", channel="<channel>") for d in registry.detectors()
+    )
     raise ClientError(
-        f"model: expected one of {', '.join(PIPELINES)}, {STEPS}, SMAP_<channel> or "
-        f"{TRANAD_MODEL}; got {model!r}"
+        f"model: expected one of {', '.join(PIPELINES)}, {STEPS} or a detector ({served}); "
+        f"got {model!r}"
     )
 
 

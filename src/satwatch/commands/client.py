@@ -44,9 +44,10 @@ from satwatch.client.stream import (
     prepare_target,
     stream_channels,
 )
-from satwatch.client.targets import PIPELINES, STEPS, TRANAD_MODEL
+from satwatch.client.targets import PIPELINES, STEPS
 from satwatch.commands._console import CONSOLE, fail
 from satwatch.commands.server import DEFAULT_PID_FILE
+from satwatch.detectors.registry import detectors
 from satwatch.evaluation.run import RunEvent
 from satwatch.exceptions import ClientError, SatwatchError
 from satwatch.paths import artifacts_dir, data_dir
@@ -56,9 +57,10 @@ LOGGER = logging.getLogger(__name__)
 
 MODEL_HELP = (
     f"Where the chunks go: {', '.join(PIPELINES)} (the ensembles are wired to E-1), "
-    f"'{STEPS}' (preprocessing, both detectors and postprocessing called one by one: "
-    f"per-detector scores too), SMAP_<channel> or {TRANAD_MODEL} (one detector, its input "
-    "normalised by the preprocessing model first)."
+    f"'{STEPS}' (preprocessing, every detector and postprocessing called one by one: "
+    "per-detector scores too), or one detector ("
+    + ", ".join(d.name_pattern.format(spacecraft="SMAP", channel="<channel>") for d in detectors())
+    + "; its input normalised by the preprocessing model first)."
 )
 CHUNK_HELP = (
     "Time steps per request. Multiples of 16 give scores bit-identical to one request over "

@@ -24,6 +24,7 @@ from rich.table import Table
 
 from satwatch.commands._console import CONSOLE, fail
 from satwatch.data import load_dataset
+from satwatch.detectors import registry
 from satwatch.exceptions import SatwatchError
 from satwatch.paths import PROJECT_ROOT, artifacts_dir, data_dir, repository_dir
 
@@ -56,8 +57,8 @@ def telemetry_folder(explicit: Path | None, synth_to: Path = PROJECT_ROOT / "dat
 
 def is_built(repository: Path, channels: list[str]) -> bool:
     """Whether every served model file of the seed pipeline exists."""
-    needed = [repository / "onnx" / f"SMAP_{c}" / "1" / "model.onnx" for c in channels]
-    needed.append(repository / "pytorch" / "tranad_sat1" / "1" / "model.pt")
+    names = {(d, d.served_name(c)) for d in registry.detectors() for c in channels}
+    needed = [repository / d.backend / name / "1" / d.model_file for d, name in names]
     return all(path.exists() for path in needed)
 
 

@@ -17,6 +17,7 @@ from rich.progress import (
 from rich.table import Table
 
 from satwatch.commands._console import CONSOLE, ERRORS, fail
+from satwatch.detectors import registry
 from satwatch.exceptions import SatwatchError
 from satwatch.paths import artifacts_dir, data_dir
 
@@ -28,8 +29,12 @@ def train(
         "omni",
         "--detector",
         "-d",
-        help="omni (OmniAnomaly, one model per channel) or tranad "
-        "(TranAD, one model over all the given channels).",
+        help="The detector kind: "
+        + ", ".join(
+            f"{d.kind} ({d.title}, {'one model per channel' if d.per_channel else 'one model'})"
+            for d in registry.detectors()
+        )
+        + ".",
     ),
     channels: str = typer.Option(
         "seed",
@@ -142,7 +147,7 @@ def export(
 ) -> None:
     """Export trained OmniAnomaly models to ONNX (served interface, threshold baked in)."""
     from satwatch.data import load_dataset
-    from satwatch.detectors.artifacts import artifact_dir, load_trained, model_name
+    from satwatch.detectors.artifacts import artifact_dir, load_trained
     from satwatch.evaluation.offline import normalised_test
     from satwatch.export.onnx import export_omni, parity
 
@@ -155,7 +160,7 @@ def export(
         names = dataset.resolve_channels(channels)
         root = artifacts_dir(artifacts)
         for channel in track(names, description="exporting", console=CONSOLE):
-            folder = artifact_dir(root, "omni", model_name("omni", channel))
+            folder = artifact_dir(root, "omni", registry.detector("omni").served_name(channel))
             model, card = load_trained(folder)
             target = (Path(output) / card["name"] if output else folder) / "model.onnx"
             export_omni(model, card["threshold"], target)

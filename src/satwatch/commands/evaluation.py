@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from satwatch.commands._console import CONSOLE, fail
+from satwatch.detectors.registry import kinds
 from satwatch.exceptions import SatwatchError
 from satwatch.paths import data_dir
 
@@ -44,9 +45,10 @@ def evaluate(
         "served evaluation's exactly.",
     ),
     detectors: str = typer.Option(
-        "omni,tranad",
+        ",".join(kinds()),
         "--detectors",
-        help="Comma-separated detectors: omni, tranad (served: always both, plus fused).",
+        help=f"Comma-separated detectors: {', '.join(kinds())} (served: always all of them, "
+        "plus fused).",
     ),
     channels: str = typer.Option(
         "seed", "--channels", "-c", help="Channel ids (E-1,A-1), 'seed' or 'all'."

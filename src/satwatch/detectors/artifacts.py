@@ -7,7 +7,7 @@ and the library versions.
 
 Usage::
 
-    folder = artifact_dir(artifacts_dir(), "omni", model_name("omni", "E-1"))
+    folder = artifact_dir(artifacts_dir(), "omni", registry.detector("omni").served_name("E-1"))
     save_trained(folder, model, card)
     model, card = load_trained(folder)
 """
@@ -16,47 +16,21 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib
 import json
 import logging
 import platform
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import torch
 
+from satwatch.detectors import registry
 from satwatch.exceptions import ModelError
 
 LOGGER = logging.getLogger(__name__)
 
-DETECTORS = {
-    "omni": "satwatch.detectors.omnianomaly",
-    "tranad": "satwatch.detectors.tranad",
-}
-"""Detector id -> module implementing the detector contract (Params, fit, score, build_model)."""
-
-TRANAD_NAME = "tranad_sat1"
-"""The one TranAD over all seed SMAP channels."""
-
 MODEL_FILE = "model.pt"
 CARD_FILE = "card.json"
-
-
-def detector_module(detector: str) -> ModuleType:
-    """The module of a detector id (``omni`` or ``tranad``)."""
-    if detector not in DETECTORS:
-        raise ModelError(f"unknown detector {detector!r}; expected one of {sorted(DETECTORS)}")
-    return importlib.import_module(DETECTORS[detector])
-
-
-def model_name(detector: str, channel: str | None = None, spacecraft: str = "SMAP") -> str:
-    """The artifact (and served model) name: ``SMAP_E-1`` for omni, ``tranad_sat1`` for TranAD."""
-    if detector == "tranad":
-        return TRANAD_NAME
-    if channel is None:
-        raise ModelError(f"detector {detector!r}: a model name needs a channel")
-    return f"{spacecraft}_{channel}"
 
 
 def artifact_dir(root: Path, detector: str, name: str) -> Path:
@@ -118,7 +92,7 @@ def load_trained(folder: Path) -> tuple[torch.nn.Module, dict]:
     """Rebuild a trained model from its folder; return ``(model in eval mode, card)``."""
     folder = Path(folder)
     card = read_card(folder)
-    module = detector_module(card["detector"])
+    module = registry.detector(card["detector"]).module()
     # Fields a detector added later keep the value older cards were made with.
     params = module.Params(**{**getattr(module, "CARD_DEFAULTS", {}), **card["params"]})
     model = module.build_model(params, card["n_features"])

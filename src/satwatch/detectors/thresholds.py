@@ -8,10 +8,12 @@ exceeded with probability ``risk`` is then::
     z = t + sigma / gamma * ((risk * n / n_peaks) ** -gamma - 1)    (gamma != 0)
     z = t - sigma * log(risk * n / n_peaks)                         (gamma -> 0, exponential)
 
-The GPD is fitted by maximum likelihood through Grimshaw's reduction to one variable
-``x = gamma / sigma``: for a given ``x`` the best ``gamma`` is ``mean(log(1 + x * Y))``, which
-leaves a profile log-likelihood in ``x`` whose interior maxima are the candidate fits; the
-exponential fit (``x -> 0``) is always a candidate. Usage::
+The GPD is fitted by maximum likelihood with ``scipy.stats.genpareto.fit`` (location fixed at
+0; scipy's shape ``c`` is ``gamma``, its ``scale`` is ``sigma``). A shape below -1, where the
+likelihood has no maximum, becomes the bounded-tail edge ``gamma = -1`` (uniform excesses).
+Where scipy's fit cannot be used (all excesses equal, scipy raising or returning non-finite
+values, or a fit less likely than the exponential) the exponential ``gamma = 0, sigma = mean
+excess`` is used instead; with too few excesses the threshold is the empirical quantile::
 
     threshold = pot_threshold(train_scores, risk=1e-3, init_level=0.98)
 """
@@ -22,7 +24,7 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import minimize_scalar
+from scipy import stats
 
 from satwatch.exceptions import ModelError
 
@@ -30,9 +32,6 @@ LOGGER = logging.getLogger(__name__)
 
 MIN_PEAKS = 10
 """Fewer excesses than this make the GPD fit meaningless: use the empirical quantile."""
-
-_GRID = 64
-"""Grid points per sign of ``x`` on which the profile likelihood is scanned for maxima."""
 
 
 @dataclass(frozen=True)
@@ -77,83 +76,80 @@ def _as_scores(scores: np.ndarray) -> np.ndarray:
     return values
 
 
-def _profile(x: float, peaks: np.ndarray) -> tuple[float, float, float]:
-    """Return ``(log-likelihood, gamma, sigma)`` of the best GPD with ``gamma / sigma = x``."""
-    logs = np.log1p(x * peaks)
-    gamma = float(logs.mean())
-    sigma = gamma / x
-    n = peaks.size
-    if not np.isfinite(gamma) or gamma == 0.0 or sigma <= 0.0:
-        return -np.inf, gamma, sigma
-    # sum(log(1 + x*Y)) = n * gamma turns -(1 + 1/gamma) * sum(...) into -n * (1 + gamma).
-    return -n * np.log(sigma) - n * (1.0 + gamma), gamma, sigma
+def _exponential(peaks: np.ndarray) -> GpdFit:
+    """The maximum-likelihood exponential (``gamma = 0``): ``sigma`` is the mean excess."""
+    mean = float(peaks.mean())
+    return GpdFit(0.0, mean, -peaks.size * (np.log(mean) + 1.0))
 
 
-def _profile_grid(grid: np.ndarray, peaks: np.ndarray) -> np.ndarray:
-    """Profile log-likelihood of :func:`_profile` at many ``x`` at once (-inf where invalid)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        gamma = np.log1p(grid[:, None] * peaks[None, :]).mean(axis=1)
-        sigma = gamma / grid
-        values = -peaks.size * (np.log(sigma) + 1.0 + gamma)
-    return np.where(np.isfinite(values) & (sigma > 0) & (gamma != 0), values, -np.inf)
+def _scipy_fit(peaks: np.ndarray, mean: float) -> GpdFit | None:
+    """``scipy.stats.genpareto.fit`` of the excesses, or None where its answer is unusable."""
+    # The excesses are divided by their mean before fitting: scipy's optimiser (Nelder-Mead)
+    # uses absolute tolerances and can stop at a wrong shape on tiny excesses (OmniAnomaly's
+    # fitted scales go down to 1e-7; at 1e-12 a GPD sample of shape 0.41 came out as 1.17).
+    # The GPD is a scale family, so the fitted scale is simply multiplied back.
+    try:
+        gamma, _, scale = stats.genpareto.fit(peaks / mean, floc=0)
+    except (ValueError, RuntimeError) as exc:  # scipy's FitError is a RuntimeError
+        LOGGER.warning("POT: scipy's GPD fit of %d peaks failed (%s)", peaks.size, exc)
+        return None
+    gamma, sigma = float(gamma), float(scale) * mean
+    if not (np.isfinite(gamma) and np.isfinite(sigma) and sigma > 0):
+        LOGGER.warning("POT: scipy's GPD fit is not finite (gamma %s, sigma %s)", gamma, sigma)
+        return None
+    if gamma < -1.0:
+        # Below gamma = -1 the likelihood is unbounded (the density is infinite at the upper
+        # end of the support, which the optimiser slides onto max(Y)): no maximum exists there
+        # and scipy's answer is wherever it stopped. Bounded scores (uniform-like tails) get
+        # the edge of the regular family instead: gamma = -1, the uniform on [0, max(Y)].
+        high = float(peaks.max())
+        return GpdFit(-1.0, high, -peaks.size * np.log(high))
+    with np.errstate(all="ignore"):
+        loglik = float(stats.genpareto.logpdf(peaks, gamma, 0.0, sigma).sum())
+    if not np.isfinite(loglik):  # a support that leaves out some excesses: no fit of them
+        LOGGER.warning("POT: scipy's GPD fit has log-likelihood %s", loglik)
+        return None
+    return GpdFit(gamma, sigma, loglik)
 
 
 def fit_gpd(peaks: np.ndarray) -> GpdFit:
-    """Maximum-likelihood GPD fit of positive excesses (Grimshaw's one-variable reduction).
+    """Maximum-likelihood GPD fit of positive excesses with ``scipy.stats.genpareto.fit``.
 
     Args:
         peaks: Excesses over the initial threshold, all > 0.
 
     Returns:
-        The fit with the highest likelihood among the exponential and every interior
-        maximum of the profile likelihood.
+        scipy's fit (``gamma`` at least -1), or the exponential fit where that is unusable:
+        all excesses equal, scipy raising or returning non-finite values, or a fit less
+        likely than the exponential.
     """
     peaks = np.asarray(peaks, dtype=np.float64)
-    mean, low, high = float(peaks.mean()), float(peaks.min()), float(peaks.max())
-    best = GpdFit(0.0, mean, -peaks.size * (np.log(mean) + 1.0))
-    if high - low <= 1e-12 * max(high, 1.0):
-        return best  # all excesses equal: nothing to shape
-    # gamma = -1 is the uniform on [0, max(Y)]: the bounded-tail edge of the family, where a
-    # bounded score (e.g. uniform) puts its maximum since no interior maximum exists there.
-    uniform = GpdFit(-1.0, high, -peaks.size * np.log(high))
-    if uniform.log_likelihood > best.log_likelihood:
-        best = uniform
-    # x must keep 1 + x * Y > 0: x > -1 / max(Y). Grimshaw's bound caps the positive side.
-    upper = 2.0 * (mean - low) / (low * low) if low > 0 else 1e6 / mean
-    # Dense at both ends of (-1/max(Y), 0): strongly bounded tails (gamma near -1) put their
-    # maximum within a hair of -1/max(Y).
-    fractions = np.concatenate(
-        [np.geomspace(1e-6, 0.5, _GRID), 1.0 - np.geomspace(0.5, 1e-12, _GRID)]
-    )
-    negative = -np.unique(fractions) / high
-    positive = np.geomspace(1e-6 / high, max(upper, 1e-5 / high), _GRID)
-    for grid in (negative[::-1], positive):
-        values = _profile_grid(grid, peaks)
-        # interior local maxima only: the likelihood grows without bound towards x = -1/max(Y)
-        # when gamma < -1, and that edge is no fit (Grimshaw keeps roots of the score equation).
-        inner = values[1:-1]
-        peaks_at = (
-            np.flatnonzero(np.isfinite(inner) & (inner > values[:-2]) & (inner >= values[2:])) + 1
-        )
-        for i in peaks_at:
-            res = minimize_scalar(
-                lambda x: -_profile(x, peaks)[0],
-                bounds=(min(grid[i - 1], grid[i + 1]), max(grid[i - 1], grid[i + 1])),
-                method="bounded",
-                options={"xatol": 1e-9 / high},
-            )
-            loglik, gamma, sigma = _profile(float(res.x), peaks)
-            if loglik > best.log_likelihood:
-                best = GpdFit(gamma, sigma, loglik)
-    return best
+    exponential = _exponential(peaks)
+    low, high = float(peaks.min()), float(peaks.max())
+    if high - low <= 1e-12 * high:
+        # All excesses equal: the likelihood has no maximum (it grows without bound as the
+        # GPD shrinks to a point mass, gamma -> -inf), so there is no tail shape to fit.
+        return exponential
+    fitted = _scipy_fit(peaks, exponential.sigma)
+    # The exponential MLE is closed-form and defined for any positive excesses, so it is the
+    # fallback where scipy's fit is unusable (a threshold from NaN/inf parameters would be
+    # meaningless). It also wins where the optimiser stopped at a fit less likely than it:
+    # gamma = 0 lies inside scipy's search space, so it is a fair candidate.
+    if fitted is None or fitted.log_likelihood < exponential.log_likelihood:
+        if fitted is None:
+            LOGGER.warning("POT: exponential tail fitted to %d peaks instead", peaks.size)
+        return exponential
+    return fitted
 
 
 def pot_quantile(t: float, fit: GpdFit, risk: float, n: int, n_peaks: int) -> float:
     """The score exceeded with probability ``risk`` under the fitted tail."""
-    ratio = risk * n / n_peaks
+    log_ratio = float(np.log(risk * n / n_peaks))
     if abs(fit.gamma) < 1e-9:
-        return float(t - fit.sigma * np.log(ratio))
-    return float(t + fit.sigma / fit.gamma * (ratio ** (-fit.gamma) - 1.0))
+        return float(t - fit.sigma * log_ratio)
+    # (ratio ** -gamma - 1) / gamma through expm1: exact as gamma -> 0, where the plain
+    # formula loses every digit to cancellation and the exponential limit takes over.
+    return float(t + fit.sigma * np.expm1(-fit.gamma * log_ratio) / fit.gamma)
 
 
 def fit_pot(scores: np.ndarray, risk: float = 1e-3, init_level: float = 0.98) -> PotFit:

@@ -29,13 +29,12 @@ import numpy as np
 import torch
 
 from satwatch.data import load_dataset
+from satwatch.detectors import registry
 from satwatch.detectors.artifacts import (
     CARD_FILE,
     artifact_dir,
     data_sha256,
-    detector_module,
     load_trained,
-    model_name,
     params_to_dict,
     save_trained,
     versions,
@@ -108,7 +107,7 @@ def detector_params(detector: str, profile: str) -> object:
     """The ``Params`` of a detector for a profile name."""
     if profile not in PROFILES:
         raise ModelError(f"unknown training profile {profile!r}; expected one of {PROFILES}")
-    return getattr(detector_module(detector).Params, profile)()
+    return getattr(registry.detector(detector).module().Params, profile)()
 
 
 def plan_jobs(
@@ -121,7 +120,7 @@ def plan_jobs(
     spacecraft: str = "SMAP",
     overrides: dict | None = None,
 ) -> list[TrainJob]:
-    """One job per channel for OmniAnomaly; one job over all channels for TranAD."""
+    """One job per channel for a per-channel detector, else one job over all channels."""
     detector_params(detector, profile)  # fail early on a bad detector or profile
     common = {
         "profile": profile,
@@ -130,12 +129,13 @@ def plan_jobs(
         "artifacts": Path(artifacts),
         "overrides": dict(overrides or {}),
     }
-    if detector == "tranad":
-        name = model_name(detector)
+    declared = registry.detector(detector)
+    if not declared.per_channel:
+        name = declared.served_name(spacecraft=spacecraft)
         return [TrainJob(detector, name, tuple(channels), spacecraft=spacecraft, **common)]
     return [
         TrainJob(
-            detector, model_name(detector, c, spacecraft), (c,), spacecraft=spacecraft, **common
+            detector, declared.served_name(c, spacecraft), (c,), spacecraft=spacecraft, **common
         )
         for c in channels
     ]
@@ -200,7 +200,7 @@ def rethreshold(folder: Path, data: Path | None = None) -> dict:
         )
         for name in card["channels"]
     }
-    card.update(_thresholds(detector_module(card["detector"]), model, train))
+    card.update(_thresholds(registry.detector(card["detector"]).module(), model, train))
     (Path(folder) / CARD_FILE).write_text(json.dumps(card, indent=2) + "\n")
     return card
 
@@ -211,7 +211,7 @@ def train_job(job: TrainJob, on_epoch: EpochCallback | None = None) -> JobResult
     channels = [dataset.channel(name) for name in job.channels]
     stats = {c.name: Normalisation.fit(c.train) for c in channels}
     train = [stats[c.name].apply(c.train) for c in channels]
-    module = detector_module(job.detector)
+    module = registry.detector(job.detector).module()
     params = job.params
     losses: list[float] = []
 

@@ -410,3 +410,8 @@ def score_with_reconstruction(
 def score(model: TranAD, series: np.ndarray) -> np.ndarray:
     """Per-step anomaly scores (T,) of a whole normalised series, as the exported model gives."""
     return score_with_reconstruction(model, series)[0]
+
+
+def state_dims(params: Params, n_features: int = N_FEATURES) -> dict[str, list[int]]:
+    """The served stream state: ``context``, the ``window - 1`` steps before a chunk."""
+    return {"context": [params.window - 1, n_features]}

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from satwatch.pipeline.event_finder import runs
+
 LOGGER = logging.getLogger(__name__)
 
 Event = tuple[int, int]
@@ -35,11 +37,7 @@ def decisions_to_events(decisions: np.ndarray) -> list[Event]:
     flags = np.asarray(decisions, dtype=bool)
     if flags.ndim != 1:
         raise ValueError(f"decisions must be 1-D (T,); got shape {flags.shape}")
-    # Pad with False so every run has a rising and a falling edge.
-    edges = np.diff(np.concatenate(([False], flags, [False])).astype(np.int8))
-    starts = np.flatnonzero(edges == 1)
-    ends = np.flatnonzero(edges == -1) - 1
-    return [(int(s), int(e)) for s, e in zip(starts, ends, strict=True)]
+    return runs(flags)
 
 
 def events_to_decisions(events: Iterable[Any], length: int) -> np.ndarray:

@@ -5,8 +5,8 @@ raw test telemetry -> :func:`normalised_test` (the card's statistics) -> :func:`
 (the detector's ``score``, as the exported graph computes it) -> ``scores > threshold``
 (the card's threshold, baked into the served graph) -> events -> metrics.
 
-With ``repository`` given, the scores come from the exported files the server serves
-(``onnx/SMAP_<chan>/<latest>/model.onnx`` through ONNX Runtime and
+With ``repository`` given, the scores come from the exported files the server serves (each
+detector's ``served_scorer``: ``onnx/SMAP_<chan>/<latest>/model.onnx`` through ONNX Runtime,
 ``pytorch/tranad_sat1/<latest>/model.pt`` through TorchScript, one thread each, as served)
 instead of PyTorch eager: ONNX Runtime and eager differ by ~1e-5 relative, which can flip a
 decision at the threshold, so this reproduces the served evaluation's numbers exactly
@@ -30,33 +30,20 @@ import numpy as np
 import torch
 
 from satwatch.data import Channel, load_dataset
-from satwatch.detectors.artifacts import (
-    artifact_dir,
-    detector_module,
-    load_trained,
-    model_name,
-)
+from satwatch.detectors import registry
+from satwatch.detectors.artifacts import artifact_dir, load_trained
 from satwatch.detectors.normalization import Normalisation
 from satwatch.evaluation.events import events_to_decisions
 from satwatch.evaluation.metrics import METRIC_KEYS, ChannelMetrics, channel_metrics, summarize
 from satwatch.exceptions import ModelError
-from satwatch.export.onnx import run_onnx, session
-from satwatch.export.torchscript import load_exported
 from satwatch.paths import artifacts_dir, data_dir
-from satwatch.pipeline.postprocess import (
-    THRESHOLDS_FILE,
-    ChannelThresholds,
-    PostSettings,
-    load_thresholds,
-    postprocess,
-    select_thresholds,
-)
+from satwatch.pipeline.calibration import ChannelThresholds, select_thresholds
+from satwatch.pipeline.calibration_file import THRESHOLDS_FILE, load_thresholds
+from satwatch.pipeline.postprocess import PostSettings, postprocess
 from satwatch.repository.config import load_config, parameter_dict
 
 LOGGER = logging.getLogger(__name__)
 
-DETECTORS = ("omni", "tranad")
-"""The fused detector's inputs, in the order postprocessing takes them (``score1``, ``score2``)."""
 FUSED = "fused"
 
 
@@ -84,7 +71,8 @@ def normalised_test(card: dict, channel: Channel) -> np.ndarray:
 
 def test_scores(model: torch.nn.Module, card: dict, channel: Channel) -> np.ndarray:
     """Per-step anomaly scores of a channel's whole test series."""
-    return detector_module(card["detector"]).score(model, normalised_test(card, channel))
+    score = registry.detector(card["detector"]).module().score
+    return score(model, normalised_test(card, channel))
 
 
 def decide(scores: np.ndarray, threshold: float) -> np.ndarray:
@@ -143,42 +131,27 @@ def exported_scorer(
     The trained module passed to the scorer is ignored; the card still gives normalisation
     and threshold (the same values the export baked in).
     """
-    model_dir = Path(repository) / ("onnx" if detector == "omni" else "pytorch")
-    model_dir = model_dir / model_name(detector, channel, spacecraft)
-    if detector == "omni":
-        path = latest_version(model_dir) / "model.onnx"
-        if not path.is_file():
-            raise ModelError(f"exported OmniAnomaly not found: {path}")
-        sess = session(path)
-        return lambda _model, series: run_onnx(sess, series)[0]
-    module = load_exported(latest_version(model_dir) / "model.pt")
-
-    def score(_model: torch.nn.Module, series: np.ndarray) -> np.ndarray:
-        # One intra-op thread, as the CPU config serves it: with two, some reductions split
-        # differently and ~1e-8 differences appear (measured on 2 of the 27 seed channels).
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            with torch.inference_mode():
-                data = torch.from_numpy(np.ascontiguousarray(series, dtype=np.float32))
-                return module(data)[1].numpy()
-        finally:
-            torch.set_num_threads(threads)
-
-    return score
+    declared = registry.detector(detector)
+    model_dir = Path(repository) / declared.backend / declared.served_name(channel, spacecraft)
+    path = latest_version(model_dir) / declared.model_file
+    if not path.is_file():
+        raise ModelError(f"exported {declared.title} not found: {path}")
+    score = declared.scorer_of_file()(path)
+    return lambda _model, series: score(series)
 
 
 def _models_for(detector: str, channels: list[str], root: Path, spacecraft: str):
-    """Yield ``(channel, model, card)``; TranAD's one model is loaded once."""
+    """Yield ``(channel, model, card)``; a model shared by the channels is loaded once."""
+    declared = registry.detector(detector)
     shared = None
     for name in channels:
-        folder = artifact_dir(root, detector, model_name(detector, name, spacecraft))
-        if detector == "tranad":
-            if shared is None:
-                shared = load_trained(folder)
-            yield name, *shared
-        else:
+        folder = artifact_dir(root, detector, declared.served_name(name, spacecraft))
+        if declared.per_channel:
             yield name, *load_trained(folder)
+            continue
+        if shared is None:
+            shared = load_trained(folder)
+        yield name, *shared
 
 
 def evaluate_detector(
@@ -195,8 +168,7 @@ def evaluate_detector(
 
     ``repository``: score with its exported model files (see the module doc), not eager.
     """
-    if detector not in DETECTORS:
-        raise ModelError(f"unknown detector {detector!r}; expected one of {DETECTORS}")
+    declared = registry.detector(detector)  # an unknown kind is a clear error
     dataset = load_dataset(data_dir(data), spacecraft=spacecraft)
     root = artifacts_dir(artifacts)
     results: dict[str, ChannelResult] = {}
@@ -204,8 +176,8 @@ def evaluate_detector(
     for name, model, card in _models_for(detector, channels, root, spacecraft):
         chosen = scorer
         if chosen is None and repository is not None:
-            # TranAD's one file serves every channel: load it once.
-            if exported is None or detector == "omni":
+            # A shared model's one file serves every channel: load it once.
+            if exported is None or declared.per_channel:
                 exported = exported_scorer(repository, detector, name, spacecraft)
             chosen = exported
         results[name] = evaluate_channel(model, card, dataset.channel(name), chosen)
@@ -251,12 +223,13 @@ def evaluate_fused(
     data: Path | None = None,
     spacecraft: str = "SMAP",
 ) -> dict:
-    """The ``fused`` section of ``metrics.json`` from the per-channel results of both detectors."""
+    """The ``fused`` section of ``metrics.json`` from every registered detector's results."""
     settings, table = served_postprocessing(repository)
     dataset = load_dataset(data_dir(data), spacecraft=spacecraft)
     per_channel = {}
-    for name in results["omni"]:
-        scores = [results[detector][name].scores for detector in DETECTORS]
+    kinds = registry.kinds()
+    for name in results[kinds[0]]:
+        scores = [results[detector][name].scores for detector in kinds]
         decisions = fused_decisions(scores, name, settings, table)
         channel = dataset.channel(name)
         per_channel[name] = channel_metrics(decisions, channel.labels, channel.events)
@@ -273,8 +246,8 @@ def evaluate_offline(
 ) -> dict:
     """Evaluate several detectors: ``{"detectors": {"omni": {"overall", "channels"}, ...}}``.
 
-    ``repository``: score with its exported model files, as the server does; with both
-    detectors, the report then also has ``fused``, the served postprocessing's events over
+    ``repository``: score with its exported model files, as the server does; with every
+    registered detector, the report then also has ``fused``, the served postprocessing's events over
     those scores (:func:`fused_decisions`), so it has the served evaluation's shape.
     """
     report, results = {}, {}
@@ -282,7 +255,7 @@ def evaluate_offline(
         report[detector], results[detector] = evaluate_detector(
             detector, channels, data, artifacts, on_channel=on_channel, repository=repository
         )
-    if repository is not None and set(DETECTORS) <= set(results):
+    if repository is not None and set(registry.kinds()) <= set(results):
         report[FUSED] = evaluate_fused(results, repository, data)
     return {"detectors": report}
 

@@ -36,13 +36,20 @@ from typing import Any
 
 import numpy as np
 
+from satwatch.detectors import registry
 from satwatch.evaluation.metrics import channel_metrics
 from satwatch.exceptions import DataError
 
 LOGGER = logging.getLogger(__name__)
 
-RUN_DETECTORS = ("omni", "tranad", "fused")
-"""Detectors in their display order; other names are accepted after these."""
+FUSED = "fused"
+
+
+def run_detectors() -> tuple[str, ...]:
+    """Detectors in their display order: the registered ones, then ``fused``; other names
+    are accepted after these."""
+    return (*registry.kinds(), FUSED)
+
 
 EVENT_COLUMNS = ("channel", "subsystem", "start", "end", "peak_score", "detectors")
 SCORES_DIR = "scores"
@@ -109,10 +116,10 @@ class ChannelRun:
 
 
 def ordered_detectors(names: Iterable[str]) -> list[str]:
-    """``omni``, ``tranad``, ``fused`` first (in that order), then any others sorted."""
-    names = set(names)
-    known = [d for d in RUN_DETECTORS if d in names]
-    return known + sorted(names - set(RUN_DETECTORS))
+    """The registered detectors and ``fused`` first (in that order), then any others sorted."""
+    names, order = set(names), run_detectors()
+    known = [d for d in order if d in names]
+    return known + sorted(names - set(order))
 
 
 def channel_file(run_dir: Path, channel: str) -> Path:
@@ -444,7 +451,7 @@ def channel_metrics_from_arrays(chan: ChannelRun, detectors: Sequence[str]) -> d
 
 __all__ = [
     "EVENT_COLUMNS",
-    "RUN_DETECTORS",
+    "run_detectors",
     "ChannelRun",
     "Run",
     "RunEvent",

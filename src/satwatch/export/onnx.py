@@ -164,6 +164,18 @@ def run_onnx(
     return np.concatenate(scores), np.concatenate(detected), np.concatenate(recon)
 
 
+def served_scorer(path: Path):  # noqa: ANN201
+    """``score(series) -> anomaly_score``: the exported file in ONNX Runtime, as served.
+
+    Raises:
+        ModelError: If the file is missing.
+    """
+    if not Path(path).is_file():
+        raise ModelError(f"exported OmniAnomaly not found: {path}")
+    sess = session(path)
+    return lambda series: run_onnx(sess, series)[0]
+
+
 def parity(model: OmniAnomaly, threshold: float, path: Path, series: np.ndarray) -> dict:
     """Compare the exported graph (ONNX Runtime) with PyTorch eager on one series.
 

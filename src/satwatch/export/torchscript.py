@@ -120,6 +120,25 @@ def load_exported(path: Path) -> torch.jit.ScriptModule:
         return torch.jit.load(str(path), map_location="cpu").eval()
 
 
+def served_scorer(path: Path):  # noqa: ANN201
+    """``score(series) -> anomaly_score``: the exported file through TorchScript, as served."""
+    module = load_exported(path)
+
+    def score(series: np.ndarray) -> np.ndarray:
+        # One intra-op thread, as the CPU config serves it: with two, some reductions split
+        # differently and ~1e-8 differences appear (measured on 2 of the 27 seed channels).
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with torch.inference_mode():
+                data = torch.from_numpy(np.ascontiguousarray(series, dtype=np.float32))
+                return module(data)[1].numpy()
+        finally:
+            torch.set_num_threads(threads)
+
+    return score
+
+
 def check_exported(
     path: Path, model: TranAD, threshold: float, series: np.ndarray | None = None
 ) -> float:

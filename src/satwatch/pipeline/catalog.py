@@ -1,4 +1,4 @@
-"""The channel catalog: channel -> subsystem, served models and their thresholds (SQLite).
+"""The channel catalog: channel -> subsystem and the served detector models (SQLite).
 
 ``satwatch build`` writes it to ``python/custom_logic/1/catalog.db``; ``custom_logic`` reads
 it through :class:`Catalog`, which keeps the rows in memory and reads the file again when it
@@ -8,12 +8,17 @@ is replaced atomically (written beside, then renamed), so a reader never sees ha
 Tables::
 
     channels(channel PRIMARY KEY, spacecraft, subsystem)
-    models(channel, position, detector, model, threshold, baseline)   -- position 0 = score1
+    models(channel, position, detector, model, states)   -- position 0 = score1
+
+``states`` is the comma-separated list of the state tensors a stream passes back to that
+model. The thresholds are not here: they are calibration, in postprocessing's
+``thresholds.json`` only.
 
 Example::
 
-    write_catalog(path, [ChannelEntry("E-1", "SMAP", "EPS", (ModelEntry("omni", "SMAP_E-1",
-                  2.0, 0.1), ModelEntry("tranad", "tranad_sat1", 0.4, 0.01)))])
+    write_catalog(path, [ChannelEntry("E-1", "SMAP", "EPS", (
+        ModelEntry("omni", "SMAP_E-1", ("encoder_state", "decoder_state")),
+        ModelEntry("tranad", "tranad_sat1", ("context",))))])
     Catalog(path).lookup("E-1").subsystem   # 'EPS'
 """
 
@@ -38,8 +43,7 @@ CREATE TABLE channels (channel TEXT PRIMARY KEY, spacecraft TEXT NOT NULL,
                        subsystem TEXT NOT NULL);
 CREATE TABLE models (channel TEXT NOT NULL REFERENCES channels(channel),
                      position INTEGER NOT NULL, detector TEXT NOT NULL, model TEXT NOT NULL,
-                     threshold REAL NOT NULL, baseline REAL NOT NULL,
-                     PRIMARY KEY (channel, position));
+                     states TEXT NOT NULL, PRIMARY KEY (channel, position));
 """
 
 
@@ -48,16 +52,14 @@ class ModelEntry:
     """One served detector of a channel.
 
     Attributes:
-        detector: ``omni`` or ``tranad``.
+        detector: The detector kind (``omni``).
         model: Served model name (``SMAP_E-1``, ``tranad_sat1``).
-        threshold: The detector's threshold for this channel.
-        baseline: Median training score of the detector on this channel.
+        states: The state inputs a stream passes back (each model output ``<name>_out``).
     """
 
     detector: str
     model: str
-    threshold: float
-    baseline: float = 0.0
+    states: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,7 @@ class ChannelEntry:
         channel: Channel id (``E-1``).
         spacecraft: ``SMAP`` or ``MSL``.
         subsystem: EPS, ACS, FSW, TCS, Data, SS or PS.
-        models: Detectors in score order (score1, score2).
+        models: Detectors in score order (score1, score2, ...).
     """
 
     channel: str
@@ -91,9 +93,9 @@ def write_catalog(path: Path, entries: Iterable[ChannelEntry]) -> Path:
                 (entry.channel, entry.spacecraft, entry.subsystem),
             )
             connection.executemany(
-                "INSERT INTO models VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO models VALUES (?, ?, ?, ?, ?)",
                 [
-                    (entry.channel, i, m.detector, m.model, m.threshold, m.baseline)
+                    (entry.channel, i, m.detector, m.model, ",".join(m.states))
                     for i, m in enumerate(entry.models)
                 ],
             )
@@ -117,14 +119,14 @@ def read_catalog(path: Path) -> dict[str, ChannelEntry]:
             channels = connection.execute("SELECT * FROM channels").fetchall()
             models = connection.execute("SELECT * FROM models ORDER BY channel, position")
             by_channel: dict[str, list[ModelEntry]] = {}
-            for channel, _, detector, model, threshold, baseline in models.fetchall():
+            for channel, _, detector, model, states in models.fetchall():
                 by_channel.setdefault(channel, []).append(
-                    ModelEntry(detector, model, threshold, baseline)
+                    ModelEntry(detector, model, tuple(filter(None, states.split(","))))
                 )
         finally:
             connection.close()
-    except sqlite3.DatabaseError as error:
-        raise DataError(f"{path}: not a channel catalog: {error}") from error
+    except (sqlite3.DatabaseError, ValueError) as error:
+        raise DataError(f"{path}: not a channel catalog of this layout: {error}") from error
     return {
         name: ChannelEntry(name, spacecraft, subsystem, tuple(by_channel.get(name, ())))
         for name, spacecraft, subsystem in channels

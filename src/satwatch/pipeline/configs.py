@@ -29,8 +29,6 @@ from satwatch.pipeline.eventlog import EVENT_LOG_FILE
 
 LOGGER = logging.getLogger(__name__)
 
-DETECTORS = ("omni", "tranad")
-"""Detectors whose own answers ``custom_logic`` returns as ``<d>_score`` / ``<d>_detected``."""
 CUSTOM_LOGIC_PARAMETERS = {
     "catalog": "",
     "event_log": "",

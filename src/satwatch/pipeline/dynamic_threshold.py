@@ -21,25 +21,28 @@ distribution. This module applies their method to any non-negative anomaly score
    score is above ``min_score`` (a floor in the score's own units, e.g. from training data)
    are anomalous, except the stream's first ``burn_in`` steps.
 
-Causality: the threshold that decides a step is computed from that step and earlier ones
-only. A step is decided when its batch completes, so the decision delay is at most
-``batch - 1`` steps (none with ``batch = 1``). At the end of a series :meth:`flush` decides
-the incomplete last batch with the same rule (:func:`decide_tail`).
+One engine, :func:`decide_and_confirm`, does this in a single causal pass. It decides every
+step when it arrives, with what the last completed batch chose (the served per-step alarm),
+and *confirms* each batch when it completes by steps 2 to 4 over the window ending there
+(Telemanom's batch rule, at most ``batch - 1`` steps late). At the end of a series
+:func:`decide_tail` confirms the incomplete last batch by the same rule. :func:`confirm_series`
+applies the batch rule to a whole series (offline studies); :func:`ewma` is step 1 alone
+(the build-time floor is fitted on it).
 
-Streams: :class:`DynamicState` holds everything the next chunk needs (the EWMA value, the
-last ``window`` smoothed values and how many of them are still undecided, steps seen).
-Feeding chunks one by one with the state carried gives exactly (bit for bit) the decisions of
-one call over the whole series. Smoothed values are rounded to float32, so the state vector
-(:meth:`DynamicState.to_array`) can travel as an FP32 tensor without changing any decision
-(``seen`` is exact up to 2**24 steps).
+Streams: :class:`ArrivalState` holds everything the next chunk needs (the EWMA value, the
+last threshold and what a new run must reach, whether the last step was anomalous, the last
+``window`` smoothed values). Feeding chunks one by one with the state carried gives exactly
+(bit for bit) the decisions of one call over the whole series. Smoothed values and thresholds
+are rounded to float32, so the state vector (:meth:`ArrivalState.to_array`) can travel as an
+FP32 tensor without changing any decision.
 
 Example::
 
-    stage = DynamicThreshold(DynamicSettings(window=2000, batch=1))
-    first = stage.update(scores[:500])
-    rest = stage.update(scores[500:], first.state)
-    tail = stage.flush(rest.state)
-    decisions = np.concatenate([first.decision, rest.decision, tail.decision])
+    settings = DynamicSettings(window=2000, batch=10)
+    first = decide_and_confirm(scores[:500], ArrivalState(), 0, settings)
+    rest = decide_and_confirm(scores[500:], first.state, 500, settings)
+    alarms = np.concatenate([first.decision, rest.decision])  # decided on arrival
+    confirmed = np.concatenate([first.confirmed, rest.confirmed])  # complete batches
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from satwatch.exceptions import DataError
+from satwatch.pipeline.event_finder import runs
 
 LOGGER = logging.getLogger(__name__)
 
@@ -76,7 +80,7 @@ class DynamicSettings:
         floor: How the floor (``min_score``) is fitted on a channel's smoothed training scores:
             ``max`` (their largest value: nothing seen in training alarms) or ``pot`` (their
             POT threshold, risk 1e-3). Read by whoever fits the floor
-            (:func:`satwatch.pipeline.postprocess.training_statistics`).
+            (:func:`satwatch.pipeline.calibration.training_statistics`).
         burn_in: The first ``burn_in`` steps of a stream are never anomalous: the window
             holds too little history to judge them.
     """
@@ -142,67 +146,21 @@ class DynamicSettings:
         return cls(**values)
 
 
-@dataclass(frozen=True)
-class DynamicState:
-    """What a stream carries between chunks.
+def ewma(scores: np.ndarray, span: int, level: float = float("nan")) -> tuple[float, np.ndarray]:
+    """EWMA of ``scores`` continuing from ``level``: ``(last level, smoothed float64 values)``.
 
-    Attributes:
-        seen: Steps received so far.
-        level: The EWMA value after the last step (``nan`` before the first).
-        history: The last ``window`` (or fewer) smoothed values, oldest first.
-        pending: How many of the newest ``history`` values are not decided yet (< batch).
+    ``alpha = 2 / (span + 1)``; ``level`` ``nan`` (a new stream) starts at the first score.
     """
-
-    seen: int = 0
-    level: float = float("nan")
-    history: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
-    pending: int = 0
-
-    def to_array(self) -> np.ndarray:
-        """A flat float64 vector ``[seen, level, pending, history...]``."""
-        head = np.asarray([self.seen, self.level, self.pending], np.float64)
-        return np.concatenate([head, self.history.astype(np.float64)])
-
-    @classmethod
-    def from_array(cls, values: np.ndarray) -> DynamicState:
-        """Read a vector written by :meth:`to_array`.
-
-        Raises:
-            DataError: If it is too short or inconsistent.
-        """
-        flat = np.asarray(values, np.float64).reshape(-1)
-        if flat.size < 3 or flat[2] < 0 or flat[2] > flat.size - 3 or flat[0] < 0:
-            raise DataError(
-                f"dynamic threshold state: expected [seen, level, pending, history...] with "
-                f"pending <= history length, got {flat.size} values"
-            )
-        return cls(int(flat[0]), float(flat[1]), flat[3:].copy(), int(flat[2]))
-
-
-@dataclass(frozen=True)
-class DynamicResult:
-    """Output of one :meth:`DynamicThreshold.update` or :meth:`~DynamicThreshold.flush`.
-
-    Attributes:
-        first: Stream index of the first decided step (decisions cover ``first ..``).
-        decision: Decisions of the steps decided in this call (bool).
-        threshold: The ``epsilon`` that decided each of those steps.
-        smoothed: The smoothed values of the steps received in this call.
-        state: The state to pass with the next chunk.
-    """
-
-    first: int
-    decision: np.ndarray
-    threshold: np.ndarray
-    smoothed: np.ndarray
-    state: DynamicState
-
-
-def runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    """Inclusive ``(start, end)`` runs of True in a 1-D bool array."""
-    padded = np.concatenate([[False], np.asarray(mask, bool), [False]]).astype(np.int8)
-    edges = np.flatnonzero(np.diff(padded))
-    return [(int(s), int(e) - 1) for s, e in zip(edges[::2], edges[1::2], strict=True)]
+    values = np.asarray(scores, np.float64).reshape(-1)
+    alpha = 2.0 / (span + 1.0)
+    out = np.empty(values.size, np.float64)
+    for i, value in enumerate(values):
+        # Same operations in the same order chunked or whole: bit-identical results. Each
+        # level is rounded to float32 so the state survives an FP32 tensor unchanged.
+        level = float(value) if np.isnan(level) else alpha * float(value) + (1 - alpha) * level
+        level = float(np.float32(level))
+        out[i] = level
+    return level, out
 
 
 def choose_epsilon(values: np.ndarray, settings: DynamicSettings) -> float:
@@ -261,105 +219,6 @@ def surviving_runs(
         if drop >= min_decrease:
             keep = i + 1
     return [found[j] for j in sorted(order[:keep].tolist())]
-
-
-class DynamicThreshold:
-    """The streaming stage; stateless itself (the state travels with the data)."""
-
-    def __init__(self, settings: DynamicSettings | None = None) -> None:
-        self.settings = settings or DynamicSettings()
-
-    def start(self, warm: np.ndarray | None = None) -> DynamicState:
-        """A new stream's state, optionally warmed with past (e.g. training) scores.
-
-        Warm scores are smoothed and fill the window but are never decided.
-        """
-        state = DynamicState()
-        if warm is None or np.asarray(warm).size == 0:
-            return state
-        level, smoothed = self._smooth(np.asarray(warm, np.float64).reshape(-1), state.level)
-        return DynamicState(0, level, smoothed[-self.settings.window :].copy(), 0)
-
-    def smooth(self, scores: np.ndarray, level: float = float("nan")) -> tuple[float, np.ndarray]:
-        """EWMA of ``scores`` continuing from ``level``: ``(last level, smoothed values)``."""
-        return self._smooth(np.asarray(scores, np.float64).reshape(-1), level)
-
-    def _smooth(self, scores: np.ndarray, level: float) -> tuple[float, np.ndarray]:
-        alpha = 2.0 / (self.settings.span + 1.0)
-        out = np.empty(scores.size, np.float64)
-        for i, value in enumerate(scores):
-            # Same operations in the same order chunked or whole: bit-identical results. Each
-            # level is rounded to float32 so the state survives an FP32 tensor unchanged.
-            level = float(value) if np.isnan(level) else alpha * float(value) + (1 - alpha) * level
-            level = float(np.float32(level))
-            out[i] = level
-        return level, out
-
-    def update(self, scores: np.ndarray, state: DynamicState | None = None) -> DynamicResult:
-        """Smooth a chunk and decide every batch it completes.
-
-        Raises:
-            DataError: If the scores are not finite.
-        """
-        scores = np.asarray(scores, np.float64).reshape(-1)
-        if not np.all(np.isfinite(scores)):
-            raise DataError(
-                f"dynamic threshold: expected finite scores, got {scores.size} "
-                f"values with {int((~np.isfinite(scores)).sum())} not finite"
-            )
-        state = state or DynamicState()
-        settings = self.settings
-        level, smoothed = self._smooth(scores, state.level)
-        joined = np.concatenate([state.history, smoothed])
-        undecided = state.pending + scores.size
-        first_new = joined.size - undecided  # index in joined of the first undecided value
-        decisions, thresholds = [], []
-        position = first_new
-        while joined.size - position >= settings.batch:
-            end = position + settings.batch  # exclusive
-            window = joined[max(0, end - settings.window) : end]
-            step = state.seen - state.pending + position - first_new
-            decided, epsilon = decide_tail(window, settings.batch, step, settings)
-            decisions.append(decided)
-            thresholds.append(np.full(settings.batch, epsilon))
-            position = end
-        pending = joined.size - position
-        history = joined[max(0, joined.size - settings.window) :].copy()
-        new_state = DynamicState(state.seen + scores.size, level, history, pending)
-        first = state.seen - state.pending
-        return DynamicResult(
-            first,
-            np.concatenate(decisions) if decisions else np.zeros(0, bool),
-            np.concatenate(thresholds) if thresholds else np.zeros(0, np.float64),
-            smoothed,
-            new_state,
-        )
-
-    def flush(self, state: DynamicState) -> DynamicResult:
-        """Decide the incomplete last batch at the end of a stream."""
-        count = state.pending
-        first = state.seen - count
-        if count == 0:
-            empty = np.zeros(0, np.float64)
-            return DynamicResult(first, np.zeros(0, bool), empty, empty, state)
-        decided, epsilon = decide_tail(state.history, count, first, self.settings)
-        done = DynamicState(state.seen, state.level, state.history, 0)
-        return DynamicResult(first, decided, np.full(count, epsilon), np.zeros(0, np.float64), done)
-
-    def run(self, scores: np.ndarray, warm: np.ndarray | None = None) -> DynamicResult:
-        """A whole series: ``update`` from a fresh (optionally warmed) state, then ``flush``."""
-        head = self.update(scores, self.start(warm))
-        tail = self.flush(head.state)
-        return DynamicResult(
-            head.first,
-            np.concatenate([head.decision, tail.decision]),
-            np.concatenate([head.threshold, tail.threshold]),
-            head.smoothed,
-            tail.state,
-        )
-
-
-# --- served rule: every step decided on arrival ----------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -445,7 +304,7 @@ def decide_and_confirm(
 
     The same pass *confirms* each batch when it completes: the batch's steps that lie in a
     surviving run of that window, above ``min_score`` and past ``burn_in`` (the batch rule of
-    :class:`DynamicThreshold`, at most ``batch - 1`` steps late, without a second pass).
+    the module doc, at most ``batch - 1`` steps late, without a second pass).
 
     Args:
         scores: The chunk's scores, ``(T,)``.
@@ -456,8 +315,7 @@ def decide_and_confirm(
     Returns:
         The smoothed values, on-arrival decisions, next state and confirmed decisions.
     """
-    stage = DynamicThreshold(settings)
-    level, smoothed = stage.smooth(np.asarray(scores, np.float64).reshape(-1), state.level)
+    level, smoothed = ewma(scores, settings.span, state.level)
     joined = np.concatenate([state.history, smoothed])
     base = state.history.size
     epsilon, cut, flagged = state.epsilon, state.cut, state.flagged
@@ -545,3 +403,51 @@ def decide_on_arrival(
     """``(smoothed float32 (T,), decision bool (T,), next state)`` of :func:`decide_and_confirm`."""
     result = decide_and_confirm(scores, state, offset, settings)
     return result.smoothed, result.decision, result.state
+
+
+@dataclass(frozen=True)
+class SeriesResult:
+    """What :func:`confirm_series` gives for a whole series.
+
+    Attributes:
+        smoothed: Smoothed scores, float32 ``(T,)``.
+        decision: The batch rule's decisions, bool ``(T,)``: each complete batch confirmed at
+            its end, the incomplete last batch at the end of the series.
+    """
+
+    smoothed: np.ndarray
+    decision: np.ndarray
+
+
+def confirm_series(
+    scores: np.ndarray, settings: DynamicSettings, warm: np.ndarray | None = None
+) -> SeriesResult:
+    """Telemanom's batch rule over a whole series: :func:`decide_and_confirm`, then the tail.
+
+    Args:
+        scores: The series, ``(T,)``; its first step is stream step 0 (``burn_in``, batches).
+        settings: The dynamic threshold's settings (``min_score`` is the floor).
+        warm: Past (e.g. training) scores, smoothed before the series: they fill the window
+            and start the EWMA but are never decided.
+
+    Raises:
+        DataError: If the scores are not finite.
+    """
+    values = np.asarray(scores, np.float64).reshape(-1)
+    if not np.all(np.isfinite(values)):
+        raise DataError(
+            f"dynamic threshold: expected finite scores, got {values.size} "
+            f"values with {int((~np.isfinite(values)).sum())} not finite"
+        )
+    state = ArrivalState()
+    if warm is not None and np.asarray(warm).size:
+        level, smoothed = ewma(warm, settings.span)
+        state = ArrivalState(level=level, history=smoothed[-settings.window :].copy())
+    result = decide_and_confirm(values, state, 0, settings)
+    decision = result.confirmed
+    rest = values.size % settings.batch
+    if rest:
+        first = values.size - rest
+        tail, _ = decide_tail(result.state.history, rest, first, settings)
+        decision = np.concatenate([decision, tail])
+    return SeriesResult(result.smoothed, decision)

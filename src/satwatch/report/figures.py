@@ -25,8 +25,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from satwatch.detectors import registry
 from satwatch.evaluation.events import decisions_to_events
 from satwatch.evaluation.run import ChannelRun, RunEvent
+from satwatch.exceptions import ModelError
 
 LOGGER = logging.getLogger(__name__)
 
@@ -40,9 +42,6 @@ COLOURS = {
     "other": "#6c757d",
 }
 """Colours shared by the figures and the HTML page (one per detector, labels, events)."""
-
-NAMES = {"omni": "OmniAnomaly", "tranad": "TranAD", "fused": "fused"}
-"""Display names of the detectors."""
 
 LOG_SPAN = 30.0
 """Use a log score axis when the 99.9th percentile exceeds the median by this factor."""
@@ -59,8 +58,11 @@ def colour_of(detector: str) -> str:
 
 
 def name_of(detector: str) -> str:
-    """The display name of a detector."""
-    return NAMES.get(detector, detector)
+    """The display name of a detector (its registered title)."""
+    try:
+        return registry.detector(detector).title
+    except ModelError:
+        return detector
 
 
 def wants_log_scale(scores: np.ndarray, threshold: float) -> bool:
@@ -186,4 +188,4 @@ def _legend(detectors: list[str]) -> list:
     return handles
 
 
-__all__ = ["COLOURS", "NAMES", "channel_figure", "colour_of", "name_of", "wants_log_scale"]
+__all__ = ["COLOURS", "channel_figure", "colour_of", "name_of", "wants_log_scale"]

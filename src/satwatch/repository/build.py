@@ -35,32 +35,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tritonclient.grpc import model_config_pb2 as mc
 
 from satwatch.data import load_dataset, subsystem_of
-from satwatch.detectors.artifacts import artifact_dir, detector_module, load_trained, model_name
+from satwatch.detectors import registry
+from satwatch.detectors.artifacts import artifact_dir, load_trained
 from satwatch.detectors.normalization import Normalisation
+from satwatch.detectors.registry import Detector
 from satwatch.detectors.training import plan_jobs, run_jobs
 from satwatch.exceptions import RepositoryError
-from satwatch.export.onnx import export_trained
-from satwatch.export.torchscript import convert
 from satwatch.paths import PROJECT_ROOT
+from satwatch.pipeline.calibration import Threshold, training_statistics
+from satwatch.pipeline.calibration_file import THRESHOLDS_FILE, save_thresholds
 from satwatch.pipeline.catalog import CATALOG_FILE, ChannelEntry, ModelEntry, write_catalog
-from satwatch.pipeline.postprocess import (
-    THRESHOLDS_FILE,
-    PostSettings,
-    Threshold,
-    save_thresholds,
-    training_statistics,
-)
+from satwatch.pipeline.postprocess import PostSettings
 from satwatch.pipeline.preprocess import STATS_FILE, NormalisationTable
 from satwatch.repository.config import parameter_dict, write_model_configs
 from satwatch.repository.deploy import onnx_model_config
 from satwatch.repository.ensembles import ONNX_DETECTOR, write_seed_ensembles
 from satwatch.repository.seed import (
     custom_logic_config,
+    detector_config,
     postprocessing_config,
     preprocessing_config,
-    tranad_config,
 )
 from satwatch.repository.signatures import onnx_signature
 from satwatch.repository.validate import Problem, validate_repository
@@ -71,7 +68,6 @@ SOURCE_REPOSITORY = PROJECT_ROOT / "triton-repository"
 """The checked-in repository holding ``configs/`` and the Python models' source."""
 
 PYTHON_MODELS = ("preprocessing", "postprocessing", "custom_logic")
-TRANAD = model_name("tranad")
 NUM_VERSIONS = 2
 
 Progress = Callable[[str, int, int], None]
@@ -112,42 +108,54 @@ def _copy_sources(repository: Path) -> None:
         shutil.copy2(source, target)
 
 
-def _missing(artifacts: Path, channels: Sequence[str]) -> tuple[list[str], bool]:
-    omni = [
-        c
-        for c in channels
-        if not (artifact_dir(artifacts, "omni", model_name("omni", c)) / "card.json").is_file()
-    ]
-    tranad = not (artifact_dir(artifacts, "tranad", TRANAD) / "card.json").is_file()
-    return omni, tranad
+def _has_artifact(artifacts: Path, detector: Detector, name: str) -> bool:
+    return (artifact_dir(artifacts, detector.kind, name) / "card.json").is_file()
+
+
+def _missing(
+    artifacts: Path, channels: Sequence[str], spacecraft: str
+) -> dict[Detector, list[str]]:
+    """Per registered detector, the channels whose trained model is missing."""
+    missing = {}
+    for detector in registry.detectors():
+        if detector.per_channel:
+            absent = [
+                c
+                for c in channels
+                if not _has_artifact(artifacts, detector, detector.served_name(c, spacecraft))
+            ]
+        elif _has_artifact(artifacts, detector, detector.served_name(spacecraft=spacecraft)):
+            absent = []
+        else:
+            absent = list(channels)  # one model over all channels
+        if absent:
+            missing[detector] = absent
+    return missing
 
 
 def _train(
     artifacts: Path,
     data: Path,
-    channels: Sequence[str],
+    missing: Mapping[Detector, list[str]],
     *,
     profile: str,
     jobs: int,
     seed: int,
+    spacecraft: str,
     overrides: Mapping[str, dict],
     progress: Progress,
 ) -> list[str]:
-    omni, tranad = _missing(artifacts, channels)
     planned = []
-    if omni:
+    for detector, channels in missing.items():
         planned += plan_jobs(
-            "omni", omni, profile, seed, data, artifacts, overrides=overrides.get("omni")
-        )
-    if tranad:
-        planned += plan_jobs(
-            "tranad",
-            list(channels),
+            detector.kind,
+            channels,
             profile,
             seed,
             data,
             artifacts,
-            overrides=overrides.get("tranad"),
+            spacecraft=spacecraft,
+            overrides=overrides.get(detector.kind),
         )
     if not planned:
         return []
@@ -165,25 +173,20 @@ def _train(
     return [r.name for r in results]
 
 
-def _baseline(module_name: str, model: object, series: np.ndarray, threshold: float) -> float:
+def _baseline_of(kind: str, scores: np.ndarray, threshold: float) -> float:
     """Median training score: where the threshold-normalised score is 0.
 
     A threshold at or below the median (a detector flagging most training steps) would make
     the ratio meaningless; the baseline then falls below the threshold by its own size and
     the build says so.
     """
-    return _baseline_of(module_name, detector_module(module_name).score(model, series), threshold)
-
-
-def _baseline_of(module_name: str, scores: np.ndarray, threshold: float) -> float:
-    """:func:`_baseline` from the training scores."""
     median = float(np.median(scores))
     if median < threshold:
         return median
     fallback = threshold - max(abs(threshold), 1.0)
     LOGGER.warning(
         "%s threshold %.6g is not above its median training score %.6g: baseline set to %.6g",
-        module_name,
+        kind,
         threshold,
         median,
         fallback,
@@ -191,46 +194,61 @@ def _baseline_of(module_name: str, scores: np.ndarray, threshold: float) -> floa
     return fallback
 
 
-def _export_omni(
-    artifacts: Path, repository: Path, channel: str, train: np.ndarray
-) -> tuple[ModelEntry, Normalisation, np.ndarray]:
-    name = model_name("omni", channel)
-    folder = artifact_dir(artifacts, "omni", name)
-    model_dir = repository / "onnx" / name
-    path = export_trained(folder, model_dir / "1" / "model.onnx")
-    config = onnx_model_config(
-        onnx_signature(path),
-        name,
-        num_versions=NUM_VERSIONS,
-        repository=repository,
-        source=str(path),
-    )
-    write_model_configs(model_dir, config)
-    model, card = load_trained(folder)
-    stats = Normalisation.from_dict(card["normalisation"][channel])
-    threshold = float(card["threshold"])
-    scores = detector_module("omni").score(model, stats.apply(train))
-    baseline = _baseline_of("omni", scores, threshold)
-    return ModelEntry("omni", name, threshold, baseline), stats, scores
+def _served_config(
+    detector: Detector, name: str, path: Path, card: dict, repository: Path
+) -> mc.ModelConfig:
+    """An ONNX detector's config is read from its graph; a TorchScript one's from the
+    implementation's ``state_dims`` (TorchScript files carry no tensor shapes)."""
+    if detector.backend == "onnx":
+        return onnx_model_config(
+            onnx_signature(path),
+            name,
+            num_versions=NUM_VERSIONS,
+            repository=repository,
+            source=str(path),
+        )
+    module = detector.module()
+    params = module.Params(**{**getattr(module, "CARD_DEFAULTS", {}), **card["params"]})
+    states = module.state_dims(params, card["n_features"])
+    return detector_config(detector.backend, name, states, repository)
 
 
-def _export_tranad(
-    artifacts: Path, repository: Path, trains: Mapping[str, np.ndarray], tables: NormalisationTable
-) -> dict[str, tuple[ModelEntry, np.ndarray]]:
-    folder = artifact_dir(artifacts, "tranad", TRANAD)
-    model_dir = repository / "pytorch" / TRANAD
-    convert(folder, model_dir / "1" / "model.pt")
-    write_model_configs(model_dir, tranad_config(repository=repository))
+@dataclass
+class Calibration:
+    """What the build learns of one detector on one channel from its training split."""
+
+    model: str
+    threshold: float
+    baseline: float
+    train_scores: np.ndarray
+    normalisation: Normalisation
+
+
+def _export(
+    detector: Detector,
+    name: str,
+    channels: Sequence[str],
+    trains: Mapping[str, np.ndarray],
+    artifacts: Path,
+    repository: Path,
+) -> dict[str, Calibration]:
+    """Export one trained model and calibrate it on each channel it serves."""
+    folder = artifact_dir(artifacts, detector.kind, name)
+    model_dir = repository / detector.backend / name
+    path = detector.export()(folder, model_dir / "1" / detector.model_file)
     model, card = load_trained(folder)
+    write_model_configs(model_dir, _served_config(detector, name, path, card, repository))
+    score = detector.module().score
     per_channel = card.get("channel_thresholds") or {}
-    entries = {}
-    for channel, train in trains.items():
-        # A channel TranAD was not trained on falls back to the pooled threshold.
+    calibrations = {}
+    for channel in channels:
+        stats = Normalisation.from_dict(card["normalisation"][channel])
+        # A channel a shared model was not trained on falls back to its pooled threshold.
         threshold = float(per_channel.get(channel, card["threshold"]))
-        scores = detector_module("tranad").score(model, tables.get(channel).apply(train))
-        baseline = _baseline_of("tranad", scores, threshold)
-        entries[channel] = (ModelEntry("tranad", TRANAD, threshold, baseline), scores)
-    return entries
+        scores = score(model, stats.apply(trains[channel]))
+        baseline = _baseline_of(detector.kind, scores, threshold)
+        calibrations[channel] = Calibration(name, threshold, baseline, scores, stats)
+    return calibrations
 
 
 def write_python_configs(repository: Path) -> list[Path]:
@@ -248,27 +266,36 @@ def write_python_configs(repository: Path) -> list[Path]:
 
 def _write_python_models(
     repository: Path,
-    tables: NormalisationTable,
-    models: Mapping[str, Sequence[ModelEntry]],
+    calibrations: Mapping[str, Mapping[Detector, Calibration]],
     spacecraft: str,
-    train_scores: Mapping[str, Sequence[np.ndarray]],
 ) -> None:
     python = repository / "python"
     write_python_configs(repository)
+    # Every detector normalises with the same training statistics: take the first one's.
+    tables = NormalisationTable(
+        {c: next(iter(by.values())).normalisation for c, by in calibrations.items()}
+    )
     tables.save(python / "preprocessing" / "1" / STATS_FILE)
     # The floors depend on the dynamic policy's smoothing: the settings postprocessing serves.
     served = parameter_dict(postprocessing_config(repository))
     dynamic = PostSettings.from_parameters(served).dynamic
     thresholds = {
         c: training_statistics(
-            train_scores[c], [Threshold(m.threshold, m.baseline) for m in ms], dynamic
+            [k.train_scores for k in by.values()],
+            [Threshold(k.threshold, k.baseline) for k in by.values()],
+            dynamic,
         )
-        for c, ms in models.items()
+        for c, by in calibrations.items()
     }
     save_thresholds(python / "postprocessing" / "1" / THRESHOLDS_FILE, thresholds)
     entries = [
-        ChannelEntry(channel, spacecraft, subsystem_of(channel), tuple(ms))
-        for channel, ms in models.items()
+        ChannelEntry(
+            channel,
+            spacecraft,
+            subsystem_of(channel),
+            tuple(ModelEntry(d.kind, k.model, d.states) for d, k in by.items()),
+        )
+        for channel, by in calibrations.items()
     ]
     write_catalog(python / "custom_logic" / "1" / CATALOG_FILE, entries)
 
@@ -320,59 +347,57 @@ def build_repository(
     _copy_sources(repository)
 
     started = time.perf_counter()
-    omni_missing, tranad_missing = _missing(artifacts, names)
-    if (omni_missing or tranad_missing) and not train_if_missing:
-        missing = [model_name("omni", c) for c in omni_missing] + (
-            [TRANAD] if tranad_missing else []
-        )
+    missing = _missing(artifacts, names, spacecraft)
+    if missing and not train_if_missing:
+        absent = [
+            d.served_name(c, spacecraft) if d.per_channel else d.served_name(spacecraft=spacecraft)
+            for d, channels in missing.items()
+            for c in (channels if d.per_channel else channels[:1])
+        ]
         raise RepositoryError(
-            f"{artifacts}: expected trained artifacts, missing {', '.join(missing)}"
+            f"{artifacts}: expected trained artifacts, missing {', '.join(absent)}"
         )
     report.trained = _train(
         artifacts,
         data,
-        names,
+        missing,
         profile=profile,
         jobs=jobs,
         seed=seed,
+        spacecraft=spacecraft,
         overrides=overrides or {},
         progress=progress,
     )
     report.seconds["train"] = time.perf_counter() - started
 
     trains = {c: dataset.channel(c).train for c in names}
-    total, step = len(names) + 4, 0
-    models: dict[str, list[ModelEntry]] = {}
-    stats = {}
-    train_scores: dict[str, list[np.ndarray]] = {}
-    for channel in names:
-        progress(f"export {model_name('omni', channel)}", step, total)
+    models = [
+        (d, d.served_name(c, spacecraft), [c])
+        for d in registry.detectors()
+        for c in (names if d.per_channel else names[:1])
+    ]
+    total, step = len(models) + 3, 0
+    calibrations: dict[str, dict[Detector, Calibration]] = {c: {} for c in names}
+    for detector, name, served in models:
+        progress(f"export {name}", step, total)
         started = time.perf_counter()
-        entry, stats[channel], scores = _export_omni(
-            artifacts, repository, channel, trains[channel]
-        )
-        models[channel] = [entry]
-        train_scores[channel] = [scores]
-        report.seconds[entry.model] = time.perf_counter() - started
+        channels = served if detector.per_channel else names
+        for channel, calibration in _export(
+            detector, name, channels, trains, artifacts, repository
+        ).items():
+            calibrations[channel][detector] = calibration
+        report.seconds[name] = time.perf_counter() - started
         step += 1
-    tables = NormalisationTable(stats)
-    progress(f"export {TRANAD}", step, total)
-    started = time.perf_counter()
-    for channel, (entry, scores) in _export_tranad(artifacts, repository, trains, tables).items():
-        models[channel].append(entry)
-        train_scores[channel].append(scores)
-    report.seconds[TRANAD] = time.perf_counter() - started
-    step += 1
 
     progress("python models", step, total)
     started = time.perf_counter()
-    _write_python_models(repository, tables, models, spacecraft, train_scores)
+    _write_python_models(repository, calibrations, spacecraft)
     report.seconds["python"] = time.perf_counter() - started
     step += 1
 
     progress("ensembles", step, total)
     started = time.perf_counter()
-    if model_name("omni", "E-1", spacecraft) == ONNX_DETECTOR and "E-1" in names:
+    if registry.detector("omni").served_name("E-1", spacecraft) == ONNX_DETECTOR and "E-1" in names:
         write_seed_ensembles(repository)
     else:
         LOGGER.warning(

@@ -6,15 +6,14 @@ field name is an error naming the file and line instead of a silently ignored li
 
 Templates and shared settings (``triton-repository/configs/``):
 
-- ``templates/<kind>.pbtxt`` (kind: onnx, tensorrt, pytorch, python, ensemble) is a partial
-  ``ModelConfig`` holding what every model of that kind shares (backend or platform,
-  ``max_batch_size``, instance group, and for the detectors the contract's tensors).
+- ``templates/<kind>.pbtxt`` (kind: onnx, tensorrt, pytorch, python, postprocessing,
+  ensemble) is a partial ``ModelConfig`` holding what every model of that kind shares
+  (backend or platform, ``max_batch_size``, instance group); ``postprocessing`` is the one
+  Python model with settings of its own, all of them in its template's ``parameters``.
 - ``common.pbtxt`` is a partial ``ModelConfig`` too, so Triton's schema checks it. Its
   ``dynamic_batching`` block goes to every kind but ``ensemble`` (an ensemble's scheduling is
   ``ensemble_scheduling``; Triton's schedulers are one ``oneof``) and is left out when the
-  template picks a scheduler itself. Its ``parameters`` (threshold policy, fusion, smoothing,
-  event rules) go to the ``python`` kind only: they are read by the Python models and by
-  ``satwatch build``; the native backends have no use for them.
+  template picks a scheduler itself.
 
 Merge order: common (within its scope) < template < the caller's fields.
 
@@ -43,8 +42,8 @@ from satwatch.paths import repository_dir
 
 LOGGER = logging.getLogger(__name__)
 
-KINDS = ("onnx", "tensorrt", "pytorch", "python", "ensemble")
-"""Template kinds, one per backend folder of the repository."""
+KINDS = ("onnx", "tensorrt", "pytorch", "python", "postprocessing", "ensemble")
+"""Template kinds: one per backend folder of the repository, and the served postprocessing."""
 
 CPU_CONFIG_NAME = "cpu"
 """``--model-config-name`` the embedded server uses: ``<model>/configs/cpu.pbtxt``."""
@@ -203,20 +202,12 @@ def load_common(repository: Path | None = None) -> mc.ModelConfig:
     return load_config(path)
 
 
-def common_parameters(repository: Path | None = None) -> dict[str, str]:
-    """Return the shared ``parameters`` of ``common.pbtxt`` (threshold policy, fusion...)."""
-    return parameter_dict(load_common(repository))
-
-
 def _shared_part(kind: str, common: mc.ModelConfig, template: mc.ModelConfig) -> mc.ModelConfig:
     """Return the part of ``common`` that applies to ``kind`` (see the module docstring)."""
     shared = mc.ModelConfig()
     scheduler = template.WhichOneof("scheduling_choice")
     if kind != "ensemble" and scheduler is None and common.HasField("dynamic_batching"):
         shared.dynamic_batching.CopyFrom(common.dynamic_batching)
-    if kind == "python":
-        for key, value in common.parameters.items():
-            shared.parameters[key].CopyFrom(value)
     return shared
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
 
-from satwatch.pipeline.configs import CUSTOM_LOGIC_PARAMETERS, DETECTORS
+from satwatch.detectors import registry
+from satwatch.pipeline.configs import CUSTOM_LOGIC_PARAMETERS
 from satwatch.repository.config import config_from_template, output, tensor
 
 LOGGER = logging.getLogger(__name__)
@@ -39,39 +40,46 @@ def detector_outputs() -> list[mc.ModelOutput]:
     ]
 
 
+def detector_config(
+    template: str,
+    name: str,
+    states: Mapping[str, list[int]],
+    repository: Path | None = None,
+) -> mc.ModelConfig:
+    """A served detector: ``input_data`` plus its optional states; the outputs and states out.
+
+    Args:
+        template: The config template (the backend folder, ``onnx`` or ``pytorch``).
+        name: The served model name.
+        states: State input name -> dims; each comes back as ``<name>_out``.
+        repository: The repository whose ``configs/templates`` apply.
+    """
+    return config_from_template(
+        template,
+        repository=repository,
+        name=name,
+        input=[
+            tensor("input_data", "FP32", [-1, FEATURES]),
+            *(tensor(state, "FP32", dims, optional=True) for state, dims in states.items()),
+        ],
+        output=[
+            *detector_outputs(),
+            *(output(f"{state}_out", "FP32", dims) for state, dims in states.items()),
+        ],
+    )
+
+
 def omnianomaly_config(
     name: str, *, encoder_hidden: int, decoder_hidden: int, repository: Path | None = None
 ) -> mc.ModelConfig:
     """``onnx/SMAP_<chan>``: ``input_data`` plus the optional GRU states, and the states out."""
-    return config_from_template(
-        "onnx",
-        repository=repository,
-        name=name,
-        input=[
-            tensor("input_data", "FP32", [-1, FEATURES]),
-            tensor("encoder_state", "FP32", [1, encoder_hidden], optional=True),
-            tensor("decoder_state", "FP32", [1, decoder_hidden], optional=True),
-        ],
-        output=[
-            *detector_outputs(),
-            output("encoder_state_out", "FP32", [1, encoder_hidden]),
-            output("decoder_state_out", "FP32", [1, decoder_hidden]),
-        ],
-    )
+    states = {"encoder_state": [1, encoder_hidden], "decoder_state": [1, decoder_hidden]}
+    return detector_config("onnx", name, states, repository)
 
 
 def tranad_config(name: str = "tranad_sat1", repository: Path | None = None) -> mc.ModelConfig:
     """``pytorch/tranad_sat1``: ``input_data`` plus the optional context, and the context out."""
-    return config_from_template(
-        "pytorch",
-        repository=repository,
-        name=name,
-        input=[
-            tensor("input_data", "FP32", [-1, FEATURES]),
-            tensor("context", "FP32", [TRANAD_CONTEXT, FEATURES], optional=True),
-        ],
-        output=[*detector_outputs(), output("context_out", "FP32", [TRANAD_CONTEXT, FEATURES])],
-    )
+    return detector_config("pytorch", name, {"context": [TRANAD_CONTEXT, FEATURES]}, repository)
 
 
 def preprocessing_config(repository: Path | None = None) -> mc.ModelConfig:
@@ -88,45 +96,27 @@ def preprocessing_config(repository: Path | None = None) -> mc.ModelConfig:
     )
 
 
-POSTPROCESSING_PARAMETERS = {
-    "threshold_policy": "dynamic",
-    "fusion": "max",
-    "dt_span": "30",
-    "dt_window": "2100",
-    "dt_batch": "10",
-    "dt_z_min": "2.5",
-    "dt_z_max": "12.0",
-    "dt_z_step": "0.5",
-    "dt_min_decrease": "0.13",
-    "dt_max_sequences": "5",
-    "dt_floor": "max",
-    "dt_burn_in": "50",
-    "merge_gap": "100",
-    "min_event_length": "1",
-}
-"""Postprocessing's own settings over ``common.pbtxt``'s: the dynamic threshold policy.
-
-Chosen on the 27 non-seed SMAP channels only by ``benchmarks/quality_study.py`` (its
-RECOMMENDED configuration): training z-scores fused with max, EWMA
-span 30, Telemanom's window of 2100 steps re-thresholded every 10 steps, z 2.5..12 step 0.5,
-pruning p 0.13, at most 5 runs, the channel's floor at the largest smoothed fused training
-score (nothing training saw alarms), no alarm in a stream's first 50 steps, events merged
-across gaps of up to 100 steps, no minimum length. Events are made of the decisions confirmed
-at the end of each batch of 10; the per-step ``decision`` is the on-arrival alarm, which
-cannot wait (it alone would score 0.655).
-"""
+def score_inputs() -> list[str]:
+    """Postprocessing's score inputs, one per registered detector in order (at least the
+    seed's ``score1`` and ``score2``, which ``multi_detector`` feeds)."""
+    return [f"score{i + 1}" for i in range(max(2, len(registry.detectors())))]
 
 
 def postprocessing_config(repository: Path | None = None) -> mc.ModelConfig:
-    """``python/postprocessing``: scores (+ channel, thresholds, state) -> fused result."""
+    """``python/postprocessing``: scores (+ channel, thresholds, state) -> fused result.
+
+    Its served settings are the ``parameters`` of ``configs/templates/postprocessing.pbtxt``.
+
+    ``score1`` is required; the others are optional, so a channel fuses the detectors it has.
+    """
+    scores = score_inputs()
     return config_from_template(
-        "python",
+        "postprocessing",
         repository=repository,
         name="postprocessing",
-        parameters=POSTPROCESSING_PARAMETERS,
         input=[
-            tensor("score1", "FP32", [-1]),
-            tensor("score2", "FP32", [-1], optional=True),
+            tensor(scores[0], "FP32", [-1]),
+            *(tensor(name, "FP32", [-1], optional=True) for name in scores[1:]),
             tensor("channel_id", "STRING", [1], optional=True),
             tensor("thresholds", "FP32", [-1], optional=True),
             tensor("post_state", "FP32", [-1], optional=True),
@@ -158,13 +148,11 @@ def seed_model_configs(
     }
 
 
-STATE_TENSORS = {
-    "encoder_state": "FP32",
-    "decoder_state": "FP32",
-    "context": "FP32",
-    "post_state": "FP32",
-}
-"""Stream state passed through ``custom_logic``: in as ``X`` (optional), out as ``X_out``."""
+def stream_states() -> list[str]:
+    """The stream state ``custom_logic`` passes through: every registered detector's, then
+    postprocessing's ``post_state``; each comes in as ``X`` (optional) and out as ``X_out``."""
+    names = [state for detector in registry.detectors() for state in detector.states]
+    return [*dict.fromkeys(names), "post_state"]
 
 
 def custom_logic_config(
@@ -173,9 +161,9 @@ def custom_logic_config(
     """``python/custom_logic``: ``channel_id`` + ``raw_input`` (+ states, ``end_of_stream``)
     -> results + states.
 
-    Outputs: ``final_result``, ``decision``, ``events``, ``subsystem``, then per detector of
-    :data:`DETECTORS` its ``anomaly_score`` and ``anomaly_detected`` as ``<d>_score`` and
-    ``<d>_detected``, then the ``*_out`` states.
+    Outputs: ``final_result``, ``decision``, ``events``, ``subsystem``, then per registered
+    detector its ``anomaly_score`` and ``anomaly_detected`` as ``<kind>_score`` and
+    ``<kind>_detected``, then the ``*_out`` states.
     """
     inputs = [
         tensor("channel_id", "STRING", [1]),
@@ -187,14 +175,14 @@ def custom_logic_config(
         output("events", "FP32", [-1, 3]),
         output("subsystem", "STRING", [1]),
     ]
-    for detector in DETECTORS:
+    for detector in registry.kinds():
         # Each detector's own answer, so a caller can tell which detectors agreed.
         outputs.append(output(f"{detector}_score", "FP32", [-1]))
         outputs.append(output(f"{detector}_detected", "BOOL", [-1]))
-    for name, dtype in STATE_TENSORS.items():
+    for name in stream_states():
         dims = [-1] if name == "post_state" else [-1, -1]
-        inputs.append(tensor(name, dtype, dims, optional=True))
-        outputs.append(output(f"{name}_out", dtype, dims))
+        inputs.append(tensor(name, "FP32", dims, optional=True))
+        outputs.append(output(f"{name}_out", "FP32", dims))
     # True on a stream's last chunk, passed on to postprocessing (its incomplete last batch).
     inputs.append(tensor("end_of_stream", "BOOL", [1], optional=True))
     return config_from_template(

@@ -7,7 +7,9 @@ import pytest
 
 from satwatch.client.tracking import Series, StreamTracker
 from satwatch.evaluation.events import decisions_to_events
-from satwatch.pipeline.postprocess import PostSettings, PostState, Threshold, postprocess
+from satwatch.pipeline.calibration import Threshold
+from satwatch.pipeline.postprocess import PostSettings, postprocess
+from satwatch.pipeline.poststate import PostState
 
 
 def _scores(length: int, seed: int) -> list[np.ndarray]:

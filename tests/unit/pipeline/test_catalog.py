@@ -10,14 +10,15 @@ from satwatch.exceptions import DataError
 from satwatch.pipeline.catalog import Catalog, ChannelEntry, ModelEntry, read_catalog, write_catalog
 
 
-def _entry(channel: str, subsystem: str, threshold: float = 2.0) -> ChannelEntry:
+def _entry(channel: str, subsystem: str, shared: str = "tranad_sat1") -> ChannelEntry:
     return ChannelEntry(
         channel,
         "SMAP",
         subsystem,
         (
-            ModelEntry("omni", f"SMAP_{channel}", threshold, -1.0),
-            ModelEntry("tranad", "tranad_sat1", 0.5, 0.01),
+            ModelEntry("omni", f"SMAP_{channel}", ("encoder_state", "decoder_state")),
+            ModelEntry("tranad", shared, ("context",)),
+            ModelEntry("range", f"range_{channel}"),  # a detector that carries no state
         ),
     )
 
@@ -26,7 +27,12 @@ def test_written_catalog_reads_back(tmp_path) -> None:
     path = write_catalog(tmp_path / "catalog.db", [_entry("E-1", "EPS"), _entry("A-1", "ACS")])
     entries = read_catalog(path)
     assert entries["E-1"] == _entry("E-1", "EPS")
-    assert [m.model for m in entries["A-1"].models] == ["SMAP_A-1", "tranad_sat1"]
+    assert [m.model for m in entries["A-1"].models] == ["SMAP_A-1", "tranad_sat1", "range_A-1"]
+    assert [m.states for m in entries["A-1"].models] == [
+        ("encoder_state", "decoder_state"),
+        ("context",),
+        (),
+    ]
 
 
 def test_unknown_channel_is_named_with_the_known_ones(tmp_path) -> None:
@@ -38,13 +44,13 @@ def test_unknown_channel_is_named_with_the_known_ones(tmp_path) -> None:
 def test_catalog_is_cached_and_reloaded_when_the_file_changes(tmp_path) -> None:
     path = write_catalog(tmp_path / "catalog.db", [_entry("E-1", "EPS")])
     catalog = Catalog(path)
-    assert catalog.lookup("E-1").models[0].threshold == 2.0
+    assert catalog.lookup("E-1").models[1].model == "tranad_sat1"
     catalog.lookup("E-1")
     assert catalog.loads == 1  # cached
-    write_catalog(path, [_entry("E-1", "EPS", threshold=3.0), _entry("T-1", "TCS")])
+    write_catalog(path, [_entry("E-1", "EPS", shared="tranad_sat2"), _entry("T-1", "TCS")])
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
-    assert catalog.lookup("E-1").models[0].threshold == 3.0
+    assert catalog.lookup("E-1").models[1].model == "tranad_sat2"
     assert catalog.lookup("T-1").subsystem == "TCS"
     assert catalog.loads == 2
 

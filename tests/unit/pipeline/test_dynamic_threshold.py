@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -9,10 +11,12 @@ from satwatch.exceptions import DataError
 from satwatch.pipeline.dynamic_threshold import (
     ArrivalState,
     DynamicSettings,
-    DynamicState,
-    DynamicThreshold,
     choose_epsilon,
+    confirm_series,
+    decide_and_confirm,
     decide_on_arrival,
+    decide_tail,
+    ewma,
     surviving_runs,
 )
 
@@ -47,17 +51,46 @@ def test_pruning_keeps_runs_down_to_the_last_big_drop() -> None:
     assert surviving_runs(np.array([0.0, 3.0, 6.0, 0.0]), 1.0, 0.13) == [(1, 2)]
 
 
-def test_single_spike_is_the_only_decision() -> None:
+def test_ewma_smoothing_hand_computed() -> None:
+    # span 3 -> alpha 0.5: 2, 0.5 * 4 + 0.5 * 2 = 3, 0.5 * 8 + 0.5 * 3 = 5.5.
+    level, smoothed = ewma(np.array([2.0, 4.0, 8.0]), span=3)
+    assert smoothed.tolist() == [2.0, 3.0, 5.5] and level == 5.5
+    # Continuing from a level: 0.5 * 1 + 0.5 * 5.5.
+    assert ewma(np.array([1.0]), 3, level)[1].tolist() == [3.25]
+
+
+HAND = DynamicSettings(span=1, window=20, batch=5, z_min=1.0, z_max=1.0, min_decrease=0.13)
+
+
+def test_decisions_on_arrival_by_hand() -> None:
+    x = np.zeros(25)
+    x[12:17] = 10.0  # a run across the batch ending at step 14
+    x[23] = 10.0  # a lone step as high as the run that survived
+    smoothed, decision, state = decide_on_arrival(x, ArrivalState(), 0, HAND)
+    np.testing.assert_array_equal(smoothed, x)  # span 1: no smoothing
+    # Steps 0-3: no threshold yet. Steps 4 and 9 end batches of zeros: epsilon 0, no run, so
+    # the cut is the window's max 0 / (1 - p) = 0. 12, 13: above both, a new run. Step 14 ends
+    # batch 3: window 0..14 has mean 2, std 4, epsilon 6; the run 12..14 survives pruning and
+    # holds step 14. 15, 16 go on above 6; 17 falls. Step 19: the run ends before it. Step 23:
+    # a new run above epsilon 6.83 that reaches the cut (10, the smallest surviving maximum).
+    assert np.flatnonzero(decision).tolist() == [12, 13, 14, 15, 16, 23]
+    assert state.epsilon == pytest.approx(3.0 + np.sqrt(21.0), rel=1e-6)  # batch ending at 24
+    assert state.cut == 10.0 and not state.flagged and state.history.size == 20
+
+
+def test_floor_keeps_low_runs_normal() -> None:
+    x = np.zeros(25)
+    x[12:17] = 10.0
+    _, decision, _ = decide_on_arrival(x, ArrivalState(), 0, replace(HAND, min_score=10.0))
+    assert not decision.any()
+    assert not confirm_series(x, replace(HAND, min_score=10.0)).decision.any()
+
+
+def test_single_spike_is_the_only_confirmed_decision() -> None:
     scores = np.array([0.0] * 20 + [10.0] + [0.0] * 5)
-    result = DynamicThreshold(DynamicSettings(window=100, batch=1)).run(scores)
-    assert result.first == 0
+    result = confirm_series(scores, DynamicSettings(window=100, batch=1))
     assert result.decision.tolist() == [i == 20 for i in range(26)]
-
-
-def test_min_score_floor_suppresses_small_anomalies() -> None:
-    scores = np.array([0.0] * 20 + [10.0] + [0.0] * 5)
-    result = DynamicThreshold(DynamicSettings(window=100, min_score=10.0)).run(scores)
-    assert not result.decision.any()
+    np.testing.assert_array_equal(result.smoothed, scores)
 
 
 @pytest.mark.parametrize("batch", [1, 4])
@@ -65,31 +98,25 @@ def test_burn_in_keeps_the_first_steps_normal_in_both_rules(batch: int) -> None:
     scores = np.array([0.0] * 20 + [10.0] + [0.0] * 7)
     for burn_in, expected in ((20, True), (21, False)):
         settings = DynamicSettings(window=100, batch=batch, burn_in=burn_in)
-        batched = DynamicThreshold(settings).run(scores).decision
+        confirmed = confirm_series(scores, settings).decision
         _, arrival, _ = decide_on_arrival(scores, ArrivalState(), 0, settings)
-        assert batched.any() == expected and batched.sum() <= 1
+        assert confirmed.any() == expected and confirmed.sum() <= 1
         assert arrival[20] == expected, burn_in
     # Streams are counted from their first step: a later chunk is past the burn-in.
     _, later, _ = decide_on_arrival(scores, ArrivalState(), 100, DynamicSettings(burn_in=21))
     assert later[20]
 
 
-def test_ewma_smoothing_hand_computed() -> None:
-    # span 3 -> alpha 0.5: 2, 0.5 * 4 + 0.5 * 2 = 3, 0.5 * 8 + 0.5 * 3 = 5.5.
-    result = DynamicThreshold(DynamicSettings(span=3)).update(np.array([2.0, 4.0, 8.0]))
-    assert result.smoothed.tolist() == [2.0, 3.0, 5.5]
-    assert result.state.level == 5.5
-
-
-def test_batches_decide_with_a_delay_and_flush_decides_the_rest() -> None:
-    stage = DynamicThreshold(DynamicSettings(window=10, batch=2))
-    head = stage.update(np.arange(5.0))
-    assert (head.first, head.decision.size, head.state.pending) == (0, 4, 1)
+def test_batches_are_confirmed_when_they_complete() -> None:
+    settings = DynamicSettings(window=10, batch=2)
+    head = decide_and_confirm(np.arange(5.0), ArrivalState(), 0, settings)
+    assert (head.confirmed_first, head.confirmed.size, head.decision.size) == (0, 4, 5)
     # Two more steps complete the batch of steps 4-5; step 6 waits.
-    more = stage.update(np.arange(2.0), head.state)
-    assert (more.first, more.decision.size, more.state.pending) == (4, 2, 1)
-    tail = stage.flush(more.state)
-    assert (tail.first, tail.decision.size, tail.state.pending) == (6, 1, 0)
+    more = decide_and_confirm(np.arange(2.0), head.state, 5, settings)
+    assert (more.confirmed_first, more.confirmed.size) == (4, 2)
+    # At the end of the series, the batch rule decides the waiting step over the last window.
+    tail, _ = decide_tail(more.state.history, 1, 6, settings)
+    assert tail.size == 1
 
 
 def _series(seed: int, length: int = 800) -> np.ndarray:
@@ -100,46 +127,64 @@ def _series(seed: int, length: int = 800) -> np.ndarray:
     return scores
 
 
-@pytest.mark.parametrize(
-    ("settings", "cuts"),
-    [
-        (DynamicSettings(span=5, window=200, batch=1), [1, 2, 199, 200, 201, 577]),
-        (DynamicSettings(span=20, window=400, batch=70), [1, 69, 70, 71, 500, 701]),
-        (DynamicSettings(span=1, window=250, batch=7, min_score=1.0), [3, 10, 11, 700]),
-        (DynamicSettings(span=3, window=300, batch=10, burn_in=450), [5, 449, 451, 640]),
-    ],
-)
-def test_chunked_equals_whole(settings: DynamicSettings, cuts: list[int]) -> None:
+def _batch_rule(scores: np.ndarray, settings: DynamicSettings, warm: np.ndarray) -> np.ndarray:
+    """Telemanom's batch rule written out: each batch decided over the window ending with it."""
+    level, history = ewma(warm, settings.span)
+    smoothed = np.concatenate([history, ewma(scores, settings.span, level)[1]])
+    decisions = []
+    for first in range(0, scores.size, settings.batch):
+        end = warm.size + min(first + settings.batch, scores.size)  # exclusive, in smoothed
+        window = smoothed[max(0, end - settings.window) : end]
+        count = end - warm.size - first
+        decisions.append(decide_tail(window, count, first, settings)[0])
+    return np.concatenate(decisions)
+
+
+SETTINGS = [
+    (DynamicSettings(span=5, window=200, batch=1), [1, 2, 199, 200, 201, 577]),
+    (DynamicSettings(span=20, window=400, batch=70), [1, 69, 70, 71, 500, 701]),
+    (DynamicSettings(span=1, window=250, batch=7, min_score=1.0), [3, 10, 11, 700]),
+    (DynamicSettings(span=3, window=300, batch=10, burn_in=450), [5, 449, 451, 640]),
+]
+
+
+@pytest.mark.parametrize(("settings", "cuts"), SETTINGS)
+def test_confirmations_are_the_batch_rule(settings: DynamicSettings, cuts: list[int]) -> None:
+    scores, warm = _series(len(cuts)), _series(99, 500)
+    whole = confirm_series(scores, settings, warm=warm).decision
+    assert whole.size == scores.size
+    assert whole.any() and not whole.all()
+    np.testing.assert_array_equal(whole, _batch_rule(scores, settings, warm))
+
+
+@pytest.mark.parametrize(("settings", "cuts"), SETTINGS)
+def test_chunked_with_fp32_state_equals_whole(settings: DynamicSettings, cuts: list[int]) -> None:
     scores = _series(len(cuts))
-    stage = DynamicThreshold(settings)
-    warm = _series(99, 500)
-    whole = stage.run(scores, warm=warm)
-    assert whole.decision.size == scores.size
-    assert whole.decision.any() and not whole.decision.all()
-    state = stage.start(warm)
-    decisions, thresholds, firsts = [], [], []
+    whole = decide_and_confirm(scores, ArrivalState(), 0, settings)
+    state, offset, smoothed, decisions, confirmed = ArrivalState(), 0, [], [], []
     for chunk in np.split(scores, cuts):
-        # The state survives an FP32 tensor unchanged (how a served model carries it).
-        state = DynamicState.from_array(state.to_array().astype(np.float32))
-        part = stage.update(chunk, state)
-        firsts.append(part.first)
+        # The state survives an FP32 tensor unchanged (how the served model carries it).
+        state = ArrivalState.from_array(state.to_array().astype(np.float32))
+        part = decide_and_confirm(chunk, state, offset, settings)
+        smoothed.append(part.smoothed)
         decisions.append(part.decision)
-        thresholds.append(part.threshold)
-        state = part.state
-    tail = stage.flush(state)
-    decisions.append(tail.decision)
-    thresholds.append(tail.threshold)
-    assert np.array_equal(np.concatenate(decisions), whole.decision)
-    assert np.array_equal(np.concatenate(thresholds), whole.threshold)
-    assert firsts == sorted(firsts) and firsts[0] == 0
+        confirmed.append(part.confirmed)
+        state, offset = part.state, offset + chunk.size
+    np.testing.assert_array_equal(np.concatenate(smoothed), whole.smoothed)
+    np.testing.assert_array_equal(np.concatenate(decisions), whole.decision)
+    np.testing.assert_array_equal(np.concatenate(confirmed), whole.confirmed)
+    np.testing.assert_array_equal(state.to_array(), whole.state.to_array())
 
 
 def test_decisions_do_not_depend_on_later_steps() -> None:
     scores = _series(5)
-    stage = DynamicThreshold(DynamicSettings(span=5, window=200, batch=1))
-    full = stage.run(scores).decision
-    cut = stage.run(scores[:500]).decision
+    settings = DynamicSettings(span=5, window=200, batch=1)
+    full = confirm_series(scores, settings).decision
+    cut = confirm_series(scores[:500], settings).decision
     assert full.any() and np.array_equal(full[:500], cut)
+    _, arrival, _ = decide_on_arrival(scores, ArrivalState(), 0, settings)
+    _, arrival_cut, _ = decide_on_arrival(scores[:500], ArrivalState(), 0, settings)
+    assert np.array_equal(arrival[:500], arrival_cut)
 
 
 def test_errors_name_the_problem() -> None:
@@ -152,9 +197,9 @@ def test_errors_name_the_problem() -> None:
     with pytest.raises(DataError, match="burn_in: expected 0 or more, got -1"):
         DynamicSettings(burn_in=-1)
     with pytest.raises(DataError, match="not finite"):
-        DynamicThreshold().update(np.array([1.0, np.nan]))
-    with pytest.raises(DataError, match="pending <= history length"):
-        DynamicState.from_array(np.array([5.0, 1.0, 4.0, 0.0]))
+        confirm_series(np.array([1.0, np.nan]), DynamicSettings())
+    with pytest.raises(DataError, match=r"\[level, epsilon, cut, flagged, n, n values\]"):
+        ArrivalState.from_array(np.array([1.0, 2.0, 3.0, 0.0, 4.0, 1.0]))
     with pytest.raises(DataError, match="dt_window"):
         DynamicSettings.from_parameters({"dt_window": "big"})
     assert DynamicSettings.from_parameters({"dt_window": "900", "dt_min_decrease": "0.2"}) == (

@@ -1,4 +1,4 @@
-"""Postprocessing stages: hand-computed fusion, smoothing, decisions and events; streaming."""
+"""The postprocessing stage: hand-computed smoothing, decisions and events; streaming."""
 
 from __future__ import annotations
 
@@ -9,50 +9,10 @@ import pytest
 
 from satwatch.evaluation.events import decisions_to_events
 from satwatch.exceptions import DataError
-from satwatch.pipeline.dynamic_threshold import (
-    ArrivalState,
-    DynamicSettings,
-    DynamicThreshold,
-    decide_on_arrival,
-)
-from satwatch.pipeline.postprocess import (
-    ChannelThresholds,
-    PostSettings,
-    PostState,
-    Threshold,
-    find_events,
-    fuse,
-    fused_z,
-    load_thresholds,
-    postprocess,
-    save_thresholds,
-    select_thresholds,
-    smooth,
-    stream_id_of,
-    thresholds_from_array,
-    training_statistics,
-)
-
-
-def test_threshold_ratio_is_one_at_the_threshold_whatever_the_sign() -> None:
-    negative = Threshold(threshold=-10.0, baseline=-30.0)
-    ratios = negative.ratio(np.array([-30.0, -10.0, 10.0], np.float32))
-    np.testing.assert_allclose(ratios, [0.0, 1.0, 2.0])
-    np.testing.assert_allclose(Threshold(4.0).ratio(np.array([2.0, 8.0])), [0.5, 2.0])
-
-
-def test_threshold_below_its_baseline_is_refused() -> None:
-    with pytest.raises(DataError, match="above its baseline"):
-        Threshold(1.0, 2.0).ratio(np.ones(3))
-
-
-def test_fusion_max_mean_vote_by_hand() -> None:
-    a = np.array([0.5, 2.0, 1.5], np.float32)
-    b = np.array([1.5, 0.0, 0.5], np.float32)
-    np.testing.assert_allclose(fuse([a, b], "max"), [1.5, 2.0, 1.5])
-    np.testing.assert_allclose(fuse([a, b], "mean"), [1.0, 1.0, 1.0])
-    np.testing.assert_allclose(fuse([a, b], "vote"), [0.5, 0.5, 0.5])
-    np.testing.assert_allclose(fuse([a, a * 0 + 3], "vote"), [0.5, 1.0, 1.0])
+from satwatch.pipeline.calibration import ChannelThresholds, Threshold, fused_z
+from satwatch.pipeline.dynamic_threshold import DynamicSettings, confirm_series
+from satwatch.pipeline.postprocess import PostSettings, postprocess, smooth
+from satwatch.pipeline.poststate import PostState
 
 
 def test_settings_from_config_parameters_and_bad_values() -> None:
@@ -72,24 +32,6 @@ def test_causal_smoothing_by_hand() -> None:
     out = smooth(np.array([3.0, 0.0, 3.0, 6.0], np.float32), state)
     # Means over the last 3 values, fewer at the start.
     np.testing.assert_allclose(out, [3.0, 1.5, 2.0, 3.0])
-
-
-def test_events_merge_gap_and_minimum_length_by_hand() -> None:
-    settings = PostSettings(min_event_length=3, merge_gap=2)
-    decision = np.zeros(20, bool)
-    decision[[2, 3, 6, 7]] = True  # runs 2-3 and 6-7: gap of 2 quiet steps -> merged 2..7
-    decision[[12, 13]] = True  # run of 2 steps, alone: dropped
-    final = np.arange(20, dtype=np.float32)
-    events, run = find_events(final, decision, settings, PostState.start(1, 1))
-    assert events == [(2, 7, 7.0)]
-    assert run is None
-
-
-def test_gap_longer_than_merge_gap_splits_events() -> None:
-    settings = PostSettings(min_event_length=2, merge_gap=1)
-    decision = np.array([1, 1, 0, 0, 1, 1, 0, 0], bool)
-    events, _ = find_events(np.ones(8, np.float32), decision, settings, PostState.start(1, 1))
-    assert [e[:2] for e in events] == [(0, 1), (4, 5)]
 
 
 def test_postprocess_decisions_and_events_by_hand() -> None:
@@ -136,23 +78,6 @@ def test_chunks_with_state_equal_the_whole_series(fusion: str) -> None:
     assert sorted(events.values()) == [tuple(row) for row in whole.events]
 
 
-def test_state_round_trip_and_wrong_state_refused() -> None:
-    state = PostState(42, 17, np.array([1, 2, 3, 4], np.float32), (10, 12, 3.5))
-    back = PostState.from_array(state.to_array(), window=5)
-    assert (back.stream_id, back.offset, back.run) == (42, 17, (10, 12, 3.5))
-    np.testing.assert_array_equal(back.history, state.history)
-    assert stream_id_of(state.to_array()) == 42
-    with pytest.raises(DataError, match="smoothing window 3"):
-        PostState.from_array(state.to_array(), window=3)
-    with pytest.raises(DataError, match="post_state"):
-        PostState.from_array(np.zeros(2, np.float32), window=5)
-
-
-def test_new_streams_get_distinct_ids() -> None:
-    ids = {PostState.start(5).stream_id for _ in range(20)}
-    assert len(ids) > 15
-
-
 def test_mismatched_inputs_are_refused() -> None:
     settings = PostSettings()
     with pytest.raises(DataError, match="one threshold per score"):
@@ -161,46 +86,7 @@ def test_mismatched_inputs_are_refused() -> None:
         postprocess([np.ones(3), np.ones(4)], [Threshold(1.0)] * 2, settings)
 
 
-def test_thresholds_from_request_values_and_file(tmp_path) -> None:
-    assert thresholds_from_array(np.array([2.0, 3.0]), 2) == [Threshold(2.0), Threshold(3.0)]
-    assert thresholds_from_array(np.array([2.0, 1.0, 3.0, 0.5]), 2) == [
-        Threshold(2.0, 1.0),
-        Threshold(3.0, 0.5),
-    ]
-    with pytest.raises(DataError, match="expected 2 values"):
-        thresholds_from_array(np.array([1.0, 2.0, 3.0]), 2)
-    table = {"E-1": [Threshold(2.0, 0.25), Threshold(-1.0, -4.0)]}
-    loaded = load_thresholds(save_thresholds(tmp_path / "t.json", table))
-    assert {c: list(t) for c, t in loaded.items()} == table
-    assert loaded["E-1"].scales == ()  # no training statistics: ratio policy only
-
-
 # --- dynamic threshold policy ------------------------------------------------------------------
-
-HAND = DynamicSettings(span=1, window=20, batch=5, z_min=1.0, z_max=1.0, min_decrease=0.13)
-
-
-def test_dynamic_decisions_on_arrival_by_hand() -> None:
-    x = np.zeros(25)
-    x[12:17] = 10.0  # a run across the batch ending at step 14
-    x[23] = 10.0  # a lone step as high as the run that survived
-    smoothed, decision, state = decide_on_arrival(x, ArrivalState(), 0, HAND)
-    np.testing.assert_array_equal(smoothed, x)  # span 1: no smoothing
-    # Steps 0-3: no threshold yet. Steps 4 and 9 end batches of zeros: epsilon 0, no run, so
-    # the cut is the window's max 0 / (1 - p) = 0. 12, 13: above both, a new run. Step 14 ends
-    # batch 3: window 0..14 has mean 2, std 4, epsilon 6; the run 12..14 survives pruning and
-    # holds step 14. 15, 16 go on above 6; 17 falls. Step 19: the run ends before it. Step 23:
-    # a new run above epsilon 6.83 that reaches the cut (10, the smallest surviving maximum).
-    assert np.flatnonzero(decision).tolist() == [12, 13, 14, 15, 16, 23]
-    assert state.epsilon == pytest.approx(3.0 + np.sqrt(21.0), rel=1e-6)  # batch ending at 24
-    assert state.cut == 10.0 and not state.flagged and state.history.size == 20
-
-
-def test_dynamic_floor_keeps_low_runs_normal() -> None:
-    x = np.zeros(25)
-    x[12:17] = 10.0
-    _, decision, _ = decide_on_arrival(x, ArrivalState(), 0, replace(HAND, min_score=10.0))
-    assert not decision.any()
 
 
 def _entry() -> ChannelThresholds:
@@ -280,7 +166,7 @@ def test_dynamic_events_are_the_batch_rules_decisions_merged() -> None:
     whole = postprocess(scores, entry, settings, PostState.start(5, 3, dynamic=True))
     # Each batch decided at its end (Telemanom's rule), runs closer than 20 steps merged.
     fused = fused_z(scores, entry.scales)
-    confirmed = DynamicThreshold(replace(dynamic, min_score=0.7)).run(fused).decision
+    confirmed = confirm_series(fused, replace(dynamic, min_score=0.7)).decision
     expected = _merged(confirmed, gap=20)
     assert len(expected) >= 2
     assert [[int(r[0]), int(r[1])] for r in whole.events] == expected
@@ -300,7 +186,7 @@ def test_end_of_stream_confirms_the_incomplete_last_batch_as_the_batch_rule_flus
     )
     entry = ChannelThresholds(_entry().ratio, (Threshold(2.0, 1.0),) * 2, (0.5, 0.7))
     fused = fused_z(scores, entry.scales)
-    flushed = DynamicThreshold(replace(dynamic, min_score=0.7)).run(fused).decision
+    flushed = confirm_series(fused, replace(dynamic, min_score=0.7)).decision
     expected = _merged(flushed, gap=20)
     assert len(expected) >= 3 and expected[-1][0] >= 1000  # only the flush confirms the last
     head = postprocess([s[:600] for s in scores], entry, settings)
@@ -324,11 +210,10 @@ def test_dynamic_policy_refuses_ratio_states_and_missing_statistics() -> None:
         postprocess([np.ones(3)], _entry().head(1), settings, ratio_state)
     with pytest.raises(DataError, match="training statistics"):
         postprocess([np.ones(3)], [Threshold(1.0)], settings)
-    with pytest.raises(DataError, match="dynamic threshold policy"):
-        PostState.from_array(ratio_state.to_array(), 5, dynamic=True)
-    dynamic_state = PostState.start(5, 1, dynamic=True)
     with pytest.raises(DataError, match="ratio threshold policy"):
-        PostState.from_array(dynamic_state.to_array(), 5)
+        postprocess([np.ones(3)], [Threshold(1.0)], PostSettings(), PostState.start(5, 1, True))
+    with pytest.raises(DataError, match="smoothing window 5, got 3"):
+        postprocess([np.ones(3)], [Threshold(1.0)], PostSettings(), PostState.start(3, 1))
 
 
 def test_settings_read_the_policy_and_the_dynamic_parameters() -> None:
@@ -344,31 +229,3 @@ def test_settings_read_the_policy_and_the_dynamic_parameters() -> None:
     assert PostSettings.from_parameters({"threshold_policy": "pot"}).threshold_policy == "ratio"
     with pytest.raises(DataError, match="threshold_policy"):
         PostSettings.from_parameters({"threshold_policy": "magic"})
-
-
-def test_training_statistics_round_trip_and_channel_lookup(tmp_path) -> None:
-    rng = np.random.default_rng(0)
-    train = [rng.normal(2.0, 0.5, 3000), rng.gamma(2.0, 1.0, 3000)]
-    ratio = [Threshold(4.0, 2.0), Threshold(6.0, 1.5)]
-    entry = training_statistics(train, ratio, DynamicSettings(span=30))
-    assert entry.scales[0].baseline == pytest.approx(np.median(train[0]))
-    assert entry.scales[0].threshold - entry.scales[0].baseline == pytest.approx(np.std(train[0]))
-    assert len(entry.floors) == 2 and 0 < entry.floors[0] < entry.floors[1]
-    # The "max" rule: the largest smoothed fused training z (POT extrapolates past it or not).
-    highest = training_statistics(train, ratio, DynamicSettings(span=30, floor="max"))
-    stage = DynamicThreshold(DynamicSettings(span=30))
-    for count in (1, 2):
-        fused = fused_z(train[:count], entry.scales[:count])
-        assert highest.floors[count - 1] == stage.smooth(fused)[1].max()
-        assert highest.floors[count - 1] != entry.floors[count - 1]
-    table = load_thresholds(save_thresholds(tmp_path / "t.json", {"A-1": entry}))
-    assert table["A-1"] == entry
-    # The dynamic policy takes the channel's statistics; thresholds never stand in for it.
-    given = np.array([4.0, 2.0, 6.0, 1.5], np.float32)
-    assert select_thresholds(table, 2, "A-1", given, dynamic=True) == entry
-    assert select_thresholds(table, 1, "A-1", None, dynamic=True).floor_for(1) == entry.floors[0]
-    with pytest.raises(DataError, match="expected channel_id"):
-        select_thresholds(table, 2, None, given, dynamic=True)
-    with pytest.raises(DataError, match="unknown channel 'B-9'"):
-        select_thresholds(table, 2, "B-9", None, dynamic=True)
-    assert select_thresholds(table, 2, None, given, dynamic=False) == ratio

@@ -10,10 +10,10 @@ from tritonclient.grpc import model_config_pb2 as mc
 from satwatch.exceptions import RepositoryError
 from satwatch.repository.config import (
     KINDS,
-    common_parameters,
     config_from_template,
     cpu_variant,
     data_type,
+    load_common,
     load_config,
     parse_config,
     tensor,
@@ -93,19 +93,19 @@ def test_common_dynamic_batching_goes_to_models_but_not_ensembles() -> None:
     assert ensemble.WhichOneof("scheduling_choice") is None
 
 
-def test_common_parameters_go_to_python_models_only() -> None:
-    shared = common_parameters(PROJECT_REPOSITORY)
-    assert shared["fusion"] in ("max", "mean", "vote")
-    assert shared["threshold_policy"] == "pot"
-    python = config_from_template("python", repository=PROJECT_REPOSITORY, name="p")
-    onnx = config_from_template("onnx", repository=PROJECT_REPOSITORY, name="o")
-    assert python.parameters["fusion"].string_value == shared["fusion"]
-    assert "fusion" not in onnx.parameters
+def test_settings_live_in_the_postprocessing_template_only() -> None:
+    common = load_common(PROJECT_REPOSITORY)
+    assert not common.parameters  # nothing every model reads
+    post = config_from_template("postprocessing", repository=PROJECT_REPOSITORY, name="p")
+    assert post.parameters["threshold_policy"].string_value == "dynamic"
+    assert post.WhichOneof("scheduling_choice") == "dynamic_batching"  # common's
+    python = config_from_template("python", repository=PROJECT_REPOSITORY, name="q")
+    assert not python.parameters
 
 
 def test_fields_override_template_and_update_parameters() -> None:
     config = config_from_template(
-        "python",
+        "postprocessing",
         repository=PROJECT_REPOSITORY,
         name="postprocessing",
         inputs=[tensor("score1", "FP32", [-1])],
@@ -114,7 +114,7 @@ def test_fields_override_template_and_update_parameters() -> None:
     )
     assert [t.name for t in config.input] == ["score1"]
     assert config.parameters["fusion"].string_value == "vote"
-    assert config.parameters["merge_gap"].string_value  # other shared keys kept
+    assert config.parameters["merge_gap"].string_value == "100"  # the template's other keys
     assert config.version_policy.latest.num_versions == 3
 
 

@@ -1,20 +1,21 @@
 """Triton Python model ``custom_logic``: one channel's detection pipeline via BLS, with alerts.
 
 Inputs ``channel_id`` BYTES [1] and ``raw_input`` FP32 [-1, 25], plus the optional stream
-state ``encoder_state``, ``decoder_state`` (the channel's OmniAnomaly), ``context`` (TranAD)
-and ``post_state`` (postprocessing); each comes back as ``<name>_out`` so a client streams
-chunks by passing them back; the optional ``end_of_stream`` BOOL [1] (a stream's last chunk)
-goes on to postprocessing. Outputs ``final_result``, ``decision``, ``events`` [-1, 3], the
-channel's ``subsystem`` and each detector's own ``anomaly_score``/``anomaly_detected`` as
-``omni_score``/``omni_detected`` and ``tranad_score``/``tranad_detected`` (which detectors
-agreed on an event).
+state of every detector (``encoder_state``, ``decoder_state`` for OmniAnomaly, ``context``
+for TranAD) and ``post_state`` (postprocessing); each comes back as ``<name>_out`` so a
+client streams chunks by passing them back; the optional ``end_of_stream`` BOOL [1] (a
+stream's last chunk) goes on to postprocessing. Outputs ``final_result``, ``decision``,
+``events`` [-1, 3], the channel's ``subsystem`` and each detector's own
+``anomaly_score``/``anomaly_detected`` as ``<kind>_score``/``<kind>_detected`` (which
+detectors agreed on an event).
 
-Per request: the channel's subsystem, models and thresholds come from the SQLite catalog
-(cached, reread when the file changes); Business Logic Scripting (async BLS) calls
-``preprocessing`` -> ``SMAP_<chan>`` and ``tranad_sat1`` (at once) -> ``postprocessing``;
-reported events go to the SQLite event log (new ones also to the webhook, from a background
-thread). An unknown channel is that request's ``INVALID_ARG`` error naming it; a failing step
-is that request's error naming the step, with the step's code.
+Per request: the channel's subsystem, its detector models and the state each carries come
+from the SQLite catalog (cached, reread when the file changes); Business Logic Scripting
+(async BLS) calls ``preprocessing`` -> the channel's detectors (all at once) ->
+``postprocessing`` (``score1``, ``score2``... in catalog order; it finds the channel's
+thresholds by ``channel_id``); reported events go to the SQLite event log (new ones also to
+the webhook, from a background thread). An unknown channel is that request's ``INVALID_ARG``
+error naming it; a failing step is that request's error naming the step, with the step's code.
 Parameters: ``satwatch.pipeline.configs``.
 """
 
@@ -27,12 +28,11 @@ import triton_python_backend_utils as pb_utils
 from satwatch.exceptions import SatwatchError
 from satwatch.pipeline import serving
 from satwatch.pipeline.catalog import CATALOG_FILE, Catalog
-from satwatch.pipeline.configs import DETECTORS, event_log_path
+from satwatch.pipeline.configs import event_log_path
 from satwatch.pipeline.eventlog import EventLog, WebhookNotifier
-from satwatch.pipeline.postprocess import stream_id_of
+from satwatch.pipeline.poststate import stream_id_of
 
 RESULTS = ("final_result", "decision", "events")
-DETECTOR_STATES = {"omni": ("encoder_state", "decoder_state"), "tranad": ("context",)}
 
 
 class StepError(SatwatchError):
@@ -90,32 +90,29 @@ class TritonPythonModel:
         )
         calls = []
         for model in entry.models:
-            states = DETECTOR_STATES.get(model.detector, ())
             feeds = {"input_data": preprocessed["normalized"]}
-            feeds |= {s: serving.optional_input(pb_utils, request, s) for s in states}
-            names = ["anomaly_score", "anomaly_detected", *(f"{s}_out" for s in states)]
-            calls.append(self._call(model.model, feeds, names, passed_on=states))
-        # The detectors run in their own stubs: score with both at once.
+            feeds |= {s: serving.optional_input(pb_utils, request, s) for s in model.states}
+            names = ["anomaly_score", "anomaly_detected", *(f"{s}_out" for s in model.states)]
+            calls.append(self._call(model.model, feeds, names, passed_on=model.states))
+        # The detectors run in their own stubs: score with all of them at once.
         answers = await asyncio.gather(*calls)
-        outputs, scores, thresholds = {}, [], []
+        outputs, scores = {}, []
         for model, answer in zip(entry.models, answers, strict=True):
             score, detected = answer.pop("anomaly_score"), answer.pop("anomaly_detected")
             scores.append(score)
-            thresholds += [model.threshold, model.baseline]
             outputs |= answer
             # Each detector's own answer, so the caller sees which detectors agreed (only
             # where the config declares it: an older config keeps working).
             if f"{model.detector}_score" in self.dtypes:
                 outputs[f"{model.detector}_score"] = score
                 outputs[f"{model.detector}_detected"] = detected
-        for detector in DETECTORS:
-            # A channel the catalog gives no such detector: no score, never detected.
-            if f"{detector}_score" in self.dtypes and f"{detector}_score" not in outputs:
-                outputs[f"{detector}_score"] = np.full(raw.shape[0], np.nan, np.float32)
-                outputs[f"{detector}_detected"] = np.zeros(raw.shape[0], bool)
+        for name in self.dtypes:
+            # A detector the catalog gives this channel none of: no score, never detected.
+            if name.endswith("_score") and name not in outputs:
+                outputs[name] = np.full(raw.shape[0], np.nan, np.float32)
+                outputs[name.replace("_score", "_detected")] = np.zeros(raw.shape[0], bool)
         post_inputs = {f"score{i + 1}": score for i, score in enumerate(scores)}
-        post_inputs["thresholds"] = np.asarray(thresholds, np.float32)
-        # The channel picks its training statistics (the dynamic policy needs them).
+        # The channel picks its thresholds and training statistics (the calibration file).
         post_inputs["channel_id"] = channel_id
         post_inputs["post_state"] = serving.optional_input(pb_utils, request, "post_state")
         post_inputs["end_of_stream"] = serving.optional_input(pb_utils, request, "end_of_stream")

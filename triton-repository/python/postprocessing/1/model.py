@@ -1,6 +1,7 @@
 """Triton Python model ``postprocessing``: detector scores -> fused score, decisions, events.
 
-Inputs ``score1`` FP32 [-1] (the channel's OmniAnomaly) and optional ``score2`` (TranAD),
+Inputs ``score1`` FP32 [-1] and optional ``score2``, ``score3``... (one per detector, in the
+order of the catalog: ``score1`` OmniAnomaly, ``score2`` TranAD),
 ``channel_id`` BYTES [1] (picks the thresholds; the config's ``default_channel``, E-1, when
 absent), ``thresholds`` FP32 [-1] (one per score, or (threshold, baseline) pairs; overrides
 the shipped ones), ``post_state`` FP32 [-1] (what the previous chunk returned) and
@@ -24,14 +25,10 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from satwatch.pipeline import serving
-from satwatch.pipeline.postprocess import (
-    THRESHOLDS_FILE,
-    PostSettings,
-    PostState,
-    load_thresholds,
-    postprocess,
-    select_thresholds,
-)
+from satwatch.pipeline.calibration import select_thresholds
+from satwatch.pipeline.calibration_file import THRESHOLDS_FILE, load_thresholds
+from satwatch.pipeline.postprocess import PostSettings, postprocess
+from satwatch.pipeline.poststate import PostState
 
 OUTPUTS = ("final_result", "decision", "events", "post_state_out")
 
@@ -46,6 +43,8 @@ class TritonPythonModel:
         self.settings = PostSettings.from_parameters(params)
         self.default_channel = params.get("default_channel") or serving.DEFAULT_CHANNEL
         self.dtypes = {name: serving.output_dtype(pb_utils, config, name) for name in OUTPUTS}
+        # score1, score2, ...: as many as the config declares (one per detector), in order.
+        self.score_names = [i["name"] for i in config["input"] if i["name"].startswith("score")]
         self.thresholds = load_thresholds(serving.version_folder(args) / THRESHOLDS_FILE)
 
     def _thresholds(self, request, count):
@@ -55,10 +54,11 @@ class TritonPythonModel:
         return select_thresholds(self.thresholds, count, channel, given, dynamic)
 
     def _answer(self, request):
-        scores = [serving.required_input(pb_utils, request, "score1")]
-        second = serving.optional_input(pb_utils, request, "score2")
-        if second is not None:
-            scores.append(second)
+        scores = [serving.required_input(pb_utils, request, self.score_names[0])]
+        for name in self.score_names[1:]:
+            score = serving.optional_input(pb_utils, request, name)
+            if score is not None:
+                scores.append(score)
         state = serving.optional_input(pb_utils, request, "post_state")
         if state is not None:
             dynamic = self.settings.threshold_policy == "dynamic"

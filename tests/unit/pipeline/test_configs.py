@@ -21,7 +21,7 @@ def test_custom_logic_takes_channel_and_raw_input_and_passes_every_state_back() 
         assert find_tensor(config.output, f"{state}_out") is not None
     parameters = parameter_dict(config)
     assert parameters["webhook_url"] == "http://127.0.0.1:1/x"
-    assert parameters["fusion"] == "max"  # from configs/common.pbtxt
+    assert "fusion" not in parameters  # postprocessing's setting, in its own template only
 
 
 def test_checked_in_python_configs_are_what_the_builder_writes(tmp_path: Path) -> None:

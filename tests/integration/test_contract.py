@@ -95,6 +95,7 @@ MODELS = [
     Model("SMAP_E-1", ("E-1",), _detector),
     Model("SMAP_P-7", ("P-7",), _detector),
     Model("tranad_sat1", BOTH, _detector),
+    Model("nearest_SMAP_E-1", ("E-1",), _detector),
     Model("preprocessing", BOTH, _telemetry),
     Model("postprocessing", BOTH, _scores),
     Model("custom_logic", BOTH, _telemetry),

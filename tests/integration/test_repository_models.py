@@ -20,13 +20,14 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from satwatch.data import SEED_CHANNELS, load_dataset
-from satwatch.detectors import omnianomaly, tranad
+from satwatch.detectors import omnianomaly, registry, tranad
 from satwatch.detectors.artifacts import load_trained
 from satwatch.detectors.normalization import Normalisation
 from satwatch.pipeline.calibration_file import load_thresholds
 from satwatch.pipeline.eventlog import EventLog
 from satwatch.pipeline.postprocess import PostSettings, postprocess
 from satwatch.repository.config import load_config, parameter_dict
+from satwatch.repository.seed import stream_states
 
 from .builders import Built, built_repository, served_repository, webhook_server
 
@@ -35,13 +36,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 MODELS = [
     *(f"SMAP_{channel}" for channel in SEED_CHANNELS),
     "tranad_sat1",
+    *(f"nearest_SMAP_{channel}" for channel in SEED_CHANNELS),
     "preprocessing",
     "postprocessing",
     "custom_logic",
     "multi_detector",
     "anomaly_pipeline",
 ]
-"""Every model ``satwatch build`` makes (33; ``tensorrt/`` needs a GPU)."""
+"""Every model ``satwatch build`` makes (60; ``tensorrt/`` needs a GPU)."""
 RESULTS = ("final_result", "decision", "events")
 
 
@@ -107,11 +109,11 @@ def _channel(name: str) -> np.ndarray:
 
 
 def test_every_model_of_the_seed_build_is_ready_over_http_and_grpc(http, grpc, served) -> None:
-    assert len(MODELS) == 33
+    assert len(MODELS) == 60
     for model in MODELS:
         assert http.is_model_ready(model), model
         assert grpc.is_model_ready(model), model
-    # The server's own list: these 33 models, all READY, nothing else.
+    # The server's own list: these 60 models, all READY, nothing else.
     index = http.get_model_repository_index(headers=served.admin_headers)
     states = {row["name"]: row.get("state") for row in index}
     assert states == dict.fromkeys(MODELS, "READY")
@@ -122,13 +124,14 @@ def test_every_model_of_the_seed_build_is_ready_over_http_and_grpc(http, grpc, s
 
 
 def test_custom_logic_on_another_channel_equals_its_steps(http, shared_data: Path) -> None:
-    channel = "T-1"  # neither E-1 nor A-1: routed by the catalog to SMAP_T-1
+    channel = "T-1"  # neither E-1 nor A-1: routed by the catalog to its detectors
     raw = load_dataset(shared_data).channel(channel).test[:1200].astype(np.float32).copy()
     raw[500:560, 0] = 3.0  # far outside the training range
+    kinds = registry.kinds()
     custom = _infer(
         http,
         "custom_logic",
-        [*RESULTS, "subsystem", "omni_score", "omni_detected", "tranad_score", "tranad_detected"],
+        [*RESULTS, "subsystem", *(f"{d}_{o}" for d in kinds for o in ("score", "detected"))],
         channel_id=_channel(channel),
         raw_input=raw,
     )
@@ -137,17 +140,16 @@ def test_custom_logic_on_another_channel_equals_its_steps(http, shared_data: Pat
         http, "preprocessing", ["normalized"], raw_input=raw, channel_id=_channel(channel)
     )["normalized"]
     answers = {
-        detector: _infer(http, model, ["anomaly_score", "anomaly_detected"], input_data=normalized)
-        for detector, model in (("omni", f"SMAP_{channel}"), ("tranad", "tranad_sat1"))
+        d.kind: _infer(
+            http,
+            d.served_name(channel),
+            ["anomaly_score", "anomaly_detected"],
+            input_data=normalized,
+        )
+        for d in registry.detectors()
     }
-    steps = _infer(
-        http,
-        "postprocessing",
-        list(RESULTS),
-        score1=answers["omni"]["anomaly_score"],
-        score2=answers["tranad"]["anomaly_score"],
-        channel_id=_channel(channel),
-    )
+    scores = {f"score{i + 1}": answers[kind]["anomaly_score"] for i, kind in enumerate(kinds)}
+    steps = _infer(http, "postprocessing", list(RESULTS), **scores, channel_id=_channel(channel))
     for name in RESULTS:
         np.testing.assert_array_equal(custom[name], steps[name], err_msg=name)
     for detector, answer in answers.items():
@@ -188,25 +190,27 @@ def test_multi_detector_equals_its_steps_and_the_offline_pipeline(
     )
     offline = postprocess(
         [omnianomaly.score(omni_model, offline_input), tranad.score(tranad_model, offline_input)],
-        load_thresholds(repository / "1" / "thresholds.json")["E-1"],
+        load_thresholds(repository / "1" / "thresholds.json")["E-1"].head(2),  # its 2 scores
         settings,
     )
     np.testing.assert_allclose(ensemble["final_result"], offline.final, atol=1e-4)
 
 
-def test_custom_logic_agrees_with_multi_detector_and_logs_events(
+def test_custom_logic_fuses_its_detectors_as_postprocessing_and_logs_events(
     http, built, window, webhook
 ) -> None:
-    ensemble = _infer(http, "multi_detector", list(RESULTS), raw_input=window)
+    kinds = registry.kinds()
     custom = _infer(
         http,
         "custom_logic",
-        [*RESULTS, "subsystem", "post_state_out"],
+        [*RESULTS, "subsystem", "post_state_out", *(f"{d}_score" for d in kinds)],
         channel_id=_channel("E-1"),
         raw_input=window,
     )
+    scores = {f"score{i + 1}": custom[f"{d}_score"] for i, d in enumerate(kinds)}
+    steps = _infer(http, "postprocessing", list(RESULTS), **scores, channel_id=_channel("E-1"))
     for name in RESULTS:
-        np.testing.assert_array_equal(custom[name], ensemble[name], err_msg=name)
+        np.testing.assert_array_equal(custom[name], steps[name], err_msg=name)
     assert custom["subsystem"].tolist() == [b"EPS"]
     stream = int(custom["post_state_out"][1])
     log = EventLog(built.repository / "python" / "custom_logic" / "events.db")
@@ -225,7 +229,7 @@ def test_custom_logic_agrees_with_multi_detector_and_logs_events(
 
 
 def test_custom_logic_streams_chunks_like_the_whole_window(http, built, window) -> None:
-    names = ["encoder_state", "decoder_state", "context", "post_state"]
+    names = stream_states()
     whole = _infer(
         http, "custom_logic", list(RESULTS), channel_id=_channel("E-1"), raw_input=window
     )

@@ -125,7 +125,19 @@ TRANAD = Detector(
     states=("context",),
 )
 
-_REGISTERED: dict[str, Detector] = {d.kind: d for d in (OMNIANOMALY, TRANAD)}
+NEAREST_WINDOW = Detector(
+    kind="nearest",
+    title="nearest training window",
+    implementation="satwatch.detectors.nearest_window",
+    backend="onnx",
+    model_file="model.onnx",
+    name_pattern="nearest_{spacecraft}_{channel}",
+    exporter="satwatch.detectors.nearest_window:export_trained",
+    served_scorer="satwatch.detectors.nearest_window:served_scorer",
+    states=("recent_values", "steps_seen"),
+)
+
+_REGISTERED: dict[str, Detector] = {d.kind: d for d in (OMNIANOMALY, TRANAD, NEAREST_WINDOW)}
 
 
 def register(detector: Detector) -> Detector:

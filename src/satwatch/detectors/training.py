@@ -24,6 +24,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import torch
@@ -170,11 +171,22 @@ def fit_threshold(scores: np.ndarray, rule: str = "pot") -> tuple[float, dict]:
     return float(min(max(pot, top), top + CLAMP_MARGIN * (top - median))), info
 
 
-def _thresholds(module: object, model: torch.nn.Module, train: dict[str, np.ndarray]) -> dict:
+def calibration_scores(
+    module: ModuleType, model: torch.nn.Module, series: np.ndarray
+) -> np.ndarray:
+    """A detector's scores of its own training split, which thresholds are fitted on.
+
+    They are its served ``score`` unless the detector defines ``training_scores``: one that
+    remembers its training data (nearest window) would score it 0 everywhere.
+    """
+    return getattr(module, "training_scores", module.score)(model, series)
+
+
+def _thresholds(module: ModuleType, model: torch.nn.Module, train: dict[str, np.ndarray]) -> dict:
     """Card entries of the threshold: overall, per channel, and how they were fitted."""
     rule = getattr(module, "THRESHOLD_RULE", "pot")
     # Thresholds come from the training scores computed exactly as serving computes them.
-    scores = {name: module.score(model, series) for name, series in train.items()}
+    scores = {name: calibration_scores(module, model, series) for name, series in train.items()}
     threshold, info = fit_threshold(np.concatenate(list(scores.values())), rule)
     return {
         "threshold": threshold,

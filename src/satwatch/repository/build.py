@@ -42,7 +42,7 @@ from satwatch.detectors import registry
 from satwatch.detectors.artifacts import artifact_dir, load_trained
 from satwatch.detectors.normalization import Normalisation
 from satwatch.detectors.registry import Detector
-from satwatch.detectors.training import plan_jobs, run_jobs
+from satwatch.detectors.training import calibration_scores, plan_jobs, run_jobs
 from satwatch.exceptions import RepositoryError
 from satwatch.paths import PROJECT_ROOT
 from satwatch.pipeline.calibration import Threshold, training_statistics
@@ -238,14 +238,14 @@ def _export(
     path = detector.export()(folder, model_dir / "1" / detector.model_file)
     model, card = load_trained(folder)
     write_model_configs(model_dir, _served_config(detector, name, path, card, repository))
-    score = detector.module().score
+    module = detector.module()
     per_channel = card.get("channel_thresholds") or {}
     calibrations = {}
     for channel in channels:
         stats = Normalisation.from_dict(card["normalisation"][channel])
         # A channel a shared model was not trained on falls back to its pooled threshold.
         threshold = float(per_channel.get(channel, card["threshold"]))
-        scores = score(model, stats.apply(trains[channel]))
+        scores = calibration_scores(module, model, stats.apply(trains[channel]))
         baseline = _baseline_of(detector.kind, scores, threshold)
         calibrations[channel] = Calibration(name, threshold, baseline, scores, stats)
     return calibrations

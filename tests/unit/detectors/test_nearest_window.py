@@ -1,0 +1,103 @@
+"""The nearest-training-window detector: scores, streaming, calibration and its ONNX file."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from satwatch.detectors import nearest_window as nw
+from satwatch.detectors.artifacts import load_trained, save_trained
+from satwatch.exceptions import DataError
+
+WINDOW = 8
+
+
+def _series(steps: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    data = np.zeros((steps, 3), np.float32)
+    data[:, 0] = np.sin(np.arange(steps) / 5.0) + 0.01 * rng.normal(size=steps)
+    return data
+
+
+@pytest.fixture(scope="module")
+def model() -> nw.NearestWindow:
+    return nw.fit([_series(400)], nw.Params(window=WINDOW), seed=0)
+
+
+def test_a_training_window_scores_zero_and_a_new_shape_scores_high(model) -> None:
+    train = _series(400)
+    assert np.allclose(nw.score(model, train)[WINDOW - 1 :], 0.0, atol=1e-3)
+    odd = train.copy()
+    odd[200:210, 0] = 3.0
+    scores = nw.score(model, odd)
+    assert scores[205] > 1.0
+    assert scores[: WINDOW - 1].tolist() == [0.0] * (WINDOW - 1)  # incomplete windows
+
+
+def test_a_stream_of_chunks_scores_as_the_whole_series(model) -> None:
+    test = _series(300, seed=1)
+    whole = nw.score(model, test)
+    recent, seen, parts = torch.zeros(1, WINDOW - 1), torch.zeros(1, 1), []
+    with torch.inference_mode():
+        for start in range(0, test.shape[0], 37):
+            out = model(torch.as_tensor(test[start : start + 37]), recent, seen)
+            recent, seen = out[3], out[4]
+            parts.append(out[1].numpy())
+    np.testing.assert_array_equal(np.concatenate(parts), whole)
+    assert seen.item() == 300
+
+
+def test_calibration_leaves_out_each_windows_own_neighbourhood(model) -> None:
+    train = _series(400)
+    calibration = nw.training_scores(model, train)
+    assert calibration.shape == (400,)
+    assert (calibration[WINDOW - 1 :] > 0).all()  # never its own zero-distance match
+    # Brute force for one window: the nearest window at least a quarter window away.
+    values = train[:, 0].astype(np.float64)
+    windows = np.lib.stride_tricks.sliding_window_view(values, WINDOW)
+    i = 100
+    distances = [
+        np.linalg.norm(windows[i] - windows[j]) for j in range(len(windows)) if abs(i - j) >= 2
+    ]
+    assert calibration[i + WINDOW - 1] == pytest.approx(min(distances), rel=1e-4)
+
+
+def test_bad_training_data_is_refused() -> None:
+    with pytest.raises(DataError, match="at least 8 training steps"):
+        nw.fit([_series(5)], nw.Params(window=WINDOW), 0)
+    broken = _series(50)
+    broken[3, 0] = np.nan
+    with pytest.raises(DataError, match="finite"):
+        nw.fit([broken], nw.Params(window=WINDOW), 0)
+
+
+def test_the_onnx_file_scores_as_the_module_after_a_round_trip(model, tmp_path) -> None:
+    model.threshold.fill_(float("inf"))
+    card = {"detector": "nearest", "params": {"window": WINDOW, "epochs": 1}}
+    save_trained(tmp_path, model, {**card, "n_features": 3, "threshold": 0.5})
+    reloaded, _ = load_trained(tmp_path)  # the buffers take the saved window count
+    assert reloaded.kernels.shape == model.kernels.shape
+    path = nw.export_trained(tmp_path, tmp_path / "model.onnx")
+    test = _series(500, seed=2)  # not the 300 steps the export traced
+    test[150:160, 0] = 3.0
+    served = nw.served_scorer(path)(test)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    state = {"recent_values": np.zeros((1, WINDOW - 1), np.float32)}
+    state["steps_seen"] = np.zeros((1, 1), np.float32)
+    outputs = ["anomaly_score", "recent_values_out", "steps_seen_out"]
+    whole = session.run(outputs, {"input_data": test, **state})
+    parts = []
+    for start in range(0, 500, 64):
+        score, recent, seen = session.run(
+            outputs, {"input_data": test[start : start + 64], **state}
+        )
+        state = {"recent_values": recent, "steps_seen": seen}
+        parts.append(score)
+    np.testing.assert_array_equal(np.concatenate(parts), whole[0])
+    np.testing.assert_array_equal(state["recent_values"], whole[1])
+    assert state["steps_seen"].tolist() == whole[2].tolist() == [[500.0]]
+    # float32 distances through another matrix product: equal to rounding (sqrt of ~1e-6).
+    np.testing.assert_allclose(served, nw.score(reloaded, test), atol=1e-4)
+    assert served[155] > 0.5

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from satwatch.cli import app
 from satwatch.client.soak import SoakReport, find_server, make_buckets, run_soak
 from satwatch.data import SEED_CHANNELS
+from satwatch.detectors import registry
 
 from .builders import Built, built_repository, served_repository, webhook_server
 
@@ -26,8 +27,7 @@ MODELS = ("custom_logic", "multi_detector")
 DURATION = 30.0
 BUCKET = 10.0
 STUB_MODELS = {
-    *(f"SMAP_{channel}" for channel in SEED_CHANNELS),
-    "tranad_sat1",
+    *(d.served_name(channel) for d in registry.detectors() for channel in SEED_CHANNELS),
     "preprocessing",
     "postprocessing",
     "custom_logic",

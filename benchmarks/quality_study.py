@@ -85,6 +85,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import sys
 import time
@@ -285,6 +286,12 @@ def merge_and_filter(
     return out
 
 
+@functools.cache
+def served_settings() -> PostSettings:
+    """The served postprocessing settings (read once: the template does not change)."""
+    return PostSettings.from_parameters(parameter_dict(postprocessing_config()))
+
+
 def served_decisions(scores: tuple[str, ...], cache: Path, channel: str) -> np.ndarray:
     """The served postprocessing's events over the cached scores, judged as served.
 
@@ -292,7 +299,7 @@ def served_decisions(scores: tuple[str, ...], cache: Path, channel: str) -> np.n
     channel's calibration is made from the cached training scores by the build's own
     function, and the events by the one :func:`~satwatch.evaluation.offline.fused_decisions`.
     """
-    settings = PostSettings.from_parameters(parameter_dict(postprocessing_config()))
+    settings = served_settings()
     trains, tests = zip(*(load_cached(cache, score, channel) for score in scores), strict=True)
     # The dynamic policy reads only the training statistics; each detector's own threshold
     # (ratio policy) is not cached, so the training maximum stands in for it.

@@ -1,4 +1,5 @@
-"""What every command shares: its two consoles and the one way an error ends a command.
+"""What every command shares: its consoles, the one way an error ends a command, the
+``--data`` option and the plain counting progress bar.
 
 A :class:`~satwatch.exceptions.SatwatchError` ends a command as one red line on stderr and exit
 code 1, never a traceback.
@@ -20,6 +21,7 @@ from typing import TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from satwatch.exceptions import SatwatchError
 
@@ -27,6 +29,23 @@ CONSOLE = Console()
 ERRORS = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., None])
+
+DATA_OPTION = typer.Option(
+    None, "--data", help="Telemetry folder (default $SATWATCH_DATA or the shared copy)."
+)
+"""``--data``, as every command that reads telemetry takes it."""
+
+
+def counting_progress(label: str, transient: bool = False) -> Progress:
+    """A bar counting done items: ``<label> {description}``, the bar, ``n/total``, the time."""
+    return Progress(
+        TextColumn(f"{label} {{task.description}}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=CONSOLE,
+        transient=transient,
+    )
 
 
 def fail(error: SatwatchError) -> typer.Exit:

@@ -45,7 +45,7 @@ from satwatch.client.stream import (
     stream_channels,
 )
 from satwatch.client.targets import PIPELINES, STEPS
-from satwatch.commands._console import CONSOLE, fail
+from satwatch.commands._console import CONSOLE, DATA_OPTION, fail
 from satwatch.commands.server import DEFAULT_PID_FILE
 from satwatch.detectors.registry import detectors
 from satwatch.evaluation.run import RunEvent
@@ -212,9 +212,7 @@ def detect(
         help="Write events.csv, events.json and scores/<channel>.npz (the run folder "
         "`satwatch report` reads) here.",
     ),
-    data: Path | None = typer.Option(
-        None, "--data", help="Telemetry folder (default $SATWATCH_DATA or the shared copy)."
-    ),
+    data: Path | None = DATA_OPTION,
     artifacts: Path | None = typer.Option(
         None,
         "--artifacts",
@@ -447,9 +445,7 @@ def soak(
     output: Path | None = typer.Option(
         None, "--output", "-o", help="Write soak.json (every figure of the report) here."
     ),
-    data: Path | None = typer.Option(
-        None, "--data", help="Telemetry folder (default $SATWATCH_DATA or the shared copy)."
-    ),
+    data: Path | None = DATA_OPTION,
     admin_key: str | None = typer.Option(
         None,
         "--admin-key",

@@ -16,15 +16,13 @@ import typer
 from rich.progress import (
     BarColumn,
     DownloadColumn,
-    MofNCompleteColumn,
     Progress,
     TextColumn,
-    TimeElapsedColumn,
     TransferSpeedColumn,
 )
 from rich.table import Table
 
-from satwatch.commands._console import CONSOLE, fail
+from satwatch.commands._console import CONSOLE, DATA_OPTION, counting_progress, fail
 from satwatch.exceptions import SatwatchError
 
 LOGGER = logging.getLogger(__name__)
@@ -59,10 +57,7 @@ def synth(
     """
     from satwatch.data.synth import synthesize
 
-    progress = Progress(
-        TextColumn("synthesizing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=CONSOLE,
-    )  # fmt: skip
+    progress = counting_progress("synthesizing")
     try:
         with progress:
             task = progress.add_task("synth", total=channels)
@@ -138,9 +133,7 @@ def download(
 
 @data_app.command()
 def info(
-    data: Path | None = typer.Option(
-        None, "--data", help="Telemetry folder (default $SATWATCH_DATA or the shared copy)."
-    ),
+    data: Path | None = DATA_OPTION,
     spacecraft: str = typer.Option("SMAP", "--spacecraft", "-s", help="SMAP or MSL."),
     channels: str = typer.Option(
         "all", "--channels", "-c", help="'seed' (27 seed SMAP channels), 'all' or E-1,A-1,..."

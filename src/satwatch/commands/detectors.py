@@ -16,7 +16,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from satwatch.commands._console import CONSOLE, ERRORS, fail
+from satwatch.commands._console import CONSOLE, DATA_OPTION, ERRORS, fail
 from satwatch.detectors import registry
 from satwatch.exceptions import SatwatchError
 from satwatch.paths import artifacts_dir, data_dir
@@ -50,9 +50,7 @@ def train(
     ),
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed trains the same model."),
     jobs: int = typer.Option(2, "--jobs", "-j", help="Channels trained in parallel processes."),
-    data: Path | None = typer.Option(
-        None, "--data", help="Telemetry folder (default $SATWATCH_DATA or the shared copy)."
-    ),
+    data: Path | None = DATA_OPTION,
     artifacts: Path | None = typer.Option(
         None,
         "--artifacts",
@@ -141,9 +139,7 @@ def export(
     check: bool = typer.Option(
         True, "--check/--no-check", help="Compare ONNX Runtime with PyTorch on the test split."
     ),
-    data: Path | None = typer.Option(
-        None, "--data", help="Telemetry folder (default $SATWATCH_DATA or the shared copy)."
-    ),
+    data: Path | None = DATA_OPTION,
 ) -> None:
     """Export trained OmniAnomaly models to ONNX (served interface, threshold baked in)."""
     from satwatch.data import load_dataset

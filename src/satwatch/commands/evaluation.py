@@ -6,10 +6,9 @@ import logging
 from pathlib import Path
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from satwatch.commands._console import CONSOLE, fail
+from satwatch.commands._console import CONSOLE, DATA_OPTION, counting_progress, fail
 from satwatch.detectors.registry import kinds
 from satwatch.exceptions import SatwatchError
 from satwatch.paths import data_dir
@@ -53,9 +52,7 @@ def evaluate(
     channels: str = typer.Option(
         "seed", "--channels", "-c", help="Channel ids (E-1,A-1), 'seed' or 'all'."
     ),
-    data: Path | None = typer.Option(
-        None, "--data", help="Telemetry folder (default $SATWATCH_DATA or the shared copy)."
-    ),
+    data: Path | None = DATA_OPTION,
     artifacts: Path | None = typer.Option(
         None, "--artifacts", help="Trained models (default $SATWATCH_ARTIFACTS or ./artifacts)."
     ),
@@ -105,14 +102,7 @@ def evaluate(
     try:
         names = load_dataset(data_dir(data)).resolve_channels(channels)
         wanted = [d.strip() for d in detectors.split(",") if d.strip()]
-        with Progress(
-            TextColumn("scoring {task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=CONSOLE,
-            transient=True,
-        ) as progress:
+        with counting_progress("scoring", transient=True) as progress:
             task = progress.add_task("test split", total=len(names) * len(wanted))
 
             def on_channel(detector: str, channel: str) -> None:

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from satwatch.commands._console import CONSOLE, fail
+from satwatch.commands._console import CONSOLE, counting_progress, fail
 from satwatch.exceptions import SatwatchError
 
 LOGGER = logging.getLogger(__name__)
@@ -49,14 +48,7 @@ def report(
     try:
         wanted = [c.strip() for c in channels.split(",") if c.strip()] if channels else None
         total = len(wanted) if wanted else len(load_run(run).channels)
-        with Progress(
-            TextColumn("drawing {task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=CONSOLE,
-            transient=True,
-        ) as progress:
+        with counting_progress("drawing", transient=True) as progress:
             task = progress.add_task("figures", total=total)
             index = build_report(
                 run,

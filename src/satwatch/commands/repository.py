@@ -13,7 +13,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from satwatch.commands._console import CONSOLE, ERRORS, exits_cleanly, fail
+from satwatch.commands._console import CONSOLE, DATA_OPTION, ERRORS, exits_cleanly, fail
 from satwatch.exceptions import SatwatchError
 from satwatch.paths import artifacts_dir, data_dir, repository_dir
 
@@ -192,9 +192,7 @@ def build_command(
         "-r",
         help="Repository to fill (default $SATWATCH_REPOSITORY or ./triton-repository).",
     ),
-    data: Path | None = typer.Option(
-        None, "--data", help="Telemetry folder (default $SATWATCH_DATA or the shared copy)."
-    ),
+    data: Path | None = DATA_OPTION,
     channels: str = typer.Option(
         "seed", "--channels", help="'seed' (27 SMAP channels), 'all', or a list such as 'E-1,A-1'."
     ),

@@ -88,14 +88,19 @@ def read_card(folder: Path) -> dict:
         raise ModelError(f"model card {path}: expected JSON, got a parse error: {err}") from err
 
 
+def card_params(card: dict) -> object:
+    """The detector's ``Params`` a card was trained with."""
+    module = registry.detector(card["detector"]).module()
+    # Fields a detector added later keep the value older cards were made with.
+    return module.Params(**{**getattr(module, "CARD_DEFAULTS", {}), **card["params"]})
+
+
 def load_trained(folder: Path) -> tuple[torch.nn.Module, dict]:
     """Rebuild a trained model from its folder; return ``(model in eval mode, card)``."""
     folder = Path(folder)
     card = read_card(folder)
     module = registry.detector(card["detector"]).module()
-    # Fields a detector added later keep the value older cards were made with.
-    params = module.Params(**{**getattr(module, "CARD_DEFAULTS", {}), **card["params"]})
-    model = module.build_model(params, card["n_features"])
+    model = module.build_model(card_params(card), card["n_features"])
     weights = folder / MODEL_FILE
     if not weights.is_file():
         raise ModelError(f"trained weights not found: {weights}")

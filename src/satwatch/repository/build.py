@@ -39,7 +39,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from satwatch.data import load_dataset, subsystem_of
 from satwatch.detectors import registry
-from satwatch.detectors.artifacts import artifact_dir, load_trained
+from satwatch.detectors.artifacts import artifact_dir, card_params, load_trained
 from satwatch.detectors.normalization import Normalisation
 from satwatch.detectors.registry import Detector
 from satwatch.detectors.training import calibration_scores, plan_jobs, run_jobs
@@ -207,9 +207,7 @@ def _served_config(
             repository=repository,
             source=str(path),
         )
-    module = detector.module()
-    params = module.Params(**{**getattr(module, "CARD_DEFAULTS", {}), **card["params"]})
-    states = module.state_dims(params, card["n_features"])
+    states = detector.module().state_dims(card_params(card), card["n_features"])
     return detector_config(detector.backend, name, states, repository)
 
 

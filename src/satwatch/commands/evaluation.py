@@ -1,8 +1,9 @@
-"""``satwatch evaluate``: detection quality against NASA's expert labels."""
+"""``satwatch evaluate`` and ``satwatch study``: detection quality against NASA's labels."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
@@ -11,7 +12,7 @@ from rich.table import Table
 from satwatch.commands._console import CONSOLE, DATA_OPTION, counting_progress, fail
 from satwatch.detectors.registry import kinds
 from satwatch.exceptions import SatwatchError
-from satwatch.paths import data_dir
+from satwatch.paths import PROJECT_ROOT, artifacts_dir, data_dir, repository_dir
 
 LOGGER = logging.getLogger(__name__)
 
@@ -163,6 +164,149 @@ def _cell(value: float | int) -> str:
     return str(value) if isinstance(value, int) else f"{value:.3f}"
 
 
+STUDY_FOLDER = PROJECT_ROOT / "runs" / "study"
+
+
+def study(
+    data: Path | None = DATA_OPTION,
+    validation: str = typer.Option(
+        "validation",
+        "--validation",
+        help="Channels to choose on: 'validation' (every SMAP channel outside the seed), "
+        "or a list such as 'A-6,B-1'.",
+    ),
+    report_channels: str = typer.Option(
+        "seed", "--report", help="Channels reported once the configuration is fixed."
+    ),
+    workdir: Path = typer.Option(
+        STUDY_FOLDER,
+        "--workdir",
+        help="The validation channels' artifacts and repository (trained here when missing).",
+    ),
+    artifacts: Path | None = typer.Option(
+        None, "--artifacts", help="The reported channels' artifacts (default ./artifacts)."
+    ),
+    repository: Path | None = typer.Option(
+        None,
+        "--repository",
+        help="The reported channels' built repository (default ./triton-repository; built "
+        "when it lacks one of them).",
+    ),
+    profile: str = typer.Option("quick", "--profile", help="Training profile: quick or full."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Training worker processes."),
+    output: Path = typer.Option(
+        PROJECT_ROOT / "report" / "study",
+        "--output",
+        "-o",
+        help="Folder for study.json and study.md.",
+    ),
+) -> None:
+    """The quality study: the validation table, then the reported (seed) table.
+
+    Each set is scored as served (the exported models and the served postprocessing
+    function): one row per detector alone and one for the fused detector, then every
+    labelled event with the rows that find it (or missed) and every fused false alarm.
+    Settings are chosen on the validation channels; the seed channels are reported once
+    per final configuration.
+    """
+    from satwatch.data import load_dataset
+    from satwatch.evaluation.study import write_study
+
+    try:
+        folder = data_dir(data)
+        dataset = load_dataset(folder)
+        sets = [
+            _ChannelSet("validation", dataset.resolve_channels(validation),
+                        workdir / "artifacts", workdir / "repository", always_build=True),
+            _ChannelSet("seed", dataset.resolve_channels(report_channels),
+                        artifacts_dir(artifacts), repository_dir(repository)),
+        ]  # fmt: skip
+        tables = [_study_set(one, folder, profile, jobs) for one in sets]
+    except SatwatchError as err:
+        raise fail(err) from err
+    json_path, markdown_path = write_study(tables, output)
+    CONSOLE.print(f"wrote {json_path} and {markdown_path}")
+
+
+@dataclass(frozen=True)
+class _ChannelSet:
+    """One table of the study: its channels and where their models are trained and built."""
+
+    title: str
+    channels: list[str]
+    artifacts: Path
+    repository: Path
+    always_build: bool = False
+
+
+def _study_set(one: _ChannelSet, data: Path, profile: str, jobs: int):  # noqa: ANN202
+    """Build the set's repository if needed, score it as served, print its tables."""
+    from satwatch.evaluation.study import study_channels
+
+    if one.always_build or not _has_channels(one.repository, one.channels):
+        _build(one, data, profile, jobs)
+    with counting_progress(f"{one.title}:", transient=True) as bar:
+        task = bar.add_task("scoring", total=len(one.channels) + len(kinds()))
+
+        def on_step(step: str) -> None:
+            bar.update(task, advance=1, description=step)
+
+        table = study_channels(
+            one.channels, data, one.artifacts, one.repository, one.title, on_step=on_step
+        )
+    _print_study(table)
+    return table
+
+
+def _has_channels(repository: Path, names: list[str]) -> bool:
+    """True when the repository's shipped thresholds cover every channel in ``names``."""
+    from satwatch.evaluation.offline import served_postprocessing
+
+    try:
+        _, table = served_postprocessing(repository)
+    except SatwatchError:
+        return False
+    return set(names) <= set(table)
+
+
+def _build(one: _ChannelSet, data: Path, profile: str, jobs: int) -> None:
+    """``satwatch build`` for one channel set (training what is missing), with a bar."""
+    from satwatch.repository.build import build_repository
+
+    with counting_progress(f"{one.title} build:") as bar:
+        task = bar.add_task("", total=1)
+
+        def on_progress(description: str, completed: int, total: int) -> None:
+            bar.update(task, description=description, completed=completed, total=total)
+
+        report = build_repository(
+            one.artifacts, one.repository, data, channels=one.channels, profile=profile,
+            jobs=jobs, progress=on_progress,
+        )  # fmt: skip
+    if report.problems:
+        problems = "; ".join(report.problems)
+        raise SatwatchError(f"the {one.title} repository is invalid: {problems}")
+
+
+def _print_study(table) -> None:  # noqa: ANN001 - a StudyTable (imported with torch)
+    from satwatch.evaluation.study import ROW_COLUMNS, fate_text, row_cells
+
+    rows = Table(title=f"{table.title}: {len(table.channels)} channels, served")
+    rows.add_column("row")
+    for _, title in ROW_COLUMNS:
+        rows.add_column(title, justify="right")
+    for row, section in table.rows.items():
+        rows.add_row(row, *row_cells(section["overall"]), style="bold" if row == "fused" else None)
+    CONSOLE.print(rows)
+    events = Table(title=f"{table.title}: each labelled event and each fused false alarm")
+    for column in ("channel", "event", "class", "found by"):
+        events.add_column(column)
+    for fate in table.events + table.false_alarms:
+        events.add_row(fate.channel, f"{fate.start}-{fate.end}", fate.kind, fate_text(fate))
+    CONSOLE.print(events)
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``evaluate`` to the root ``satwatch`` app."""
+    """Add ``evaluate`` and ``study`` to the root ``satwatch`` app."""
     app.command("evaluate")(evaluate)
+    app.command("study")(study)

@@ -131,8 +131,9 @@ class TelemetryDataset:
         """Turn a channel selection into channel ids.
 
         Args:
-            spec: ``"seed"`` (the 27 seed SMAP channels), ``"all"`` or a comma-separated list
-                such as ``"E-1,A-1"``.
+            spec: ``"seed"`` (the 27 seed SMAP channels), ``"validation"`` (every other
+                channel of the set: the ones to choose settings on), ``"all"`` or a
+                comma-separated list such as ``"E-1,A-1"``.
 
         Raises:
             DataError: An unknown channel, an empty list, or ``seed`` for MSL.
@@ -144,10 +145,14 @@ class TelemetryDataset:
             if self.spacecraft != "SMAP":
                 raise DataError(f"'seed' names SMAP channels; this data set is {self.spacecraft}")
             names = list(SEED_CHANNELS)
+        elif spec.lower() == "validation":
+            names = [name for name in self.channels if name not in SEED_CHANNELS]
         else:
             names = [n.strip() for n in spec.split(",") if n.strip()]
         if not names:
-            raise DataError(f"no channel in selection {spec!r}; expected 'seed', 'all' or E-1,A-1")
+            raise DataError(
+                f"no channel in selection {spec!r}; expected 'seed', 'validation', 'all' or E-1,A-1"
+            )
         for name in names:
             self._check_known(name)
         return list(dict.fromkeys(names))

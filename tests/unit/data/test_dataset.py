@@ -73,6 +73,13 @@ def test_resolve_channels_accepts_lists_and_drops_duplicates(synth_data: Path) -
     assert dataset.resolve_channels("seed") == list(SEED_CHANNELS)
 
 
+def test_validation_is_every_smap_channel_outside_the_seed(shared_data: Path) -> None:
+    dataset = load_dataset(shared_data)
+    validation = dataset.resolve_channels("validation")
+    assert len(validation) == 27 and not set(validation) & set(SEED_CHANNELS)
+    assert set(validation) | set(SEED_CHANNELS) == set(dataset.channels)
+
+
 def test_unknown_channel_is_named_with_close_names(shared_data: Path) -> None:
     dataset = load_dataset(shared_data)
     with pytest.raises(DataError, match=r"'E-99'.*close names: E-9"):

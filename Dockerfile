@@ -16,10 +16,13 @@ RUN pip install --no-cache-dir "numpy<2" "scipy>=1.11" "pyyaml>=6" \
 # Triton and the Python models run as an unprivileged user, not root: what is above was
 # installed as root, so that user can read it but not change it. The uid/gid is fixed so that a
 # host folder mounted for files the models write can be given to it (chown 10001).
+# /var/lib/satwatch holds custom_logic's event log (a volume in docker-compose.yml): a new named
+# volume takes the owner of the folder it is mounted over.
 ARG SATWATCH_UID=10001
 RUN groupadd --gid "${SATWATCH_UID}" satwatch \
     && useradd --uid "${SATWATCH_UID}" --gid satwatch --create-home \
        --home-dir /home/satwatch --shell /usr/sbin/nologin satwatch
+RUN install -d -o satwatch -g satwatch /var/lib/satwatch
 
 EXPOSE 8000 8001 8002
 # The model repository is mounted read-only here (docker-compose.yml).

@@ -8,7 +8,17 @@ from __future__ import annotations
 
 import typer
 
-from satwatch.commands import client, data, demo, detectors, evaluation, report, repository, server
+from satwatch.commands import (
+    bench,
+    client,
+    data,
+    demo,
+    detectors,
+    evaluation,
+    report,
+    repository,
+    server,
+)
 
 app = typer.Typer(
     name="satwatch",
@@ -23,5 +33,5 @@ app = typer.Typer(
     rich_markup_mode="markdown",
 )
 
-for module in (server, data, detectors, client, evaluation, repository, report, demo):
+for module in (server, data, detectors, client, bench, evaluation, repository, report, demo):
     module.register(app)

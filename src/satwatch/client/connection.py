@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -56,6 +57,9 @@ class Connection:
         admin_key: Key for the restricted repository index (only to explain a model that is
             not READY).
         timeout: Seconds per request.
+        retries: Times a request is sent again when nothing answered it (a replica died, a
+            proxy found no replica): it carries its stream's state, so the answer is the same.
+        retry_wait: Seconds before the first retry (doubled for each next one).
     """
 
     def __init__(
@@ -64,11 +68,15 @@ class Connection:
         url: str | None = None,
         admin_key: str | None = None,
         timeout: float = 120.0,
+        retries: int = 2,
+        retry_wait: float = 0.25,
     ) -> None:
         self.protocol = protocol
         self.url = normalise_url(url, protocol)
         self.admin_key = admin_key
         self.timeout = timeout
+        self.retries = retries
+        self.retry_wait = retry_wait
         self._local = threading.local()
         self._clients: list = []
         self._lock = threading.Lock()
@@ -188,10 +196,15 @@ class Connection:
             item.set_data_from_numpy(array)
             tensors.append(item)
         wanted = [module.InferRequestedOutput(name) for name in outputs]
-        try:
-            result = self.client.infer(model, tensors, model_version=version, outputs=wanted)
-        except Exception as error:  # noqa: BLE001 - every failure becomes one ClientError line
-            raise self._explain(error, model, version) from None
+        for attempt in range(self.retries + 1):
+            try:
+                result = self.client.infer(model, tensors, model_version=version, outputs=wanted)
+                break
+            except Exception as error:  # noqa: BLE001 - every failure becomes one ClientError
+                if attempt == self.retries or not errors.is_transient(error):
+                    raise self._explain(error, model, version) from None
+                LOGGER.info("%s on %s: %s; sending it again", model, self.url, error)
+                time.sleep(self.retry_wait * 2**attempt)
         return {name: result.as_numpy(name) for name in outputs}
 
     def _explain(self, error: BaseException, model: str, version: str) -> ClientError:

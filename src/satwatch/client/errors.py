@@ -94,6 +94,20 @@ def is_unreachable(error: BaseException) -> bool:
     return False
 
 
+_PROXY_FAILURES = ("502", "503", "504", "bad gateway", "service unavailable", "gateway timeout")
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether the same request may succeed when sent again: nothing answered, or a proxy in
+    front of the replicas found none that did (502/503/504)."""
+    if is_unreachable(error):
+        return True
+    if isinstance(error, InferenceServerException):
+        text = f"{error.status() or ''} {error.message() or ''}".lower()
+        return any(marker in text for marker in _PROXY_FAILURES)
+    return False
+
+
 def translate(error: BaseException, model: str, url: str, protocol: str) -> ClientError:
     """The :class:`ClientError` for an error raised by a request to ``model``.
 

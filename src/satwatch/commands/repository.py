@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -38,6 +39,14 @@ def validate_command(
         "server and check that every model is READY (takes the models' load time).",
     ),
     timeout: float = typer.Option(180.0, help="Seconds to wait for the server with --live."),
+    production: bool = typer.Option(
+        False,
+        "--production",
+        help="Also check each production config.pbtxt against the rules of NVIDIA's native "
+        "backends that the embedded server does not enforce (optional inputs, ONNX state "
+        "defaults, KIND_GPU instance groups, TensorRT plans against their ONNX models, "
+        "inert dynamic batching). Errors exit 1; warnings are printed.",
+    ),
 ) -> None:
     """Check the model repository: configs, model files, tensors, ensembles, unique names.
 
@@ -54,12 +63,29 @@ def validate_command(
     if live and not problems:
         with CONSOLE.status("serving the repository with the embedded Triton server..."):
             problems = live_problems(root, timeout=timeout)
+    if production:
+        problems += _production_problems(root)
     for problem in problems:
-        ERRORS.print(f"[red]{problem}[/]", highlight=False, soft_wrap=True)
+        ERRORS.print(f"[red]{escape(str(problem))}[/]", highlight=False, soft_wrap=True)
     if problems:
         ERRORS.print(f"[bold red]{len(problems)} problem(s)[/] in {root}")
         raise typer.Exit(code=1)
-    CONSOLE.print(f"[green]{root}: valid[/]" + (" (every model READY)" if live else ""))
+    checked = " (every model READY)" if live else ""
+    checked += " (and the native backends' rules)" if production else ""
+    CONSOLE.print(f"[green]{root}: valid[/]{checked}")
+
+
+def _production_problems(root: Path) -> list:
+    """The native backends' errors (returned) and warnings (printed, in yellow)."""
+    from satwatch.repository.production import production_findings
+
+    errors = []
+    for finding in production_findings(root):
+        if finding.severity == "error":
+            errors.append(finding.problem)
+        else:
+            ERRORS.print(f"[yellow]warning: {escape(str(finding.problem))}[/]", highlight=False)
+    return errors
 
 
 @exits_cleanly

@@ -149,6 +149,15 @@ def serve(
         help="Reload a model whose backend stub died (crash, kill -9); recoveries are printed "
         "(foreground) or logged to <log-file stem>.supervisor.log (--detach).",
     ),
+    replicas: int = typer.Option(
+        1,
+        "--replicas",
+        min=1,
+        help="Run this many servers on free loopback ports behind nginx (Debian's package), "
+        "which listens on --http-port/--grpc-port and passes a request a dead replica did "
+        "not answer on to another one. In the foreground only; each replica's metrics stay "
+        "on its own port.",
+    ),
 ) -> None:
     """Serve the model repository with the embedded Triton server (no GPU, no Docker needed).
 
@@ -159,6 +168,22 @@ def serve(
     """
     with _sigterm_as_interrupt():
         try:
+            if replicas > 1:
+                if detach:
+                    raise ServerError("--replicas runs in the foreground: leave out --detach")
+                key = None if allow_admin else admin_key or secrets.token_urlsafe(16)
+                _serve_replicas(
+                    repository_dir(repository),
+                    replicas,
+                    ServerPorts(http_port, grpc_port, metrics_port),
+                    host=host,
+                    admin_key=key,
+                    timeout=timeout,
+                    log_folder=log_file.parent / "replicas",
+                    supervise=supervise,
+                    show_key=key is not None and not admin_key,
+                )
+                return
             _serve(
                 repository_dir(repository),
                 ServerPorts(http_port, grpc_port, metrics_port),
@@ -227,6 +252,76 @@ def _serve(
     finally:
         if not detach or not running.server.is_running():
             pid_file.unlink(missing_ok=True)
+
+
+def _serve_replicas(
+    repository: Path,
+    count: int,
+    front: ServerPorts,
+    *,
+    host: str,
+    admin_key: str | None,
+    timeout: float,
+    log_folder: Path,
+    supervise: bool,
+    show_key: bool,
+) -> None:
+    """Replicas behind nginx until Ctrl-C / SIGTERM; a replica that dies is reported."""
+    from satwatch.server.balancer import start_replicas
+
+    _warn_if_exposed(host)
+    check_ports_free(host, front)
+    with CONSOLE.status(f"starting {count} replicas..."):
+        replicas = start_replicas(
+            repository, count, front, log_folder=log_folder, host=host,
+            admin_key=admin_key, timeout=timeout,
+        )  # fmt: skip
+    watchers = []
+    try:
+        _print_replicas(replicas.servers, host, front, admin_key if show_key else None)
+        if supervise:
+            for running in replicas.servers:
+                supervisor = Supervisor(running.server.pid, _address(running), admin_key)
+                watchers.append(start_thread(supervisor, on_recovery=_print_recovery)[1])
+        alive = {running.server.pid for running in replicas.servers}
+        CONSOLE.print("serving; Ctrl-C or SIGTERM stops every replica and nginx")
+        while alive:
+            for running in replicas.servers:
+                if running.server.pid in alive and not running.server.is_running():
+                    alive.discard(running.server.pid)
+                    ERRORS.print(
+                        f"replica pid {running.server.pid} exited; {len(alive)} serving",
+                        highlight=False,
+                    )
+            time.sleep(0.5)
+        raise ServerError("every replica exited")
+    except KeyboardInterrupt:
+        CONSOLE.print("stopping the replicas...")
+    finally:
+        for watcher in watchers:
+            watcher.set()
+        replicas.stop()
+
+
+def _print_replicas(
+    servers: list[RunningServer], host: str, front: ServerPorts, admin_key: str | None
+) -> None:
+    view = Table(title="Replicas")
+    for column in ("replica", "pid", "models READY", "HTTP", "gRPC", "metrics", "ready after"):
+        view.add_column(column)
+    for index, running in enumerate(servers, 1):
+        ready = f"{sum(row.ready for row in running.table)}/{len(running.table)}"
+        view.add_row(
+            str(index), str(running.server.pid), ready, running.http_url, running.grpc_url,
+            running.metrics_url, f"{running.startup_seconds:.1f} s",
+        )  # fmt: skip
+    CONSOLE.print(view)
+    CONSOLE.print(
+        f"nginx balances HTTP http://{host}:{front.http} · gRPC {host}:{front.grpc}",
+        highlight=False,
+    )
+    if admin_key is not None:
+        CONSOLE.print(f"admin key (header 'admin-key'): {admin_key}", highlight=False)
 
 
 def _address(running: RunningServer) -> str:

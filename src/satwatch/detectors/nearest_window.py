@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from satwatch.detectors.artifacts import load_trained
 from satwatch.exceptions import DataError, ModelError
+from satwatch.onnx_defaults import add_zero_defaults
 
 LOGGER = logging.getLogger(__name__)
 
@@ -242,7 +243,8 @@ def export_trained(folder: Path, path: Path) -> Path:
             opset_version=OPSET,
             dynamo=False,
         )
-    return path
+    # Zero states by default: a request without them scores from a fresh stream.
+    return add_zero_defaults(path, STATES)
 
 
 def served_scorer(path: Path) -> Callable[[np.ndarray], np.ndarray]:
@@ -250,12 +252,12 @@ def served_scorer(path: Path) -> Callable[[np.ndarray], np.ndarray]:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # not the warning that state defaults are initializers
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    shapes = {i.name: i.shape for i in session.get_inputs()}
 
     def score_series(series: np.ndarray) -> np.ndarray:
+        # The states left out: the build gives them zero defaults, a fresh stream.
         feeds = {"input_data": np.ascontiguousarray(series, dtype=np.float32)}
-        feeds |= {name: np.zeros(shapes[name], np.float32) for name in STATES}
         return session.run(["anomaly_score"], feeds)[0]
 
     return score_series

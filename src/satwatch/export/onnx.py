@@ -39,6 +39,7 @@ from torch import nn
 from satwatch.detectors.artifacts import load_trained
 from satwatch.detectors.omnianomaly import OmniAnomaly, score
 from satwatch.exceptions import ModelError
+from satwatch.onnx_defaults import add_zero_defaults
 
 LOGGER = logging.getLogger(__name__)
 
@@ -102,6 +103,8 @@ def export_omni(model: OmniAnomaly, threshold: float, path: Path) -> Path:
             opset_version=OPSET,
             dynamo=False,
         )
+    # Zero states by default: a request without them scores from a fresh stream.
+    add_zero_defaults(path, STATE_INPUTS)
     import onnx
 
     onnx.checker.check_model(str(path))
@@ -124,12 +127,14 @@ def session(path: Path):
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # not the warning that state defaults are initializers
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
 def state_size(sess) -> int:
     """Hidden size ``H`` from the session's static ``encoder_state`` shape."""
-    for item in sess.get_inputs():
+    # A state with a zero default is an overridable initializer, not a required input.
+    for item in [*sess.get_inputs(), *sess.get_overridable_initializers()]:
         if item.name == STATE_INPUTS[0]:
             return int(item.shape[1])
     raise ModelError(f"ONNX model: expected an input named {STATE_INPUTS[0]!r}")

@@ -44,6 +44,7 @@ from satwatch.detectors.normalization import Normalisation
 from satwatch.detectors.registry import Detector
 from satwatch.detectors.training import calibration_scores, plan_jobs, run_jobs
 from satwatch.exceptions import RepositoryError
+from satwatch.onnx_defaults import add_zero_defaults
 from satwatch.paths import PROJECT_ROOT
 from satwatch.pipeline.calibration import Threshold, training_statistics
 from satwatch.pipeline.calibration_file import THRESHOLDS_FILE, save_thresholds
@@ -60,7 +61,7 @@ from satwatch.repository.seed import (
     preprocessing_config,
 )
 from satwatch.repository.signatures import onnx_signature
-from satwatch.repository.validate import Problem, validate_repository
+from satwatch.repository.validate import BACKEND_FOLDERS, Problem, validate_repository
 
 LOGGER = logging.getLogger(__name__)
 
@@ -234,6 +235,9 @@ def _export(
     folder = artifact_dir(artifacts, detector.kind, name)
     model_dir = repository / detector.backend / name
     path = detector.export()(folder, model_dir / "1" / detector.model_file)
+    if detector.backend == "onnx":
+        # A plain request (no state) must run on the native backend too.
+        add_zero_defaults(path, detector.states)
     model, card = load_trained(folder)
     write_model_configs(model_dir, _served_config(detector, name, path, card, repository))
     module = detector.module()
@@ -341,7 +345,9 @@ def build_repository(
     dataset = load_dataset(data, spacecraft=spacecraft)
     names = dataset.resolve_channels(channels) if isinstance(channels, str) else list(channels)
     report = BuildReport(repository, names)
-    repository.mkdir(parents=True, exist_ok=True)
+    # Every backend folder, empty ones too: Triton refuses a --model-repository that is absent.
+    for folder in BACKEND_FOLDERS:
+        (repository / folder).mkdir(parents=True, exist_ok=True)
     _copy_sources(repository)
 
     started = time.perf_counter()

@@ -28,6 +28,7 @@ from pathlib import Path
 from tritonclient.grpc import model_config_pb2 as mc
 
 from satwatch.exceptions import ModelError, RepositoryError, ServerError
+from satwatch.onnx_defaults import add_zero_defaults
 from satwatch.paths import repository_dir
 from satwatch.repository.config import (
     config_from_template,
@@ -257,6 +258,9 @@ def deploy_onnx(
     )
     version_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(onnx_path, version_dir / "model.onnx")
+    # Every input but input_data is an optional state: give it its zero default in the graph.
+    states = [spec.name for spec in signature.inputs if spec.name != MAIN_INPUT]
+    add_zero_defaults(version_dir / "model.onnx", states)
     write_model_configs(model_dir, config)
     problems = validate_model(model_dir)
     if problems:

@@ -19,6 +19,7 @@ import shutil
 import warnings
 from pathlib import Path
 
+from satwatch.onnx_defaults import add_zero_defaults
 from satwatch.paths import PROJECT_ROOT
 from satwatch.repository.config import write_model_configs
 from satwatch.repository.ensembles import STEP_FOLDERS
@@ -80,8 +81,13 @@ class TritonPythonModel:
 '''
 
 
-def make_detector_onnx(path: Path, hidden: int = HIDDEN, dynamic_state: bool = False) -> Path:
-    """Write an ONNX graph with the OmniAnomaly served signature (score = feature mean)."""
+def make_detector_onnx(
+    path: Path, hidden: int = HIDDEN, dynamic_state: bool = False, state_defaults: bool = True
+) -> Path:
+    """Write an ONNX graph with the OmniAnomaly served signature (score = feature mean).
+
+    ``state_defaults``: give the (static) states zero defaults, as the exporters do.
+    """
     import onnx
     from onnx import TensorProto, helper
 
@@ -112,6 +118,8 @@ def make_detector_onnx(path: Path, hidden: int = HIDDEN, dynamic_state: bool = F
     onnx.checker.check_model(model)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))
+    if state_defaults and not dynamic_state:
+        add_zero_defaults(path, ["encoder_state", "decoder_state"])
     return path
 
 

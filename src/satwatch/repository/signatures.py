@@ -98,7 +98,7 @@ def _onnx_spec(value_info) -> TensorSpec:  # noqa: ANN001 - onnx.ValueInfoProto
 
 
 def onnx_signature(path: Path) -> Signature:
-    """Read an ONNX model's graph inputs (initializers excluded) and outputs.
+    """Read an ONNX model's graph inputs (those with a default included) and outputs.
 
     Raises:
         ModelError: If the file is missing or not an ONNX model.
@@ -113,8 +113,10 @@ def onnx_signature(path: Path) -> Signature:
     except Exception as error:  # onnx raises DecodeError and others for a bad file
         raise ModelError(f"{path}: not a readable ONNX model ({error})") from error
     graph = model.graph
-    initializers = {item.name for item in graph.initializer}
-    inputs = tuple(_onnx_spec(item) for item in graph.input if item.name not in initializers)
+    # Before IR version 4 every weight was also listed as a graph input; since, a graph input
+    # with an initializer is an input with a default (a detector's zero state), a real input.
+    weights = {item.name for item in graph.initializer} if model.ir_version < 4 else set()
+    inputs = tuple(_onnx_spec(item) for item in graph.input if item.name not in weights)
     outputs = tuple(_onnx_spec(item) for item in graph.output)
     if not outputs:
         raise ModelError(f"{path}: ONNX graph has no outputs")

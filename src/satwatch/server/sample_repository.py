@@ -99,14 +99,18 @@ def _state_onnx(path: Path) -> None:
         "sample_state",
         [
             helper.make_tensor_value_info("input_data", TensorProto.FLOAT, ["steps", FEATURES]),
-            # Fully static, so the backend can feed zeros when a request leaves it out.
+            # Optional as the detectors' states are: its initializer is its default (zeros),
+            # which ONNX Runtime uses when a request leaves it out.
             helper.make_tensor_value_info("state_in", TensorProto.FLOAT, [1, FEATURES]),
         ],
         [
             helper.make_tensor_value_info("output", TensorProto.FLOAT, ["steps", FEATURES]),
             helper.make_tensor_value_info("state_out", TensorProto.FLOAT, [1, FEATURES]),
         ],
-        [numpy_helper.from_array(np.array([0], dtype=np.int64), "axes")],
+        [
+            numpy_helper.from_array(np.array([0], dtype=np.int64), "axes"),
+            numpy_helper.from_array(np.zeros((1, FEATURES), np.float32), "state_in"),
+        ],
     )
     _save_onnx(graph, path)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 
+import numpy as np
 import pytest
 from tritonclient.utils import InferenceServerException
 
@@ -67,3 +68,36 @@ def test_urls_are_normalised_per_protocol() -> None:
     assert normalise_url("http://localhost:8000/", "http") == "localhost:8000"
     with pytest.raises(ClientError, match="protocol: expected one of grpc, http, got 'udp'"):
         normalise_url("x", "udp")
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (ConnectionRefusedError("refused"), True),
+        (
+            InferenceServerException(
+                "failed to connect to all addresses", status="StatusCode.UNAVAILABLE"
+            ),
+            True,
+        ),
+        (InferenceServerException("502 Bad Gateway"), True),
+        (InferenceServerException("unexpected shape for input 'input_data'"), False),
+        (
+            InferenceServerException("unknown channel 'Q-9'", status="StatusCode.INVALID_ARGUMENT"),
+            False,
+        ),
+    ],
+)
+def test_only_requests_nothing_answered_are_sent_again(error, transient: bool) -> None:
+    assert errors.is_transient(error) is transient
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_a_request_nothing_answers_is_tried_again_then_named(protocol: str, caplog) -> None:
+    url = f"127.0.0.1:{_free_port()}"
+    connection = Connection(protocol, url, timeout=5, retries=2, retry_wait=0.05)
+    inputs = {"input_data": np.zeros((4, 25), np.float32)}
+    logs = caplog.at_level("INFO", logger="satwatch.client.connection")
+    with logs, connection, pytest.raises(ClientError, match="no Triton server answers"):
+        connection.infer("SMAP_E-1", inputs, ["anomaly_score"])
+    assert sum("sending it again" in r.getMessage() for r in caplog.records) == 2

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
-from satwatch.pipeline.configs import event_log_path
+from satwatch.pipeline.configs import EVENT_LOG_VARIABLE, event_log_path
 from satwatch.repository.build import SOURCE_REPOSITORY, write_python_configs
 from satwatch.repository.config import find_tensor, load_config, parameter_dict
 from satwatch.repository.seed import custom_logic_config
@@ -35,10 +36,23 @@ def test_checked_in_python_configs_are_what_the_builder_writes(tmp_path: Path) -
         assert not (tmp_path / "python" / name / "configs").exists()  # already a CPU config
 
 
-def test_event_log_path_defaults_beside_the_versions_and_resolves_relative_paths() -> None:
+def test_event_log_path_defaults_beside_the_versions_and_resolves_relative_paths(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(EVENT_LOG_VARIABLE, raising=False)
     model_dir = Path("/repo/python/custom_logic")
     assert event_log_path({}, model_dir) == model_dir / "events.db"
     assert event_log_path({"event_log": "logs/e.db"}, model_dir) == model_dir / "logs/e.db"
+    assert event_log_path({"event_log": "/var/x.db"}, model_dir) == Path("/var/x.db")
+
+
+def test_the_environment_moves_the_event_log_off_a_read_only_repository(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(EVENT_LOG_VARIABLE, "/var/lib/satwatch/events.db")
+    model_dir = Path("/models/python/custom_logic")
+    assert event_log_path({}, model_dir) == Path("/var/lib/satwatch/events.db")
+    # The config still wins: it is the model's own setting.
     assert event_log_path({"event_log": "/var/x.db"}, model_dir) == Path("/var/x.db")
 
 

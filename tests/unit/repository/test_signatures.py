@@ -8,6 +8,7 @@ import pytest
 from tritonclient.grpc import model_config_pb2 as mc
 
 from satwatch.exceptions import ModelError
+from satwatch.onnx_defaults import add_zero_defaults
 from satwatch.repository.signatures import onnx_signature, torchscript_signature
 
 from .conftest import make_detector_onnx, make_tranad_torchscript
@@ -25,6 +26,14 @@ def test_onnx_signature_reads_names_types_and_dynamic_axes(tmp_path: Path) -> No
 def test_onnx_signature_leaves_out_initializers(tmp_path: Path) -> None:
     signature = onnx_signature(make_detector_onnx(tmp_path / "m.onnx"))
     assert signature.input("threshold") is None
+
+
+def test_onnx_signature_keeps_the_inputs_that_have_a_default(tmp_path: Path) -> None:
+    path = make_detector_onnx(tmp_path / "m.onnx", hidden=7)
+    add_zero_defaults(path, ["encoder_state", "decoder_state"])
+    signature = onnx_signature(path)
+    assert [s.name for s in signature.inputs] == ["input_data", "encoder_state", "decoder_state"]
+    assert signature.input("encoder_state").dims == (1, 7)
 
 
 def test_onnx_signature_of_a_missing_or_broken_file_raises(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ No Docker engine runs here, so the structure is what can be checked.
 from __future__ import annotations
 
 import re
+from pathlib import PurePosixPath
 
 import pytest
 import yaml
@@ -83,7 +84,8 @@ def test_every_backend_folder_is_its_own_model_repository_and_exists(triton):
     assert repositories == [f"/models/{folder}" for folder in BACKEND_FOLDERS]
     mounts = dict(volume.split(":")[:2] for volume in triton["volumes"])
     for source in mounts:
-        assert (PROJECT_ROOT / source).is_dir(), source
+        if source.startswith(("./", "/")):  # a bind mount, not a named volume
+            assert (PROJECT_ROOT / source).is_dir(), source
     (source,) = [s for s, t in mounts.items() if t == "/models"]
     for folder in BACKEND_FOLDERS:
         assert (PROJECT_ROOT / source / folder).is_dir(), folder
@@ -163,3 +165,15 @@ def test_model_repository_is_mounted_read_only_at_the_images_workdir(dockerfile,
     assert [mode for _, target, *mode in volumes if target == "/models"] == [["ro"]]
     workdirs = [arguments for keyword, arguments in dockerfile if keyword == "WORKDIR"]
     assert workdirs[-1] == "/models"
+
+
+def test_the_event_log_lives_on_a_writable_volume_the_image_user_owns(dockerfile, triton):
+    # SQLite cannot open its file on the read-only model volume: custom_logic would not load.
+    from satwatch.pipeline.configs import EVENT_LOG_VARIABLE
+
+    log = PurePosixPath(triton["environment"][EVENT_LOG_VARIABLE])
+    volumes = [volume.split(":") for volume in triton["volumes"]]
+    ((source, target),) = [(s, t) for s, t, *_ in volumes if log.is_relative_to(t)]
+    assert target != "/models" and source in yaml.safe_load(COMPOSE.read_text())["volumes"]
+    runs = " ".join(arguments for keyword, arguments in dockerfile if keyword == "RUN")
+    assert f"-o satwatch -g satwatch {target}" in runs

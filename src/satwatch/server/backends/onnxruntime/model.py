@@ -8,7 +8,6 @@ config's ``parameters`` (``intra_op_thread_count``, ``inter_op_thread_count``).
 
 from __future__ import annotations
 
-import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
@@ -52,9 +51,12 @@ class TritonPythonModel:
         initializers = {tensor.name for tensor in graph.initializer}
         batched = config.get("max_batch_size", 0) > 0
         if not config.get("input"):
+            # A graph input with an initializer is optional: the initializer is its default.
             for value in graph.input:
-                if value.name not in initializers:
-                    auto_complete_model_config.add_input(_entry(value, batched))
+                entry = _entry(value, batched)
+                if value.name in initializers:
+                    entry["optional"] = True
+                auto_complete_model_config.add_input(entry)
         if not config.get("output"):
             for value in graph.output:
                 auto_complete_model_config.add_output(_entry(value, batched))
@@ -71,8 +73,14 @@ class TritonPythonModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = common.parameter(config, "intra_op_thread_count", 0)
         options.inter_op_num_threads = common.parameter(config, "inter_op_thread_count", 0)
+        # Errors only: a state input's zero default is an initializer on purpose, and ONNX
+        # Runtime would warn about each one at every load.
+        options.log_severity_level = 3
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        model_inputs = {node.name: node for node in self.session.get_inputs()}
+        # As the native backend sees them: the required inputs, and those whose default is
+        # an initializer (the detectors' zero states), which a request may leave out.
+        nodes = [*self.session.get_inputs(), *self.session.get_overridable_initializers()]
+        model_inputs = {node.name: node for node in nodes}
         model_outputs = {node.name for node in self.session.get_outputs()}
         self.outputs = common.output_specs(config)
         for spec in self.outputs:
@@ -81,7 +89,7 @@ class TritonPythonModel:
                     f"model {self.name!r}: config output {spec.name!r} is not in {path.name}; "
                     f"expected one of {sorted(model_outputs)}"
                 )
-        self.inputs, self.zeros = [], {}
+        self.inputs = []
         for spec in common.input_specs(config):
             if spec.name not in model_inputs:
                 raise ValueError(
@@ -91,9 +99,6 @@ class TritonPythonModel:
             node = model_inputs[spec.name]
             shape = [d if isinstance(d, int) and d >= 0 else -1 for d in node.shape]
             self.inputs.append(self._refine(spec, shape))
-            # An optional input left out: zeros when its shape is fully static, else omitted.
-            if spec.optional and -1 not in shape:
-                self.zeros[spec.name] = np.zeros(shape, spec.dtype)
         self.output_names = [spec.name for spec in self.outputs]
 
     def _refine(self, spec: common.TensorSpec, shape: list[int]) -> common.TensorSpec:
@@ -115,12 +120,9 @@ class TritonPythonModel:
         return common.TensorSpec(spec.name, spec.dtype, tuple(dims), spec.optional)
 
     def _run(self, inputs: common.Inputs) -> dict:
-        feed = {}
-        for name, array in inputs.items():
-            if array is not None:
-                feed[name] = array
-            elif name in self.zeros:
-                feed[name] = self.zeros[name]
+        # Only the inputs the request carries, as the native backend passes them: ONNX Runtime
+        # gives a left-out state its default, and names a left-out input that has none.
+        feed = {name: array for name, array in inputs.items() if array is not None}
         values = self.session.run(self.output_names, feed)
         return dict(zip(self.output_names, values, strict=True))
 

@@ -1,0 +1,101 @@
+"""The exported models run as NVIDIA's native backends would run them, with the same answers.
+
+Triton's native onnxruntime backend hands ONNX Runtime only the inputs a request carries; the
+embedded backend used to feed zero states itself and hid that a plain ``input_data`` request
+would fail in production. Here every exported ONNX model of the built repository runs in ONNX
+Runtime with only the inputs a request carries, without state and then with the state the
+first answer returned, and must equal the embedded server's answers to the same requests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import tritonclient.grpc as grpcclient
+
+from satwatch.data import load_dataset
+from satwatch.evaluation.offline import latest_version
+from satwatch.onnx_defaults import missing_defaults
+
+from .builders import Built, built_repository, served_repository, webhook_server
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+
+OUTPUTS = ("reconstruction", "anomaly_score", "anomaly_detected")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, shared_data: Path) -> Built:
+    return built_repository(tmp_path_factory, shared_data, webhook_server())
+
+
+@pytest.fixture(scope="module")
+def grpc(triton_factory, built: Built):
+    served = served_repository(triton_factory, built)
+    with grpcclient.InferenceServerClient(served.grpc_address) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def chunks(shared_data: Path) -> list[np.ndarray]:
+    """Two consecutive chunks of E-1's test telemetry (normalisation does not matter here)."""
+    test = load_dataset(shared_data).channel("E-1").test[:512].astype(np.float32)
+    return [test[:256].copy(), test[256:].copy()]
+
+
+def _onnx_models(built: Built) -> list[Path]:
+    return sorted(latest_version(d) / "model.onnx" for d in (built.repository / "onnx").iterdir())
+
+
+def _served(client, model: str, feeds: dict[str, np.ndarray], names: list[str]) -> list:
+    inputs = []
+    for name, value in feeds.items():
+        tensor = grpcclient.InferInput(name, list(value.shape), "FP32")
+        tensor.set_data_from_numpy(value)
+        inputs.append(tensor)
+    wanted = [grpcclient.InferRequestedOutput(name) for name in names]
+    result = client.infer(model, inputs, outputs=wanted)
+    return [result.as_numpy(name) for name in names]
+
+
+def test_every_state_input_has_a_zero_default_in_the_graph(built: Built) -> None:
+    for path in _onnx_models(built):
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        # ONNX Runtime lists an input with a default as an overridable initializer.
+        assert [i.name for i in session.get_inputs()] == ["input_data"], path
+        states = [
+            o.name.removesuffix("_out") for o in session.get_outputs() if o.name.endswith("_out")
+        ]
+        assert states, path
+        assert missing_defaults(path, states) == [], path
+
+
+def test_native_style_runs_equal_the_served_answers_with_and_without_state(
+    built: Built, grpc, chunks
+) -> None:
+    for path in _onnx_models(built):
+        model = path.parent.parent.name
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.log_severity_level = 3
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        names = [o.name for o in session.get_outputs()]
+        states = [n.removesuffix("_out") for n in names if n.endswith("_out")]
+        # Only input_data, as the seed's own clients send it: a fresh stream.
+        local = session.run(names, {"input_data": chunks[0]})
+        served = _served(grpc, model, {"input_data": chunks[0]}, names)
+        for name, mine, theirs in zip(names, local, served, strict=True):
+            np.testing.assert_array_equal(mine, theirs, err_msg=f"{model} {name}")
+        # The next chunk with the state the first answer returned.
+        carried = dict(zip(states, local[len(OUTPUTS) :], strict=True))
+        feeds = {"input_data": chunks[1], **carried}
+        local_next = session.run(names, feeds)
+        served_next = _served(grpc, model, feeds, names)
+        for name, mine, theirs in zip(names, local_next, served_next, strict=True):
+            np.testing.assert_array_equal(mine, theirs, err_msg=f"{model} {name} (with state)")
+        # And the state matters: the carried stream differs from a fresh one somewhere.
+        fresh = session.run(["anomaly_score"], {"input_data": chunks[1]})[0]
+        assert not np.array_equal(fresh, local_next[names.index("anomaly_score")]), model

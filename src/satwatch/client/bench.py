@@ -78,9 +78,9 @@ WARM_UP_REQUESTS = 3
 a module only after its first two calls (measured: TranAD's first two 256-step chunks take
 0.5 s each, later ones about 0.05 s)."""
 WARM_UP_TIMEOUT = 300.0
+"""Seconds the streams may take for their first (untimed) request."""
 SETTLE_TIMEOUT = 2.0
 """Seconds to wait for Triton's statistics to count every answered request."""
-"""Seconds the streams may take for their first (untimed) request."""
 
 
 # --- settings --------------------------------------------------------------------------

@@ -11,22 +11,11 @@ from rich.table import Table
 
 from satwatch.commands._console import CONSOLE, DATA_OPTION, counting_progress, fail
 from satwatch.detectors.registry import kinds
+from satwatch.evaluation.metrics import TABLE_COLUMNS, table_cells
 from satwatch.exceptions import SatwatchError
 from satwatch.paths import PROJECT_ROOT, artifacts_dir, data_dir, repository_dir
 
 LOGGER = logging.getLogger(__name__)
-
-
-COLUMNS = (
-    ("point_f1", "point F1"),
-    ("pa_f1", "PA F1"),
-    ("event_precision", "event P"),
-    ("event_recall", "event R"),
-    ("event_f1", "event F1"),
-    ("event_tp", "TP"),
-    ("event_fp", "FP"),
-    ("event_fn", "FN"),
-)
 
 
 def evaluate(
@@ -148,20 +137,16 @@ def _print(report: dict, per_channel: bool, title: str = "offline evaluation (te
     table = Table(title=title)
     table.add_column("detector")
     table.add_column("channel")
-    for _, title in COLUMNS:
+    for _, title in TABLE_COLUMNS:
         table.add_column(title, justify="right")
     for detector, section in report["detectors"].items():
         rows = list(section["channels"].items()) if per_channel else []
         rows.append(("overall", section["overall"]))
         for channel, values in rows:
-            cells = [_cell(values[key]) for key, _ in COLUMNS]
+            cells = table_cells(values)
             style = "bold" if channel == "overall" else None
             table.add_row(detector, channel, *cells, style=style)
     CONSOLE.print(table)
-
-
-def _cell(value: float | int) -> str:
-    return str(value) if isinstance(value, int) else f"{value:.3f}"
 
 
 STUDY_FOLDER = PROJECT_ROOT / "runs" / "study"
@@ -289,14 +274,15 @@ def _build(one: _ChannelSet, data: Path, profile: str, jobs: int) -> None:
 
 
 def _print_study(table) -> None:  # noqa: ANN001 - a StudyTable (imported with torch)
-    from satwatch.evaluation.study import ROW_COLUMNS, fate_text, row_cells
+    from satwatch.evaluation.study import fate_text
 
     rows = Table(title=f"{table.title}: {len(table.channels)} channels, served")
     rows.add_column("row")
-    for _, title in ROW_COLUMNS:
+    for _, title in TABLE_COLUMNS:
         rows.add_column(title, justify="right")
     for row, section in table.rows.items():
-        rows.add_row(row, *row_cells(section["overall"]), style="bold" if row == "fused" else None)
+        style = "bold" if row == "fused" else None
+        rows.add_row(row, *table_cells(section["overall"]), style=style)
     CONSOLE.print(rows)
     events = Table(title=f"{table.title}: each labelled event and each fused false alarm")
     for column in ("channel", "event", "class", "found by"):

@@ -36,6 +36,26 @@ LOGGER = logging.getLogger(__name__)
 METRIC_KEYS = ("point_f1", "pa_f1", "event_precision", "event_recall", "event_f1")
 """The headline figures every report carries (metrics.json, metrics.csv)."""
 
+TABLE_COLUMNS = (
+    ("point_f1", "point F1"),
+    ("pa_f1", "PA F1"),
+    ("event_precision", "event P"),
+    ("event_recall", "event R"),
+    ("event_f1", "event F1"),
+    ("event_tp", "TP"),
+    ("event_fp", "FP"),
+    ("event_fn", "FN"),
+)
+"""The overall figures the tables show (key, column title), as the commands print them."""
+
+
+def table_cells(overall: Mapping[str, Any]) -> list[str]:
+    """One row's figures as table cells (ratios to 3 decimals, counts as they are)."""
+    return [
+        str(overall[key]) if isinstance(overall[key], int) else f"{overall[key]:.3f}"
+        for key, _ in TABLE_COLUMNS
+    ]
+
 
 def _ratio(num: int, den: int) -> float:
     return float(num) / float(den) if den else 0.0

@@ -35,7 +35,13 @@ from satwatch.detectors.artifacts import artifact_dir, load_trained
 from satwatch.detectors.normalization import Normalisation
 from satwatch.detectors.training import calibration_scores
 from satwatch.evaluation.events import decisions_to_events
-from satwatch.evaluation.metrics import ChannelMetrics, channel_metrics, summarize
+from satwatch.evaluation.metrics import (
+    TABLE_COLUMNS,
+    ChannelMetrics,
+    channel_metrics,
+    summarize,
+    table_cells,
+)
 from satwatch.evaluation.offline import (
     FUSED,
     evaluate_detector,
@@ -180,26 +186,6 @@ def study_channels(
 
 # --- files ---------------------------------------------------------------------------------
 
-ROW_COLUMNS = (
-    ("point_f1", "point F1"),
-    ("pa_f1", "PA F1"),
-    ("event_precision", "event P"),
-    ("event_recall", "event R"),
-    ("event_f1", "event F1"),
-    ("event_tp", "TP"),
-    ("event_fp", "FP"),
-    ("event_fn", "FN"),
-)
-"""The overall figures of a row, as the tables show them."""
-
-
-def row_cells(overall: dict) -> list[str]:
-    """One row's figures as table cells (ratios to 3 decimals, counts as they are)."""
-    return [
-        str(overall[key]) if isinstance(overall[key], int) else f"{overall[key]:.3f}"
-        for key, _ in ROW_COLUMNS
-    ]
-
 
 def fate_text(fate: EventFate) -> str:
     """``fused; omni+nearest``, ``missed`` or, for a false alarm, the rows flagging it."""
@@ -213,10 +199,10 @@ def fate_text(fate: EventFate) -> str:
 
 def _markdown(table: StudyTable) -> list[str]:
     lines = [f"## {table.title} ({len(table.channels)} channels)", ""]
-    lines.append("| row | " + " | ".join(title for _, title in ROW_COLUMNS) + " |")
-    lines.append("|---|" + "---:|" * len(ROW_COLUMNS))
+    lines.append("| row | " + " | ".join(title for _, title in TABLE_COLUMNS) + " |")
+    lines.append("|---|" + "---:|" * len(TABLE_COLUMNS))
     for row, section in table.rows.items():
-        lines.append(f"| {row} | " + " | ".join(row_cells(section["overall"])) + " |")
+        lines.append(f"| {row} | " + " | ".join(table_cells(section["overall"])) + " |")
     lines += ["", "| channel | event | class | found by |", "|---|---|---|---|"]
     for fate in table.events + table.false_alarms:
         lines.append(

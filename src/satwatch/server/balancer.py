@@ -179,10 +179,11 @@ class Replicas:
     balancer: Balancer
 
     def stop(self) -> None:
-        """Stop the balancer, then every replica."""
+        """Stop the balancer, then every replica (all at once: each unloads 60 models)."""
         self.balancer.stop()
-        for running in self.servers:
-            running.server.stop()
+        if self.servers:
+            with ThreadPoolExecutor(len(self.servers)) as pool:
+                list(pool.map(lambda running: running.server.stop(), self.servers))
 
 
 def start_replicas(

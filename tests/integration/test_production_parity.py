@@ -12,13 +12,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
 
 from satwatch.data import load_dataset
 from satwatch.evaluation.offline import latest_version
 from satwatch.onnx_defaults import missing_defaults
+from satwatch.server.sample_repository import build_sample_repository
 
 from .builders import Built, built_repository, served_repository, webhook_server
 
@@ -99,3 +102,30 @@ def test_native_style_runs_equal_the_served_answers_with_and_without_state(
         # And the state matters: the carried stream differs from a fresh one somewhere.
         fresh = session.run(["anomaly_score"], {"input_data": chunks[1]})[0]
         assert not np.array_equal(fresh, local_next[names.index("anomaly_score")]), model
+
+
+def test_a_state_without_default_is_named_when_a_request_leaves_it_out(
+    triton_factory, tmp_path: Path
+) -> None:
+    # A graph exported elsewhere, without the build's defaults: the native backend would fail
+    # a plain request, and the embedded one must too, naming the input (400, not 500).
+    repository = build_sample_repository(tmp_path / "repository")
+    path = repository / "onnx" / "sample_state" / "1" / "model.onnx"
+    model = onnx.load(str(path))
+    kept = [t for t in model.graph.initializer if t.name != "state_in"]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+    onnx.save(model, str(path))
+    served = triton_factory(repository)
+    rows = np.ones((3, 4), np.float32)
+    with grpcclient.InferenceServerClient(served.grpc_address) as client:
+        with pytest.raises(InferenceServerException) as refused:
+            _served(client, "sample_state", {"input_data": rows}, ["output"])
+        assert refused.value.status() == "StatusCode.INVALID_ARGUMENT"
+        assert "'state_in' left out" in refused.value.message()
+        # With the state it answers, and the other models are unaffected.
+        state = np.zeros((1, 4), np.float32)
+        (output,) = _served(
+            client, "sample_state", {"input_data": rows, "state_in": state}, ["output"]
+        )
+        np.testing.assert_array_equal(output, rows)

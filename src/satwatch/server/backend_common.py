@@ -279,6 +279,8 @@ def _run_safely(
 ) -> Outputs | Exception:
     try:
         return _cast_outputs(run(inputs), outputs)
+    except RequestError as error:  # the runner found the request unusable: the client's to fix
+        return error
     except Exception as error:  # noqa: BLE001 - a failing run answers its requests, not the stub
         return RuntimeError(f"inference failed: {error}")
 

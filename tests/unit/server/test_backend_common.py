@@ -115,6 +115,19 @@ def test_a_failing_run_answers_its_requests_with_an_error_instead_of_raising():
     assert isinstance(results[1], RequestError)
 
 
+def test_a_request_the_runner_refuses_is_the_clients_error_not_the_servers():
+    def needs_state(inputs):
+        if inputs["state"] is None:
+            raise RequestError("input 'state' left out, and the model gives it no default")
+        return {"y": inputs["x"] + inputs["state"], "n": np.zeros((len(inputs["x"]), 1))}
+
+    specs = [TensorSpec("x", F32, (-1, 2)), TensorSpec("state", F32, (2,), optional=True)]
+    plain, stateful = {"x": _x([1, 2])}, {"x": _x([1, 2]), "state": _x([1, 1])[0]}
+    results = run_batched([plain, stateful], specs, OUTPUTS, 0, needs_state)
+    assert isinstance(results[0], RequestError) and "'state' left out" in str(results[0])
+    np.testing.assert_array_equal(results[1]["y"], _x([2, 3]))
+
+
 def test_outputs_with_the_wrong_number_of_rows_fail_the_batch():
     def short(inputs):
         return {"y": inputs["x"][:1], "n": np.zeros((1, 1))}

@@ -81,6 +81,8 @@ class TritonPythonModel:
         # an initializer (the detectors' zero states), which a request may leave out.
         nodes = [*self.session.get_inputs(), *self.session.get_overridable_initializers()]
         model_inputs = {node.name: node for node in nodes}
+        self.required = {node.name for node in self.session.get_inputs()}
+        self.file_name = path.name
         model_outputs = {node.name for node in self.session.get_outputs()}
         self.outputs = common.output_specs(config)
         for spec in self.outputs:
@@ -123,6 +125,13 @@ class TritonPythonModel:
         # Only the inputs the request carries, as the native backend passes them: ONNX Runtime
         # gives a left-out state its default, and names a left-out input that has none.
         feed = {name: array for name, array in inputs.items() if array is not None}
+        missing = sorted(self.required - feed.keys())
+        if missing:
+            raise common.RequestError(
+                f"model {self.name!r}: input {', '.join(map(repr, missing))} left out, and "
+                f"{self.file_name} gives it no default; send it, or rebuild the model with "
+                "`satwatch build` (which gives every state input a zero default)"
+            )
         values = self.session.run(self.output_names, feed)
         return dict(zip(self.output_names, values, strict=True))
 

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from satwatch.detectors.artifacts import load_trained
-from satwatch.detectors.tranad import TranAD, TranADScorer
+from satwatch.detectors.tranad import FastTranADScorer, TranAD, TranADScorer
 from satwatch.exceptions import ModelError
 
 LOGGER = logging.getLogger(__name__)
@@ -46,11 +46,16 @@ INPUT_NAMES = ("input_data", "context")
 
 
 class ServedTranAD(nn.Module):
-    """TranAD scoring plus the baked-in threshold: the module that is scripted and served."""
+    """TranAD scoring plus the baked-in threshold: the module that is scripted and served.
 
-    def __init__(self, model: TranAD, threshold: float) -> None:
+    ``scorer`` computes the scores: by default :class:`FastTranADScorer` (what is exported);
+    ``TranADScorer(model)`` gives the reference ``nn.Transformer`` computation, which
+    :func:`check_exported` compares the exported file with.
+    """
+
+    def __init__(self, model: TranAD, threshold: float, scorer: nn.Module | None = None) -> None:
         super().__init__()
-        self.scorer = TranADScorer(model)
+        self.scorer = FastTranADScorer(model) if scorer is None else scorer
         self.n_features = model.n_features
         self.history = model.window - 1
         self.register_buffer("threshold", torch.tensor(float(threshold), dtype=torch.float32))
@@ -97,8 +102,9 @@ def script(model: TranAD, threshold: float) -> torch.jit.ScriptModule:
 def export_module(model: TranAD, threshold: float, path: Path, check: bool = True) -> Path:
     """Write the TorchScript model to ``path`` and, if ``check``, verify the reloaded file.
 
-    The check scores a random series with the reloaded module and with eager PyTorch and
-    raises ModelError when scores differ by 1e-4 or more or the decisions differ.
+    The check scores a random series with the reloaded module and with eager PyTorch (the
+    reference ``nn.Transformer`` computation) and raises ModelError when scores differ by 1e-4
+    or more or the decisions differ.
     """
     scripted = script(model, threshold)
     path = Path(path)
@@ -142,7 +148,7 @@ def served_scorer(path: Path):  # noqa: ANN201
 def check_exported(
     path: Path, model: TranAD, threshold: float, series: np.ndarray | None = None
 ) -> float:
-    """Compare the reloaded TorchScript file with eager PyTorch; return the max score difference.
+    """Compare the reloaded TorchScript file with the eager reference; return the max difference.
 
     Raises:
         ModelError: when scores differ by 1e-4 or more, or ``anomaly_detected`` differs
@@ -152,7 +158,7 @@ def check_exported(
         generator = np.random.default_rng(0)
         series = generator.uniform(-1.0, 1.0, (257, model.n_features)).astype(np.float32)
     data = torch.as_tensor(np.asarray(series, dtype=np.float32))
-    eager = ServedTranAD(model, threshold).eval()
+    eager = ServedTranAD(model, threshold, TranADScorer(model)).eval()
     reloaded = load_exported(path)
     with torch.no_grad():
         expected = eager(data)

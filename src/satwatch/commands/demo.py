@@ -25,7 +25,7 @@ from rich.table import Table
 from satwatch.commands._console import CONSOLE, fail
 from satwatch.data import load_dataset
 from satwatch.detectors import registry
-from satwatch.exceptions import SatwatchError
+from satwatch.exceptions import ModelError, SatwatchError
 from satwatch.paths import PROJECT_ROOT, artifacts_dir, data_dir, repository_dir
 
 LOGGER = logging.getLogger(__name__)
@@ -56,10 +56,22 @@ def telemetry_folder(explicit: Path | None, synth_to: Path = PROJECT_ROOT / "dat
 
 
 def is_built(repository: Path, channels: list[str]) -> bool:
-    """Whether every served model file of the seed pipeline exists."""
+    """Whether every served model file of the seed pipeline exists, as this satwatch builds it.
+
+    An ONNX file whose state inputs have no zero default was exported before the backends
+    stopped feeding zeros themselves: such a repository is rebuilt (the artifacts are kept).
+    """
+    from satwatch.onnx_defaults import missing_defaults
+
     names = {(d, d.served_name(c)) for d in registry.detectors() for c in channels}
-    needed = [repository / d.backend / name / "1" / d.model_file for d, name in names]
-    return all(path.exists() for path in needed)
+    needed = {(d, repository / d.backend / name / "1" / d.model_file) for d, name in names}
+    if not all(path.exists() for _, path in needed):
+        return False
+    onnx = [(d, path) for d, path in needed if d.backend == "onnx"]
+    try:
+        return all(not missing_defaults(path, d.states) for d, path in onnx)
+    except ModelError:  # an unreadable file: build it again
+        return False
 
 
 def build(repository: Path, data: Path, channels: list[str], jobs: int) -> None:

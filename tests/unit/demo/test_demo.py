@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import onnx
+from onnx import TensorProto, helper
 from rich.console import Console
 
 from satwatch.commands.demo import is_built, summary_table, telemetry_folder
 from satwatch.data import SEED_CHANNELS, load_dataset
+from satwatch.detectors import registry
+from satwatch.onnx_defaults import add_zero_defaults
 
 
 def test_telemetry_found_is_used_as_it_is(synth_data: Path, tmp_path: Path) -> None:
@@ -37,6 +41,36 @@ def test_a_repository_counts_as_built_only_with_every_model_file(tmp_path: Path)
         path = tmp_path / "onnx" / f"nearest_SMAP_{channel}" / "1" / "model.onnx"
         path.parent.mkdir(parents=True)
         path.write_bytes(b"x")
+    assert not is_built(tmp_path, channels)  # files that are not ONNX models
+
+
+def _state_graph(path: Path, states: tuple[str, ...]) -> Path:
+    """An ONNX graph passing input_data and each state through, states without defaults."""
+    rows = helper.make_tensor_value_info("input_data", TensorProto.FLOAT, ["T", 25])
+    ins = [rows] + [helper.make_tensor_value_info(s, TensorProto.FLOAT, [1, 2]) for s in states]
+    outs = [helper.make_tensor_value_info("anomaly_score", TensorProto.FLOAT, ["T", 25])]
+    outs += [helper.make_tensor_value_info(f"{s}_out", TensorProto.FLOAT, [1, 2]) for s in states]
+    nodes = [helper.make_node("Identity", ["input_data"], ["anomaly_score"])]
+    nodes += [helper.make_node("Identity", [s], [f"{s}_out"]) for s in states]
+    graph = helper.make_graph(nodes, "g", ins, outs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(helper.make_model(graph, ir_version=8), str(path))
+    return path
+
+
+def test_a_repository_exported_without_state_defaults_is_built_again(tmp_path: Path) -> None:
+    channels = ["E-1"]
+    tranad = tmp_path / "pytorch" / "tranad_sat1" / "1" / "model.pt"
+    tranad.parent.mkdir(parents=True)
+    tranad.write_bytes(b"x")
+    files = []
+    for detector in registry.detectors():
+        if detector.backend == "onnx":
+            folder = tmp_path / "onnx" / detector.served_name("E-1") / "1"
+            files.append((_state_graph(folder / "model.onnx", detector.states), detector.states))
+    assert not is_built(tmp_path, channels)
+    for path, states in files:
+        add_zero_defaults(path, states)
     assert is_built(tmp_path, channels)
 
 

@@ -13,9 +13,9 @@ other instead of failing, and no event is lost. A commit is on disk when ``recor
 thread fed by a queue, off the request path, with a timeout. A delivered event is marked
 ``delivered``; a failed one stays undelivered with its error and attempt count and is sent
 again by :meth:`WebhookNotifier.retry_undelivered`, which the thread runs every
-``retry_interval`` seconds, however busy the queue is. Before each POST the notifier claims
-the event in the log for a lease, so two notifiers on one log (two model instances) never
-send the same event at once.
+``retry_interval`` seconds, however busy the queue is; ``on_failure`` (a metric) hears of
+each failed delivery. Before each POST the notifier claims the event in the log for a lease,
+so two notifiers on one log (two model instances) never send the same event at once.
 
 Example::
 
@@ -37,7 +37,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -239,7 +239,13 @@ class WebhookNotifier:
     """Delivers new events to a webhook URL from a background thread."""
 
     def __init__(
-        self, log: EventLog, url: str, *, timeout: float = 2.0, retry_interval: float = 60.0
+        self,
+        log: EventLog,
+        url: str,
+        *,
+        timeout: float = 2.0,
+        retry_interval: float = 60.0,
+        on_failure: Callable[[], None] | None = None,
     ) -> None:
         """Prepare delivery to ``url``; call :meth:`start` to run the thread.
 
@@ -248,11 +254,13 @@ class WebhookNotifier:
             url: Where each event is POSTed.
             timeout: Seconds each blocking step of one POST may take.
             retry_interval: Seconds between two passes that queue every undelivered event.
+            on_failure: Called (from the delivery thread) after each delivery that failed.
         """
         self.log = log
         self.url = url
         self.timeout = timeout
         self.retry_interval = retry_interval
+        self.on_failure = on_failure
         self._queue: queue.Queue[EventRecord | None] = queue.Queue()
         # Ids queued or being sent: each is in the queue at most once, and never queued
         # again while its POST runs.
@@ -341,7 +349,15 @@ class WebhookNotifier:
         self.log.mark(event.id, ok, None if ok else error)
         if not ok:
             LOGGER.warning("webhook %s: event %d undelivered (%s)", self.url, event.id, error)
+            self._failed()
         return ok
+
+    def _failed(self) -> None:
+        if self.on_failure is not None:
+            try:
+                self.on_failure()
+            except Exception:  # noqa: BLE001  a failing hook must not end the thread
+                LOGGER.exception("webhook %s: on_failure hook failed", self.url)
 
     def _run(self, stop: threading.Event) -> None:
         # The retry pass runs on a monotonic deadline checked after every item and on every
@@ -369,6 +385,7 @@ class WebhookNotifier:
                 self.deliver(event)
         except Exception:  # noqa: BLE001  the thread must outlive any one event
             LOGGER.exception("webhook delivery of event %d failed", event.id)
+            self._failed()
         finally:
             # Only now: a retry pass meanwhile must not queue the event a second time.
             with self._lock:

@@ -6,6 +6,7 @@ No Docker engine runs here, so the structure is what can be checked.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import PurePosixPath
 
@@ -63,9 +64,13 @@ def instructions(dockerfile: str) -> list[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def triton() -> dict:
-    services = yaml.safe_load(COMPOSE.read_text())["services"]
-    assert list(services) == ["triton"]
+def services() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())["services"]
+
+
+@pytest.fixture(scope="module")
+def triton(services) -> dict:
+    assert list(services) == ["triton", "prometheus", "grafana"]
     return services["triton"]
 
 
@@ -177,3 +182,52 @@ def test_the_event_log_lives_on_a_writable_volume_the_image_user_owns(dockerfile
     assert target != "/models" and source in yaml.safe_load(COMPOSE.read_text())["volumes"]
     runs = " ".join(arguments for keyword, arguments in dockerfile if keyword == "RUN")
     assert f"-o satwatch -g satwatch {target}" in runs
+
+
+def bind_mounts(service: dict) -> dict[str, tuple[str, list[str]]]:
+    """``{container path: (host path, options)}`` of a service's bind mounts."""
+    mounts = [volume.split(":") for volume in service["volumes"]]
+    return {target: (source, options) for source, target, *options in mounts if "/" in source}
+
+
+def test_prometheus_and_grafana_start_only_with_the_observability_profile(services, triton):
+    assert "profiles" not in triton
+    for name in ("prometheus", "grafana"):
+        assert services[name]["profiles"] == ["observability"]
+        assert {address for address, _, _ in published(services[name]["ports"], {})} == {
+            "127.0.0.1"
+        }
+
+
+def test_prometheus_reads_its_config_read_only_and_scrapes_tritons_metrics_port(services, triton):
+    prometheus = services["prometheus"]
+    flags = dict(arg.split("=", 1) for arg in prometheus["command"])
+    source, options = bind_mounts(prometheus)[flags["--config.file"]]
+    assert options == ["ro"]
+    config = yaml.safe_load((PROJECT_ROOT / source).read_text())
+    targets = [
+        t for job in config["scrape_configs"] for s in job["static_configs"] for t in s["targets"]
+    ]
+    metrics_port = ServerPorts().metrics
+    assert targets == [f"triton:{metrics_port}"]
+    assert metrics_port in [container for _, _, container in published(triton["ports"], {})]
+
+
+def test_grafana_is_provisioned_with_the_datasource_and_the_dashboard(services):
+    grafana = services["grafana"]
+    mounts = bind_mounts(grafana)
+    source, options = mounts["/etc/grafana/provisioning"]
+    assert options == ["ro"]
+    provisioning = PROJECT_ROOT / source
+    (datasource,) = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())[
+        "datasources"
+    ]
+    assert datasource["url"] == "http://prometheus:9090" and datasource["uid"] == "prometheus"
+    (provider,) = yaml.safe_load((provisioning / "dashboards" / "satwatch.yml").read_text())[
+        "providers"
+    ]
+    dashboards, options = mounts[provider["options"]["path"]]
+    assert options == ["ro"]
+    dashboard = json.loads((PROJECT_ROOT / dashboards / "satwatch.json").read_text())
+    targets = [t for panel in dashboard["panels"] for t in panel.get("targets", [])]
+    assert targets and {t["datasource"]["uid"] for t in targets} == {datasource["uid"]}

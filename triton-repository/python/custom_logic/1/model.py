@@ -16,17 +16,19 @@ from the SQLite catalog (cached, reread when the file changes); Business Logic S
 thresholds by ``channel_id``); reported events go to the SQLite event log (new ones also to
 the webhook, from a background thread). An unknown channel is that request's ``INVALID_ARG``
 error naming it; a failing step is that request's error naming the step, with the step's code.
-Parameters: ``satwatch.pipeline.configs``.
+Parameters: ``satwatch.pipeline.configs``. Metrics (``satwatch.pipeline.metrics``): new events
+per channel and subsystem, event-log write and webhook failures, starts.
 """
 
 import asyncio
+import contextlib
 import json
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from satwatch.exceptions import SatwatchError
-from satwatch.pipeline import serving
+from satwatch.pipeline import metrics, serving
 from satwatch.pipeline.catalog import CATALOG_FILE, Catalog
 from satwatch.pipeline.configs import event_log_path
 from satwatch.pipeline.eventlog import EventLog, WebhookNotifier
@@ -48,6 +50,8 @@ class TritonPythonModel:
 
     def initialize(self, args):
         """Open the catalog and the event log; start the webhook thread when configured."""
+        self.metrics = metrics.ModelMetrics(pb_utils, args["model_name"], metrics.CUSTOM_LOGIC)
+        self.metrics.increment(metrics.MODEL_STARTS)
         config = json.loads(args["model_config"])
         params = serving.parameters(config)
         self.dtypes = {
@@ -56,6 +60,9 @@ class TritonPythonModel:
         folder = serving.version_folder(args)
         self.catalog = Catalog(params.get("catalog") or folder / CATALOG_FILE)
         self.log = EventLog(event_log_path(params, folder.parent))
+        with contextlib.suppress(SatwatchError):  # no catalog yet: series come with events
+            for entry in map(self.catalog.lookup, self.catalog.channels()):
+                self.metrics.prepare_events(entry.channel, entry.subsystem)
         self.notifier = None
         if params.get("webhook_url"):
             self.notifier = WebhookNotifier(
@@ -63,6 +70,7 @@ class TritonPythonModel:
                 params["webhook_url"],
                 timeout=float(params.get("webhook_timeout") or 2),
                 retry_interval=float(params.get("webhook_retry_interval") or 60),
+                on_failure=lambda: self.metrics.increment(metrics.WEBHOOK_FAILURES),
             ).start()
 
     async def _call(self, model, inputs, outputs, passed_on=()):
@@ -124,9 +132,12 @@ class TritonPythonModel:
         )
         stream_id = stream_id_of(outputs["post_state_out"])
         # Off the event loop: a durable SQLite commit must not hold up the other requests.
-        new = await asyncio.to_thread(
-            self.log.record, channel, entry.subsystem, stream_id, outputs["events"]
-        )
+        with self.metrics.failures(metrics.EVENTLOG_WRITE_FAILURES):  # counted, then raised
+            new = await asyncio.to_thread(
+                self.log.record, channel, entry.subsystem, stream_id, outputs["events"]
+            )
+        if new:
+            self.metrics.count_events(len(new), channel, entry.subsystem)
         if new and self.notifier is not None:
             self.notifier.submit(new)
         outputs["subsystem"] = np.array([entry.subsystem.encode()], dtype=np.object_)

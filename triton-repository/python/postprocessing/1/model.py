@@ -16,7 +16,8 @@ policy always uses the channel's (``channel_id``, else ``default_channel``); giv
 ``thresholds`` apply to the ``ratio`` policy.
 
 Each request is its own stream (its own state), so requests are processed one by one; the
-work per request is a few vector operations.
+work per request is a few vector operations. Metrics (``satwatch.pipeline.metrics``): the
+fused score's histogram per channel (``other`` for a channel without shipped thresholds), starts.
 """
 
 import json
@@ -24,7 +25,7 @@ import json
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from satwatch.pipeline import serving
+from satwatch.pipeline import metrics, serving
 from satwatch.pipeline.calibration import select_thresholds
 from satwatch.pipeline.calibration_file import THRESHOLDS_FILE, load_thresholds
 from satwatch.pipeline.postprocess import PostSettings, postprocess
@@ -38,6 +39,8 @@ class TritonPythonModel:
 
     def initialize(self, args):
         """Read the settings, the shipped thresholds and the output dtypes."""
+        self.metrics = metrics.ModelMetrics(pb_utils, args["model_name"], metrics.POSTPROCESSING)
+        self.metrics.increment(metrics.MODEL_STARTS)
         config = json.loads(args["model_config"])
         params = serving.parameters(config)
         self.settings = PostSettings.from_parameters(params)
@@ -46,10 +49,11 @@ class TritonPythonModel:
         # score1, score2, ...: as many as the config declares (one per detector), in order.
         self.score_names = [i["name"] for i in config["input"] if i["name"].startswith("score")]
         self.thresholds = load_thresholds(serving.version_folder(args) / THRESHOLDS_FILE)
+        for channel in (*self.thresholds, metrics.OTHER_CHANNEL):
+            self.metrics.prepare_scores(channel)
 
-    def _thresholds(self, request, count):
+    def _thresholds(self, request, count, channel):
         given = serving.optional_input(pb_utils, request, "thresholds")
-        channel = serving.channel_of(pb_utils, request, self.default_channel)
         dynamic = self.settings.threshold_policy == "dynamic"
         return select_thresholds(self.thresholds, count, channel, given, dynamic)
 
@@ -65,8 +69,11 @@ class TritonPythonModel:
             state = PostState.from_array(state, self.settings.smoothing_window, dynamic)
         end = serving.optional_input(pb_utils, request, "end_of_stream")
         last = end is not None and bool(end.any())
-        thresholds = self._thresholds(request, len(scores))
+        channel = serving.channel_of(pb_utils, request, self.default_channel)
+        thresholds = self._thresholds(request, len(scores), channel)
         result = postprocess(scores, thresholds, self.settings, state, last)
+        known = channel if channel in self.thresholds else metrics.OTHER_CHANNEL
+        self.metrics.observe_scores(result.final, known)
         values = {
             "final_result": result.final,
             "decision": result.decision,

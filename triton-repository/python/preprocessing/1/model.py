@@ -7,7 +7,8 @@ version folder (written by ``satwatch build``). NaN/Inf telemetry is refused wit
 ``INVALID_ARG`` naming the rows (policy: ``satwatch.pipeline.preprocess``); the other
 requests of the batch still answer.
 
-Requests of one channel are normalised together: concatenated, one pass, split back.
+Requests of one channel are normalised together: concatenated, one pass, split back. Metrics
+(``satwatch.pipeline.metrics``): starts.
 """
 
 import json
@@ -15,7 +16,7 @@ import json
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from satwatch.pipeline import serving
+from satwatch.pipeline import metrics, serving
 from satwatch.pipeline.preprocess import STATS_FILE, NormalisationTable, check_raw
 
 
@@ -24,6 +25,8 @@ class TritonPythonModel:
 
     def initialize(self, args):
         """Read the statistics and the output dtype."""
+        self.metrics = metrics.ModelMetrics(pb_utils, args["model_name"], metrics.PREPROCESSING)
+        self.metrics.increment(metrics.MODEL_STARTS)
         config = json.loads(args["model_config"])
         self.dtype = serving.output_dtype(pb_utils, config, "normalized")
         params = serving.parameters(config)

@@ -20,7 +20,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from satwatch.commands.server import supervisor_log
-from satwatch.server.supervisor import live_stubs, stub_command_lines
+from satwatch.server.supervisor import Supervisor, live_stubs, stub_command_lines
 
 from .builders import built_repository, served_repository, webhook_server
 
@@ -164,3 +164,30 @@ def test_other_models_keep_answering_while_one_is_down(served, http) -> None:
     np.testing.assert_array_equal(_answer(http, "SMAP_E-1"), neighbour)
     _wait_for_recovery(served, http, "SMAP_D-2")
     assert http.is_server_ready()
+
+
+def test_a_stub_that_died_before_the_supervisor_first_looked_is_replaced(
+    triton_factory, sample_repository: Path
+) -> None:
+    # Between the server's readiness and a detached supervisor's first check there is a
+    # window: a stub dying in it was never seen alive. The supervisor watches what Triton
+    # serves, so it is found dead like any other.
+    served = triton_factory(sample_repository, "--no-supervise")
+    client = httpclient.InferenceServerClient(served.http_address, network_timeout=60.0)
+    rows = httpclient.InferInput("input_data", [2, 4], "FP32")
+    rows.set_data_from_numpy(np.ones((2, 4), np.float32))
+    before = client.infer("sample_python", [rows]).as_numpy("output")
+    pid = _kill_stub(served, "sample_python")
+    supervisor = Supervisor(served.pid, served.http_address, served.admin_key)
+    recoveries = []
+    deadline = time.monotonic() + RECOVERY_TIMEOUT
+    while not recoveries and time.monotonic() < deadline:
+        recoveries = supervisor.check()
+        time.sleep(0.25)
+    assert [(r.model, r.pid, r.error) for r in recoveries] == [("sample_python", -1, "")]
+    assert "before the supervisor saw it" in recoveries[0].describe()
+    assert pid not in live_stubs(served.pid).values()
+    np.testing.assert_array_equal(client.infer("sample_python", [rows]).as_numpy("output"), before)
+    # Nothing else was taken for dead.
+    assert all(not supervisor.check() for _ in range(3))
+    client.close()

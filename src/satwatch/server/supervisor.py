@@ -67,7 +67,7 @@ class Recovery:
     Attributes:
         model: The model whose stub died.
         instance: The stub's instance name (``<model>_<group>_<index>``).
-        pid: The dead stub's process id.
+        pid: The dead stub's process id (-1: it died before the supervisor first looked).
         seconds: From noticing the death to the model being ready again.
         error: Why the reload failed ("" when it worked).
     """
@@ -80,7 +80,8 @@ class Recovery:
 
     def describe(self) -> str:
         """One log line."""
-        head = f"model {self.model!r}: backend stub {self.instance} (pid {self.pid}) died"
+        pid = f"pid {self.pid}" if self.pid >= 0 else "before the supervisor saw it"
+        head = f"model {self.model!r}: backend stub {self.instance} ({pid}) died"
         if self.error:
             return f"{head}; reload failed after {self.seconds:.1f} s: {self.error}"
         return f"{head}; unloaded and reloaded, READY again after {self.seconds:.1f} s"
@@ -156,6 +157,7 @@ class Supervisor:
     _known: dict[StubKey, int] = field(default_factory=dict, init=False)
     _missing: set[StubKey] = field(default_factory=set, init=False)
     _regions: dict[int, str] = field(default_factory=dict, init=False)
+    _seeded: bool = field(default=False, init=False)
 
     def regions(self) -> list[str]:
         """The shared-memory regions of the stubs being watched."""
@@ -171,6 +173,8 @@ class Supervisor:
     def check(self) -> list[Recovery]:
         """Look at the stubs once; reload the model of each stub found dead."""
         live = live_stubs(self.server_pid)
+        if not self._seeded:
+            self._seed(live)
         new = set(live.values()) - set(self._regions)
         if new:  # a stub's command line is unreadable once it has died: keep its region now
             lines = stub_command_lines(self.server_pid)
@@ -188,6 +192,36 @@ class Supervisor:
         watched = set(self._known.values())
         self._regions = {pid: region for pid, region in self._regions.items() if pid in watched}
         return recoveries
+
+    def _seed(self, live: dict[StubKey, int]) -> None:
+        """Watch every instance Triton serves, not only the stubs seen alive: one that died
+        before the first look (between the server's readiness and this supervisor's start)
+        is then found dead like any other. Tried again next check if the server does not
+        answer yet."""
+        try:
+            with self._client() as client:
+                expected = self._instances(client)
+        except (InferenceServerException, OSError) as error:
+            LOGGER.info("supervisor: the server's models are not known yet (%s)", error)
+            return
+        self._known |= {key: -1 for key in expected if key not in live}
+        self._seeded = True
+
+    def _instances(self, client: httpclient.InferenceServerClient) -> set[StubKey]:
+        """(model, version, instance) of every READY model version that runs in a stub."""
+        keys = set()
+        for entry in client.get_model_repository_index(headers=self._headers):
+            if entry.get("state") != "READY":
+                continue
+            name, version = entry["name"], entry.get("version", "")
+            config = client.get_model_config(name, version)
+            if config.get("platform") == "ensemble":  # ensembles run in Triton itself
+                continue
+            for group, instances in enumerate(config.get("instance_group", [])):
+                prefix = instances.get("name") or f"{name}_{group}"
+                for index in range(int(instances.get("count", 1))):
+                    keys.add((name, version, f"{prefix}_{index}"))
+        return keys
 
     def _client(self) -> httpclient.InferenceServerClient:
         return httpclient.InferenceServerClient(

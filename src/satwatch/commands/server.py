@@ -164,7 +164,8 @@ def serve(
     Each backend folder (onnx, pytorch, python, ensemble; tensorrt only with a GPU) becomes
     one --model-repository. Models that fail to load are listed with the reason; the others
     serve. Prints the model table once ready. A supervisor reloads any model whose backend
-    stub dies, within about a second of the death plus the model's load time.
+    stub dies, within about a second of the death plus the model's load time. With
+    --replicas N, N such servers run behind nginx on the given HTTP and gRPC ports.
     """
     with _sigterm_as_interrupt():
         try:

@@ -27,6 +27,9 @@ LOGGER = logging.getLogger(__name__)
 BACKEND_FOLDERS = ("onnx", "tensorrt", "pytorch", "python", "ensemble")
 """The repository's backend folders, each served as its own ``--model-repository``."""
 
+MODEL_LOAD_THREADS = 32
+"""Models Triton loads at once (``--model-load-thread-count``; see ``for_repository``)."""
+
 ALLOWED_FLAGS = frozenset(
     {
         "model-repository",  # repeated: one per backend folder
@@ -40,6 +43,7 @@ ALLOWED_FLAGS = frozenset(
         "strict-model-config",
         "disable-auto-complete-config",
         "exit-timeout-secs",
+        "model-load-thread-count",
         "http-address",
         "http-port",
         "http-restricted-api",
@@ -169,6 +173,10 @@ class TritonServerConfig:
             "strict-readiness": False,
             "model-control-mode": "explicit",
             "load-model": "*",
+            # Each model starts a Python stub, mostly waiting on imports: loading 32 at once
+            # made the 60-model repository READY in 20-21 s against 33-35 s with Triton's
+            # default, on 2 cores (16: 23-25 s, 64: 20 s; measured 2026-12-02).
+            "model-load-thread-count": MODEL_LOAD_THREADS,
             "http-address": host,
             "http-port": http_port,
             "grpc-address": host,

@@ -10,6 +10,7 @@
 - :mod:`~satwatch.pipeline.poststate`: the stage's stream state and its ``post_state`` vector.
 - :mod:`~satwatch.pipeline.calibration`: per-channel thresholds and training statistics,
   fitted at build time, and the pick for a request.
+- :mod:`~satwatch.pipeline.metrics`: satwatch's own metrics on Triton's metrics port.
 - :mod:`~satwatch.pipeline.calibration_file`: ``thresholds.json``, where they are shipped.
 - :mod:`~satwatch.pipeline.catalog`: the SQLite channel catalog ``custom_logic`` reads.
 - :mod:`~satwatch.pipeline.eventlog`: the SQLite event log and webhook delivery.

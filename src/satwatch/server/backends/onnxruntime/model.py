@@ -11,6 +11,7 @@ from __future__ import annotations
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
+from satwatch.pipeline import metrics
 from satwatch.server import backend_common as common
 
 DEFAULT_FILENAME = "model.onnx"
@@ -64,6 +65,9 @@ class TritonPythonModel:
 
     def initialize(self, args):
         """Open the ONNX Runtime session and check the config against the model's tensors."""
+        # A start counted per model: a count above the instances means a stub was restarted.
+        self.metrics = metrics.ModelMetrics(pb_utils, args["model_name"], (metrics.MODEL_STARTS,))
+        self.metrics.increment(metrics.MODEL_STARTS)
         config = common.load_config(args)
         self.name = args["model_name"]
         self.max_batch_size = int(config.get("max_batch_size", 0))

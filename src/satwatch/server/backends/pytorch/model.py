@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import triton_python_backend_utils as pb_utils
 
+from satwatch.pipeline import metrics
 from satwatch.server import backend_common as common
 
 DEFAULT_FILENAME = "model.pt"
@@ -40,6 +41,9 @@ class TritonPythonModel:
 
     def initialize(self, args):
         """Load the TorchScript module and set the thread counts."""
+        # A start counted per model: a count above the instances means a stub was restarted.
+        self.metrics = metrics.ModelMetrics(pb_utils, args["model_name"], (metrics.MODEL_STARTS,))
+        self.metrics.increment(metrics.MODEL_STARTS)
         config = common.load_config(args)
         self.max_batch_size = int(config.get("max_batch_size", 0))
         self.inputs = common.input_specs(config)

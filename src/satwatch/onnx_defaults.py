@@ -57,17 +57,20 @@ def add_zero_defaults(path: Path, names: Iterable[str]) -> Path:
     model = _load(Path(path))
     inputs = {value.name: value for value in model.graph.input}
     present = {init.name for init in model.graph.initializer}
+    added = False
     for name in names:
         if name not in inputs:
             raise ModelError(f"{path}: expected a graph input {name!r}, got {sorted(inputs)}")
         if name in present:
             continue
+        added = True
         tensor_type = inputs[name].type.tensor_type
         dims = [dim.dim_value if dim.HasField("dim_value") else -1 for dim in tensor_type.shape.dim]
         if any(size < 0 for size in dims):
             raise ModelError(f"{path}: state input {name!r} has dynamic dims; expected static ones")
         dtype = helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)
         model.graph.initializer.append(numpy_helper.from_array(np.zeros(dims, dtype), name))
-    model.ir_version = max(model.ir_version, MIN_IR_VERSION)
-    onnx.save(model, str(path))
+    if added:  # the exporters already gave their states defaults: no second write then
+        model.ir_version = max(model.ir_version, MIN_IR_VERSION)
+        onnx.save(model, str(path))
     return Path(path)

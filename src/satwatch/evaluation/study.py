@@ -106,12 +106,24 @@ def alone_thresholds(
 
 
 def training_calibration(
-    detector: registry.Detector, channel: Channel, artifacts: Path, spacecraft: str = "SMAP"
+    detector: registry.Detector,
+    channel: Channel,
+    artifacts: Path,
+    spacecraft: str = "SMAP",
+    loaded: dict[Path, tuple] | None = None,
 ) -> np.ndarray:
-    """The detector's scores of the channel's training split, as the build calibrates it."""
-    model, card = load_trained(
-        artifact_dir(artifacts, detector.kind, detector.served_name(channel.name, spacecraft))
-    )
+    """The detector's scores of the channel's training split, as the build calibrates it.
+
+    ``loaded``: the shared models already loaded, by folder, so that a model every channel
+    shares (TranAD's) is read once.
+    """
+    folder = artifact_dir(artifacts, detector.kind, detector.served_name(channel.name, spacecraft))
+    if detector.per_channel or loaded is None:
+        model, card = load_trained(folder)
+    else:
+        if folder not in loaded:
+            loaded[folder] = load_trained(folder)
+        model, card = loaded[folder]
     stats = Normalisation.from_dict(card["normalisation"][channel.name])
     return calibration_scores(detector.module(), model, stats.apply(channel.train))
 
@@ -159,12 +171,13 @@ def study_channels(
     per_row: dict[str, dict[str, ChannelMetrics]] = {d.kind: {} for d in detectors}
     per_row[FUSED] = {}
     study = StudyTable(title, list(channels))
+    shared: dict[Path, tuple] = {}
     for name in channels:
         channel = dataset.channel(name)
         tests = [results[d.kind][name].scores for d in detectors]
         decisions = {}
         for index, detector in enumerate(detectors):
-            train = training_calibration(detector, channel, artifacts, spacecraft)
+            train = training_calibration(detector, channel, artifacts, spacecraft, shared)
             alone = {name: alone_thresholds(table[name], index, train, settings)}
             decisions[detector.kind] = fused_decisions([tests[index]], name, settings, alone)
         decisions[FUSED] = fused_decisions(tests, name, settings, table)

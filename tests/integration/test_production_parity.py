@@ -5,6 +5,11 @@ embedded backend used to feed zero states itself and hid that a plain ``input_da
 would fail in production. Here every exported ONNX model of the built repository runs in ONNX
 Runtime with only the inputs a request carries, without state and then with the state the
 first answer returned, and must equal the embedded server's answers to the same requests.
+
+Triton's native PyTorch backend refuses optional inputs, so TranAD's TorchScript is served as
+``tranad_sat1_core`` with ``context`` required, behind the Python front ``tranad_sat1``: a
+plain request to the front, the core given the start context, and the TorchScript file run
+in this process all answer alike, and the built repository passes ``validate --production``.
 """
 
 from __future__ import annotations
@@ -20,7 +25,10 @@ from tritonclient.utils import InferenceServerException
 
 from satwatch.data import load_dataset
 from satwatch.evaluation.offline import latest_version
+from satwatch.export.torchscript import OUTPUT_NAMES as TRANAD_OUTPUTS
+from satwatch.export.torchscript import load_exported
 from satwatch.onnx_defaults import missing_defaults
+from satwatch.repository.production import production_findings
 from satwatch.server.sample_repository import build_sample_repository
 
 from .builders import Built, built_repository, served_repository, webhook_server
@@ -129,3 +137,46 @@ def test_a_state_without_default_is_named_when_a_request_leaves_it_out(
             client, "sample_state", {"input_data": rows, "state_in": state}, ["output"]
         )
         np.testing.assert_array_equal(output, rows)
+
+
+def test_the_built_repository_passes_the_native_backends_rules(built: Built) -> None:
+    errors = [str(f) for f in production_findings(built.repository) if f.severity == "error"]
+    assert errors == []
+
+
+def _torchscript(built: Built, chunk: np.ndarray, context: np.ndarray | None) -> list:
+    import torch
+
+    path = latest_version(built.repository / "pytorch" / "tranad_sat1_core") / "model.pt"
+    module = load_exported(path)
+    torch.set_num_threads(1)  # as served
+    with torch.inference_mode():
+        given = None if context is None else torch.from_numpy(context)
+        return [t.numpy() for t in module(torch.from_numpy(chunk), given)]
+
+
+def test_tranad_front_core_and_file_answer_alike_with_and_without_context(
+    built: Built, grpc, chunks
+) -> None:
+    names = list(TRANAD_OUTPUTS)
+    # A plain request: the front starts the series with its first step, as offline scoring.
+    plain = _served(grpc, "tranad_sat1", {"input_data": chunks[0]}, names)
+    start = np.repeat(chunks[0][:1], 9, axis=0)
+    core = _served(grpc, "tranad_sat1_core", {"input_data": chunks[0], "context": start}, names)
+    offline = _torchscript(built, chunks[0], None)
+    for name, front, behind, local in zip(names, plain, core, offline, strict=True):
+        np.testing.assert_array_equal(front, behind, err_msg=name)
+        np.testing.assert_allclose(front, local, atol=1e-6, err_msg=name)
+    # The next chunk with the context the first answer returned, through the front.
+    context = plain[names.index("context_out")]
+    carried = _served(grpc, "tranad_sat1", {"input_data": chunks[1], "context": context}, names)
+    whole = _torchscript(built, np.concatenate(chunks), None)
+    score = names.index("anomaly_score")
+    np.testing.assert_allclose(carried[score], whole[score][len(chunks[0]) :], atol=1e-6)
+
+
+def test_the_tranad_core_requires_its_context_and_names_it(grpc, chunks) -> None:
+    with pytest.raises(InferenceServerException) as refused:
+        _served(grpc, "tranad_sat1_core", {"input_data": chunks[0]}, ["anomaly_score"])
+    assert refused.value.status() == "StatusCode.INVALID_ARGUMENT"
+    assert "context" in refused.value.message()

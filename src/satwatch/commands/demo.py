@@ -64,7 +64,9 @@ def is_built(repository: Path, channels: list[str]) -> bool:
     from satwatch.onnx_defaults import missing_defaults
 
     names = {(d, d.served_name(c)) for d in registry.detectors() for c in channels}
-    needed = {(d, repository / d.backend / name / "1" / d.model_file) for d, name in names}
+    needed = {
+        (d, repository / d.backend / d.file_model(name) / "1" / d.model_file) for d, name in names
+    }
     if not all(path.exists() for _, path in needed):
         return False
     onnx = [(d, path) for d, path in needed if d.backend == "onnx"]

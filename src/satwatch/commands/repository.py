@@ -181,7 +181,7 @@ def convert_torchscript_command(
         ..., "--checkpoint", help="TranAD artifact folder (model.pt + card.json).", exists=True
     ),
     output: Path = typer.Option(
-        ..., "--output", help="TorchScript file to write, e.g. pytorch/tranad_sat1/1/model.pt."
+        ..., "--output", help="TorchScript file to write, e.g. pytorch/tranad_sat1_core/1/model.pt."
     ),
 ) -> None:
     """Convert a trained TranAD checkpoint to TorchScript for the PyTorch backend.

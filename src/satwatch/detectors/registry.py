@@ -39,6 +39,9 @@ from satwatch.exceptions import ModelError
 BACKENDS = ("onnx", "pytorch")
 """Repository folders (and config templates) a detector may be served from."""
 
+CORE_SUFFIX = "_core"
+"""Added to the served name of a detector with a Python front for the model behind it."""
+
 
 @dataclass(frozen=True)
 class Detector:
@@ -55,6 +58,11 @@ class Detector:
         exporter: ``"module:function"``, ``export(artifact_folder, path) -> path``.
         served_scorer: ``"module:function"``, ``served_scorer(path) -> score(series)``.
         states: State inputs a stream passes back (the model outputs each as ``<name>_out``).
+        python_front: The backend refuses optional inputs (Triton's native PyTorch backend
+            does, server issue 6523), so the file is served as ``<name>_core`` with every
+            state required, behind a Python model of the served name that fills a missing
+            state (``python/<name>``, its ``model.py`` copied from the project's
+            ``triton-repository/python/<pattern>/1/``).
     """
 
     kind: str
@@ -66,6 +74,7 @@ class Detector:
     exporter: str
     served_scorer: str
     states: tuple[str, ...] = ()
+    python_front: bool = False
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -83,6 +92,11 @@ class Detector:
         if self.per_channel and channel is None:
             raise ModelError(f"detector {self.kind!r}: a model name needs a channel")
         return self.name_pattern.format(spacecraft=spacecraft, channel=channel)
+
+    def file_model(self, served: str) -> str:
+        """The model serving the exported file, from the served name (``tranad_sat1`` ->
+        ``tranad_sat1_core`` behind a Python front; the served name itself otherwise)."""
+        return f"{served}{CORE_SUFFIX}" if self.python_front else served
 
     def module(self) -> ModuleType:
         """The implementation module (imports the ML library it needs)."""
@@ -123,6 +137,7 @@ TRANAD = Detector(
     exporter="satwatch.export.torchscript:convert",
     served_scorer="satwatch.export.torchscript:served_scorer",
     states=("context",),
+    python_front=True,
 )
 
 NEAREST_WINDOW = Detector(

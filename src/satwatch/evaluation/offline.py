@@ -7,7 +7,7 @@ raw test telemetry -> :func:`normalised_test` (the card's statistics) -> :func:`
 
 With ``repository`` given, the scores come from the exported files the server serves (each
 detector's ``served_scorer``: ``onnx/SMAP_<chan>/<latest>/model.onnx`` through ONNX Runtime,
-``pytorch/tranad_sat1/<latest>/model.pt`` through TorchScript, one thread each, as served)
+``pytorch/tranad_sat1_core/<latest>/model.pt`` through TorchScript, one thread each, as served)
 instead of PyTorch eager: ONNX Runtime and eager differ by ~1e-5 relative, which can flip a
 decision at the threshold, so this reproduces the served evaluation's numbers exactly
 (scores bit-identical on the 27 seed channels).
@@ -132,7 +132,8 @@ def exported_scorer(
     and threshold (the same values the export baked in).
     """
     declared = registry.detector(detector)
-    model_dir = Path(repository) / declared.backend / declared.served_name(channel, spacecraft)
+    served = declared.served_name(channel, spacecraft)
+    model_dir = Path(repository) / declared.backend / declared.file_model(served)
     path = latest_version(model_dir) / declared.model_file
     if not path.is_file():
         raise ModelError(f"exported {declared.title} not found: {path}")

@@ -19,7 +19,7 @@ Usage::
     from satwatch.export.torchscript import convert, export_module
 
     export_module(model, threshold, Path("model.pt"))          # a trained TranAD in memory
-    convert(Path("artifacts/tranad/tranad_sat1"), Path("pytorch/tranad_sat1/1/model.pt"))
+    convert(Path("artifacts/tranad/tranad_sat1"), Path("pytorch/tranad_sat1_core/1/model.pt"))
 """
 
 from __future__ import annotations

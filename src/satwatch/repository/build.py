@@ -7,7 +7,8 @@ For the channels asked for (default the 27 seed SMAP channels) the builder
 2. exports each OmniAnomaly to ``onnx/SMAP_<chan>/1/model.onnx`` with ``config.pbtxt``
    (production, ``KIND_GPU``, two versions served) and ``configs/cpu.pbtxt``, the config read
    from the graph (:func:`satwatch.repository.deploy.onnx_model_config`);
-3. scripts TranAD to ``pytorch/tranad_sat1/1/model.pt`` with its configs;
+3. scripts TranAD to ``pytorch/tranad_sat1_core/1/model.pt`` with its configs, and writes
+   its Python front ``python/tranad_sat1`` (the served name; see ``registry.Detector``);
 4. writes the Python models' configs and data files: ``preprocessing/1/normalisation.json``
    (training statistics per channel), ``postprocessing/1/thresholds.json`` (threshold and
    baseline = median training score per detector per channel, for the ``ratio`` policy; the
@@ -209,7 +210,21 @@ def _served_config(
             source=str(path),
         )
     states = detector.module().state_dims(card_params(card), card["n_features"])
-    return detector_config(detector.backend, name, states, repository)
+    # Behind a front, the backend model takes every state: the front fills a missing one.
+    return detector_config(
+        detector.backend, name, states, repository, optional_states=not detector.python_front
+    )
+
+
+def _write_front(detector: Detector, name: str, card: dict, repository: Path) -> None:
+    """``python/<name>``: the Python front of a detector whose backend refuses optional inputs."""
+    states = detector.module().state_dims(card_params(card), card["n_features"])
+    front = repository / "python" / name
+    source = SOURCE_REPOSITORY / "python" / detector.name_pattern / "1" / "model.py"
+    if source.resolve() != (front / "1" / "model.py").resolve():
+        (front / "1").mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, front / "1" / "model.py")
+    write_model_configs(front, detector_config("python", name, states, repository))
 
 
 @dataclass
@@ -233,13 +248,18 @@ def _export(
 ) -> dict[str, Calibration]:
     """Export one trained model and calibrate it on each channel it serves."""
     folder = artifact_dir(artifacts, detector.kind, name)
-    model_dir = repository / detector.backend / name
+    file_model = detector.file_model(name)
+    model_dir = repository / detector.backend / file_model
     path = detector.export()(folder, model_dir / "1" / detector.model_file)
     if detector.backend == "onnx":
         # A plain request (no state) must run on the native backend too.
         add_zero_defaults(path, detector.states)
     model, card = load_trained(folder)
-    write_model_configs(model_dir, _served_config(detector, name, path, card, repository))
+    write_model_configs(model_dir, _served_config(detector, file_model, path, card, repository))
+    if detector.python_front:
+        _write_front(detector, name, card, repository)
+        # An earlier build served the file under the front's name: two models of one name.
+        shutil.rmtree(repository / detector.backend / name, ignore_errors=True)
     module = detector.module()
     per_channel = card.get("channel_thresholds") or {}
     calibrations = {}

@@ -57,7 +57,7 @@ ONNX_DETECTOR, TORCH_DETECTOR = "SMAP_E-1", "tranad_sat1"
 STEP_FOLDERS = {
     PREPROCESSING: "python",
     ONNX_DETECTOR: "onnx",
-    TORCH_DETECTOR: "pytorch",
+    TORCH_DETECTOR: "python",  # TranAD's front; its TorchScript core is in pytorch/
     POSTPROCESSING: "python",
 }
 """The models the seed's ensembles chain, and their backend folders."""

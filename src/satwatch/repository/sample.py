@@ -1,9 +1,10 @@
 """A small repository shaped like the real one, with stand-in models, for tests and trials.
 
 The stand-ins have the contracts' tensors and nothing more: ``SMAP_E-1`` is an ONNX graph
-(score = mean over features, states passed through), ``tranad_sat1`` a scripted module with
-the served ``forward`` signature, ``preprocessing`` the identity, ``postprocessing`` the max
-of the scores with a step counter as its state. The two ensembles are the project's
+(score = mean over features, states passed through), ``tranad_sat1_core`` a scripted module
+with the served ``forward`` signature behind the project's ``tranad_sat1`` front,
+``preprocessing`` the identity, ``postprocessing`` the max of the scores with a step counter
+as its state. The two ensembles are the project's
 checked-in configs, so serving this repository checks those configs in the real server.
 
 Example::
@@ -23,7 +24,7 @@ from satwatch.onnx_defaults import add_zero_defaults
 from satwatch.paths import PROJECT_ROOT
 from satwatch.repository.config import write_model_configs
 from satwatch.repository.ensembles import STEP_FOLDERS
-from satwatch.repository.seed import seed_model_configs
+from satwatch.repository.seed import seed_model_configs, tranad_core_config
 
 LOGGER = logging.getLogger(__name__)
 
@@ -153,7 +154,12 @@ def build_sample_repository(root: Path) -> Path:
     for name, config in configs.items():
         write_model_configs(root / STEP_FOLDERS[name] / name, config)
     make_detector_onnx(root / "onnx" / "SMAP_E-1" / "1" / "model.onnx")
-    make_tranad_torchscript(root / "pytorch" / "tranad_sat1" / "1" / "model.pt")
+    # TranAD is served through its Python front, the project's own, onto the stand-in core.
+    write_model_configs(root / "pytorch" / "tranad_sat1_core", tranad_core_config(repository=root))
+    make_tranad_torchscript(root / "pytorch" / "tranad_sat1_core" / "1" / "model.pt")
+    front = PROJECT_REPOSITORY / "python" / "tranad_sat1" / "1" / "model.py"
+    (root / "python" / "tranad_sat1" / "1").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(front, root / "python" / "tranad_sat1" / "1" / "model.py")
     for name, source in (
         ("preprocessing", PREPROCESSING_PY),
         ("postprocessing", POSTPROCESSING_PY),

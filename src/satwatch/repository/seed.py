@@ -45,14 +45,17 @@ def detector_config(
     name: str,
     states: Mapping[str, list[int]],
     repository: Path | None = None,
+    *,
+    optional_states: bool = True,
 ) -> mc.ModelConfig:
-    """A served detector: ``input_data`` plus its optional states; the outputs and states out.
+    """A served detector: ``input_data`` plus its states; the outputs and states out.
 
     Args:
-        template: The config template (the backend folder, ``onnx`` or ``pytorch``).
+        template: The config template (``onnx``, ``pytorch``, or ``python`` for a front).
         name: The served model name.
         states: State input name -> dims; each comes back as ``<name>_out``.
         repository: The repository whose ``configs/templates`` apply.
+        optional_states: False for a backend that refuses optional inputs (a front's core).
     """
     return config_from_template(
         template,
@@ -60,7 +63,10 @@ def detector_config(
         name=name,
         input=[
             tensor("input_data", "FP32", [-1, FEATURES]),
-            *(tensor(state, "FP32", dims, optional=True) for state, dims in states.items()),
+            *(
+                tensor(state, "FP32", dims, optional=optional_states)
+                for state, dims in states.items()
+            ),
         ],
         output=[
             *detector_outputs(),
@@ -78,8 +84,21 @@ def omnianomaly_config(
 
 
 def tranad_config(name: str = "tranad_sat1", repository: Path | None = None) -> mc.ModelConfig:
-    """``pytorch/tranad_sat1``: ``input_data`` plus the optional context, and the context out."""
-    return detector_config("pytorch", name, {"context": [TRANAD_CONTEXT, FEATURES]}, repository)
+    """``python/tranad_sat1``, TranAD's front: ``input_data`` plus the optional context."""
+    return detector_config("python", name, {"context": [TRANAD_CONTEXT, FEATURES]}, repository)
+
+
+def tranad_core_config(
+    name: str = "tranad_sat1_core", repository: Path | None = None
+) -> mc.ModelConfig:
+    """``pytorch/tranad_sat1_core``, the TorchScript behind the front: context required."""
+    return detector_config(
+        "pytorch",
+        name,
+        {"context": [TRANAD_CONTEXT, FEATURES]},
+        repository,
+        optional_states=False,
+    )
 
 
 def preprocessing_config(repository: Path | None = None) -> mc.ModelConfig:
@@ -134,7 +153,8 @@ def postprocessing_config(repository: Path | None = None) -> mc.ModelConfig:
 def seed_model_configs(
     *, encoder_hidden: int, decoder_hidden: int, repository: Path | None = None
 ) -> dict[str, mc.ModelConfig]:
-    """The four models the seed's ensembles chain, keyed by name."""
+    """The four models the seed's ensembles chain, keyed by name (``tranad_sat1`` is TranAD's
+    Python front; :func:`tranad_core_config` is the model behind it)."""
     return {
         "preprocessing": preprocessing_config(repository),
         "SMAP_E-1": omnianomaly_config(

@@ -33,7 +33,7 @@ def test_a_repository_counts_as_built_only_with_every_model_file(tmp_path: Path)
         path.parent.mkdir(parents=True)
         path.write_bytes(b"x")
     assert not is_built(tmp_path, channels)
-    tranad = tmp_path / "pytorch" / "tranad_sat1" / "1" / "model.pt"
+    tranad = tmp_path / "pytorch" / "tranad_sat1_core" / "1" / "model.pt"
     tranad.parent.mkdir(parents=True)
     tranad.write_bytes(b"x")
     assert not is_built(tmp_path, channels)
@@ -60,7 +60,7 @@ def _state_graph(path: Path, states: tuple[str, ...]) -> Path:
 
 def test_a_repository_exported_without_state_defaults_is_built_again(tmp_path: Path) -> None:
     channels = ["E-1"]
-    tranad = tmp_path / "pytorch" / "tranad_sat1" / "1" / "model.pt"
+    tranad = tmp_path / "pytorch" / "tranad_sat1_core" / "1" / "model.pt"
     tranad.parent.mkdir(parents=True)
     tranad.write_bytes(b"x")
     files = []

@@ -1,8 +1,9 @@
 """A small but complete model repository for the repository tests.
 
 It is :func:`satwatch.repository.sample.build_sample_repository`: ``onnx/SMAP_E-1`` (an ONNX
-graph made with ``onnx.helper``, state inputs included), ``pytorch/tranad_sat1`` (a scripted
-tiny module with the served signature), ``python/{preprocessing,postprocessing}`` and the
+graph made with ``onnx.helper``, state inputs included), ``pytorch/tranad_sat1_core`` (a scripted
+tiny module with the served signature) behind the ``python/tranad_sat1`` front,
+``python/{preprocessing,postprocessing}`` and the
 project's two checked-in ensemble configs, so a passing validation also says those configs
 fit the contracts.
 """

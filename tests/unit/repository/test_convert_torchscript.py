@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from satwatch.commands.repository import COMMANDS
 from satwatch.repository.compare import compare_torchscript, probe_torchscript
-from satwatch.repository.seed import tranad_config
+from satwatch.repository.seed import tranad_core_config
 from satwatch.repository.signatures import torchscript_signature
 
 from .conftest import PROJECT_REPOSITORY
@@ -35,10 +35,10 @@ def test_convert_command_writes_torchscript_matching_the_config(
 ) -> None:
     app = typer.Typer()
     app.command()(COMMANDS["convert-torchscript"])
-    output = tmp_path / "pytorch" / "tranad_sat1" / "1" / "model.pt"
+    output = tmp_path / "pytorch" / "tranad_sat1_core" / "1" / "model.pt"
     result = CliRunner().invoke(app, ["--checkpoint", str(checkpoint), "--output", str(output)])
     assert result.exit_code == 0, result.output
-    config = tranad_config(repository=PROJECT_REPOSITORY)
+    config = tranad_core_config(repository=PROJECT_REPOSITORY)
     assert compare_torchscript(config, torchscript_signature(output)) == []
     assert probe_torchscript(config, output) == []
 

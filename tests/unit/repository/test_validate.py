@@ -97,7 +97,7 @@ def test_ensemble_output_nobody_produces_is_reported(small_repository: Path) -> 
 
 
 def test_ensemble_step_naming_a_missing_model_is_reported(small_repository: Path) -> None:
-    shutil.rmtree(small_repository / "pytorch" / "tranad_sat1")
+    shutil.rmtree(small_repository / "python" / "tranad_sat1")
     messages = _messages(small_repository)
     assert any("no model 'tranad_sat1' in the repository" in m for m in messages)
 
@@ -132,7 +132,7 @@ def test_name_differing_from_folder_is_reported(small_repository: Path) -> None:
 
 
 def test_torchscript_input_not_in_forward_is_reported(small_repository: Path) -> None:
-    path = small_repository / "pytorch" / "tranad_sat1" / "config.pbtxt"
+    path = small_repository / "pytorch" / "tranad_sat1_core" / "config.pbtxt"
     _edit(path, lambda c: setattr(c.input[1], "name", "history"))
     messages = _messages(small_repository)
     assert any(
@@ -173,7 +173,7 @@ def test_validate_models_script_fails_naming_the_problem(small_repository: Path)
 
 
 def test_torchscript_inputs_out_of_forward_order_are_reported(small_repository: Path) -> None:
-    path = small_repository / "pytorch" / "tranad_sat1" / "config.pbtxt"
+    path = small_repository / "pytorch" / "tranad_sat1_core" / "config.pbtxt"
 
     def swap(config) -> None:  # noqa: ANN001
         first, second = config.input[0].__deepcopy__(), config.input[1].__deepcopy__()
@@ -181,7 +181,7 @@ def test_torchscript_inputs_out_of_forward_order_are_reported(small_repository: 
         config.input.extend([second, first])
 
     _edit(path, swap)
-    cpu = small_repository / "pytorch" / "tranad_sat1" / "configs" / "cpu.pbtxt"
+    cpu = small_repository / "pytorch" / "tranad_sat1_core" / "configs" / "cpu.pbtxt"
     _edit(cpu, swap)
     messages = _messages(small_repository)
     assert any("not in the order of forward(input_data, context)" in m for m in messages), messages
@@ -189,8 +189,8 @@ def test_torchscript_inputs_out_of_forward_order_are_reported(small_repository: 
 
 def test_torchscript_output_type_differing_from_config_is_reported(small_repository: Path) -> None:
     for path in (
-        small_repository / "pytorch" / "tranad_sat1" / "config.pbtxt",
-        small_repository / "pytorch" / "tranad_sat1" / "configs" / "cpu.pbtxt",
+        small_repository / "pytorch" / "tranad_sat1_core" / "config.pbtxt",
+        small_repository / "pytorch" / "tranad_sat1_core" / "configs" / "cpu.pbtxt",
     ):
         _edit(path, lambda c: setattr(c.output[2], "data_type", c.output[1].data_type))
     messages = _messages(small_repository)
@@ -202,8 +202,8 @@ def test_torchscript_output_type_differing_from_config_is_reported(small_reposit
 
 def test_torchscript_output_shape_differing_from_config_is_reported(small_repository: Path) -> None:
     for path in (
-        small_repository / "pytorch" / "tranad_sat1" / "config.pbtxt",
-        small_repository / "pytorch" / "tranad_sat1" / "configs" / "cpu.pbtxt",
+        small_repository / "pytorch" / "tranad_sat1_core" / "config.pbtxt",
+        small_repository / "pytorch" / "tranad_sat1_core" / "configs" / "cpu.pbtxt",
     ):
         _edit(path, lambda c: c.output[3].dims.__setitem__(0, 10))
     messages = _messages(small_repository)

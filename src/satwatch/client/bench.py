@@ -745,15 +745,18 @@ def run_baseline(
             f"--baseline: {load.model} runs several models; --replay compares the pipeline "
             "with the same pipeline in this process"
         )
-    config = served_config(connection, load.model, load.version)
+    # A detector behind a Python front (tranad_sat1) runs the file of the model behind it.
+    declared = registry.detector_of_model(load.model)
+    file_model = load.model if declared is None else declared.file_model(load.model)
+    config = served_config(connection, file_model, load.version)
     backend = _BACKENDS.get(config.get("backend") or config.get("platform", ""))
     if backend is None:
         raise ClientError(
             f"--baseline: model {load.model!r} is served by {config.get('backend')!r}; the "
             "in-process baseline runs onnxruntime and pytorch models"
         )
-    version = served_version(connection, load.model, load.version)
-    path = model_file(repository, load.model, version, config)
+    version = served_version(connection, file_model, load.version)
+    path = model_file(repository, file_model, version, config)
     if backend == "onnxruntime":
         return _timed(onnx_runner(path, config), load, duration)
     import torch  # only a TorchScript baseline needs it

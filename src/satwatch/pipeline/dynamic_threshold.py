@@ -165,59 +165,80 @@ def ewma(scores: np.ndarray, span: int, level: float = float("nan")) -> tuple[fl
 
 def choose_epsilon(values: np.ndarray, settings: DynamicSettings) -> float:
     """Telemanom's threshold for one window of smoothed values (step 2 of the module doc)."""
-    values = np.asarray(values, np.float64)
-    mean, std = float(values.mean()), float(values.std())
+    return float(choose_epsilons(np.asarray(values, np.float64)[None, :], settings)[0])
+
+
+def choose_epsilons(windows: np.ndarray, settings: DynamicSettings) -> np.ndarray:
+    """:func:`choose_epsilon` of each row of ``windows`` ``(K, W)``, all rows at once.
+
+    A chunk's batch ends are thresholded together: one call per chunk instead of one per
+    batch, the numpy overhead of ~20 small operations paid once (each row's answer is the
+    same whatever the other rows).
+    """
+    values = np.asarray(windows, np.float64)
+    size = values.shape[1]
+    mean, std = values.mean(axis=1), values.std(axis=1)
     z_values = settings.z_values
-    if std <= 0:
-        return mean + float(z_values[-1]) * std
+    fallback = mean + float(z_values[-1]) * std
     # All candidate z at once from sorted values (O(W log W) per window, no W x z matrix).
     # Values above epsilon: a suffix of the sorted values. A run starts at each step above
     # epsilon whose predecessor is not, so runs = #(v > e) - #(min(v, previous v) > e).
-    epsilons = mean + z_values * std
-    centred = np.sort(values - mean)
-    bounds = np.searchsorted(centred, epsilons - mean, side="right")  # count at or below
-    n_above = values.size - bounds
-    previous = np.concatenate([[-np.inf], values[:-1]])
-    both = np.sort(np.minimum(values, previous))
-    n_sequences = n_above - (values.size - np.searchsorted(both, epsilons, side="right"))
+    epsilons = mean[:, None] + z_values[None, :] * std[:, None]
+    centred = np.sort(values - mean[:, None], axis=1)
+    previous = np.concatenate([np.full((values.shape[0], 1), -np.inf), values[:, :-1]], axis=1)
+    both = np.sort(np.minimum(values, previous), axis=1)
+    bounds = _counts_at_or_below(centred, epsilons - mean[:, None])
+    n_above = size - bounds
+    n_sequences = n_above - (size - _counts_at_or_below(both, epsilons))
     n_below = bounds
-    sums = np.concatenate([[0.0], np.cumsum(centred)])[bounds]
-    squares = np.concatenate([[0.0], np.cumsum(centred * centred)])[bounds]
+    sums = _prefix_sums_at(centred, bounds)
+    squares = _prefix_sums_at(centred * centred, bounds)
     with np.errstate(invalid="ignore", divide="ignore"):
         below_centred = sums / n_below
         below_var = np.maximum(squares / n_below - below_centred**2, 0.0)
-    below_mean = mean + below_centred
-    d_mean = (mean - below_mean) / mean if mean > 0 else np.zeros(z_values.size)
-    d_std = (std - np.sqrt(below_var)) / std
-    valid = (n_above > 0) & (n_above < values.size / 2) & (n_sequences <= settings.max_sequences)
-    if not valid.any():
-        return mean + float(z_values[-1]) * std
-    with np.errstate(invalid="ignore", divide="ignore"):
+        below_mean = mean[:, None] + below_centred
+        d_mean = np.where(mean[:, None] > 0, (mean[:, None] - below_mean) / mean[:, None], 0.0)
+        d_std = (std[:, None] - np.sqrt(below_var)) / std[:, None]
+        valid = (n_above > 0) & (n_above < size / 2) & (n_sequences <= settings.max_sequences)
         score = np.where(valid, (d_mean + d_std) / (n_above + n_sequences**2), -np.inf)
     # argmax keeps the smallest z among ties, as a loop over ascending z with ">" does.
-    best_z = float(z_values[int(np.argmax(score))])
-    return mean + best_z * std
+    best_z = z_values[np.argmax(score, axis=1)]
+    chosen = mean + best_z * std
+    return np.where((std > 0) & valid.any(axis=1), chosen, fallback)
+
+
+def _counts_at_or_below(rows: np.ndarray, cuts: np.ndarray) -> np.ndarray:
+    """Per row of sorted ``rows`` ``(K, W)``, how many values are at or below each of ``cuts``."""
+    return np.stack([np.searchsorted(r, c, side="right") for r, c in zip(rows, cuts, strict=True)])
+
+
+def _prefix_sums_at(rows: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Per row, the sum of its first ``counts`` values (``counts`` ``(K, Z)``)."""
+    prefix = np.concatenate([np.zeros((rows.shape[0], 1)), np.cumsum(rows, axis=1)], axis=1)
+    return np.take_along_axis(prefix, counts, axis=1)
 
 
 def surviving_runs(
     values: np.ndarray, epsilon: float, min_decrease: float
 ) -> list[tuple[int, int]]:
     """Runs of ``values > epsilon`` that survive pruning (step 3 of the module doc)."""
-    above = np.asarray(values) > epsilon
+    values = np.asarray(values)
+    above = values > epsilon
     found = runs(above)
     if not found:
         return []
-    maxima = np.asarray([values[s : e + 1].max() for s, e in found])
+    starts = np.asarray([start for start, _ in found])
+    # Each run's maximum: every value below epsilon is masked out, so the segment from one
+    # run's start to the next one's holds that run's values only.
+    maxima = np.maximum.reduceat(np.where(above, values, -np.inf), starts)
     rest = values[~above]
     floor = float(rest.max()) if rest.size else 0.0
     order = np.argsort(-maxima, kind="stable")
     chain = np.concatenate([maxima[order], [floor]])
-    keep = 0
-    for i in range(order.size):
-        top = chain[i]
-        drop = (top - chain[i + 1]) / top if top > 0 else 0.0
-        if drop >= min_decrease:
-            keep = i + 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        drops = np.where(chain[:-1] > 0, (chain[:-1] - chain[1:]) / chain[:-1], 0.0)
+    big = np.flatnonzero(drops >= min_decrease)
+    keep = int(big[-1]) + 1 if big.size else 0
     return [found[j] for j in sorted(order[:keep].tolist())]
 
 
@@ -321,11 +342,14 @@ def decide_and_confirm(
     epsilon, cut, flagged = state.epsilon, state.cut, state.flagged
     decision = np.zeros(smoothed.size, bool)
     confirmed: list[np.ndarray] = []
+    # The chunk's batch ends, thresholded together before the step-by-step pass.
+    batch_ends = np.arange((-offset - 1) % settings.batch, smoothed.size, settings.batch)
+    epsilons = iter(_window_epsilons(joined, base + batch_ends + 1, settings))
     for i, value in enumerate(smoothed):
         if (offset + i + 1) % settings.batch == 0:
             end = base + i + 1
             window = joined[max(0, end - settings.window) : end]
-            chosen = choose_epsilon(window, settings)
+            chosen = float(next(epsilons))
             kept = surviving_runs(window, chosen, settings.min_decrease)
             first = offset + i + 1 - settings.batch
             confirmed.append(_tail_decisions(window, kept, settings.batch, first, settings))
@@ -355,6 +379,19 @@ def decide_and_confirm(
         offset - pending,
         np.concatenate(confirmed) if confirmed else np.zeros(0, bool),
     )
+
+
+def _window_epsilons(values: np.ndarray, ends: np.ndarray, settings: DynamicSettings) -> np.ndarray:
+    """:func:`choose_epsilon` of the window ending before each of ``ends`` (indices into
+    ``values``): full windows in one call, the shorter ones of a stream's start one by one."""
+    epsilons = np.empty(ends.size, np.float64)
+    full = ends >= settings.window
+    if full.any():
+        windows = np.lib.stride_tricks.sliding_window_view(values, settings.window)
+        epsilons[full] = choose_epsilons(windows[ends[full] - settings.window], settings)
+    for k in np.flatnonzero(~full):
+        epsilons[k] = choose_epsilon(values[: ends[k]], settings)
+    return epsilons
 
 
 def decide_tail(

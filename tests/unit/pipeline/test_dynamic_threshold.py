@@ -12,6 +12,7 @@ from satwatch.pipeline.dynamic_threshold import (
     ArrivalState,
     DynamicSettings,
     choose_epsilon,
+    choose_epsilons,
     confirm_series,
     decide_and_confirm,
     decide_on_arrival,
@@ -38,6 +39,22 @@ def test_choose_epsilon_falls_back_to_the_largest_z() -> None:
     settings = DynamicSettings(z_min=1.0, z_max=2.0, z_step=1.0, max_sequences=1)
     mean, std = values.mean(), values.std()
     assert choose_epsilon(values, settings) == pytest.approx(mean + 2.0 * std)
+
+
+def test_windows_thresholded_together_equal_one_by_one() -> None:
+    # How a chunk's batch ends are thresholded: every row as if alone, bit for bit, flat and
+    # spiky windows and the fallback to the largest z included.
+    rng = np.random.default_rng(3)
+    windows = rng.gamma(1.5, 1.0, (12, 300))
+    windows[::3, 120] += 25.0
+    windows[1] = 2.0
+    windows[4, ::7] = 40.0  # too many runs for max_sequences: the largest z
+    settings = DynamicSettings(max_sequences=2)
+    together = choose_epsilons(windows, settings)
+    alone = [choose_epsilon(window, settings) for window in windows]
+    assert together.tolist() == alone
+    assert together[1] == 2.0
+    assert together[4] == pytest.approx(windows[4].mean() + 12.0 * windows[4].std())
 
 
 def test_pruning_keeps_runs_down_to_the_last_big_drop() -> None:

@@ -180,3 +180,28 @@ def test_the_tranad_core_requires_its_context_and_names_it(grpc, chunks) -> None
         _served(grpc, "tranad_sat1_core", {"input_data": chunks[0]}, ["anomaly_score"])
     assert refused.value.status() == "StatusCode.INVALID_ARGUMENT"
     assert "context" in refused.value.message()
+
+
+def _successes(client, model: str) -> int:
+    stats = client.get_inference_statistics(model, as_json=True)["model_stats"][0]
+    return int(stats["inference_stats"]["success"].get("count", 0))
+
+
+def test_custom_logic_calls_the_front_only_for_a_chunk_without_context(grpc, chunks) -> None:
+    before = {m: _successes(grpc, m) for m in ("tranad_sat1", "tranad_sat1_core")}
+    state: dict[str, np.ndarray] = {}
+    for chunk in chunks:
+        inputs = []
+        for name, value in {"raw_input": chunk, **state}.items():
+            tensor = grpcclient.InferInput(name, list(value.shape), "FP32")
+            tensor.set_data_from_numpy(value)
+            inputs.append(tensor)
+        channel = grpcclient.InferInput("channel_id", [1], "BYTES")
+        channel.set_data_from_numpy(np.array([b"E-1"], dtype=object))
+        result = grpc.infer("custom_logic", [*inputs, channel])
+        outputs = [o.name for o in result.get_response().outputs]
+        state = {n.removesuffix("_out"): result.as_numpy(n) for n in outputs if n.endswith("_out")}
+    after = {m: _successes(grpc, m) for m in before}
+    # The first chunk went through the front (which called the core), the second straight on.
+    assert after["tranad_sat1"] - before["tranad_sat1"] == 1
+    assert after["tranad_sat1_core"] - before["tranad_sat1_core"] == 2

@@ -261,9 +261,7 @@ def model_channel(model: str) -> str:
     declared = registry.detector_of_model(model)
     if declared is None or not declared.per_channel:
         return ENSEMBLE_CHANNEL
-    prefix, _, suffix = declared.name_pattern.format(spacecraft="SMAP", channel="\0").partition(
-        "\0"
-    )
+    prefix, _, suffix = declared.served_name("\0").partition("\0")
     return model[len(prefix) : len(model) - len(suffix)]
 
 
@@ -336,10 +334,7 @@ def prepare_load(
         DataError: An unknown channel.
     """
     if model not in PIPELINES and registry.detector_of_model(model) is None:
-        served = ", ".join(
-            d.name_pattern.format(spacecraft="SMAP", channel="<channel>")
-            for d in registry.detectors()
-        )
+        served = ", ".join(d.served_name("<channel>") for d in registry.detectors())
         raise ClientError(
             f"model: expected a detector ({served}) or one of {', '.join(PIPELINES)}; got {model!r}"
         )

@@ -96,7 +96,7 @@ def evaluate_served(
     check_chunk(chunk)
     dataset = load_dataset(data_dir(data), spacecraft=spacecraft)
     sources = [from_dataset(dataset, name, chunk) for name in channels]
-    target = prepare_target(connection, STEPS, list(channels))
+    target = prepare_target(connection, STEPS, list(channels), spacecraft=dataset.spacecraft)
     runs = stream_channels(
         connection, target, sources, workers=workers, on_chunk=on_chunk, on_event=on_event
     )
@@ -122,12 +122,15 @@ def judged_decisions(run: StreamRun, detector: str) -> np.ndarray:
 
 
 def write_evaluation(
-    result: ServedEvaluation, output: Path, artifacts: Path | None = None
+    result: ServedEvaluation,
+    output: Path,
+    artifacts: Path | None = None,
+    spacecraft: str = "SMAP",
 ) -> list[Path]:
     """Write metrics.json/metrics.csv, the per-channel arrays and the events into ``output``."""
     json_path, csv_path = write_report(result.report, output)
     complete = {n: r for n, r in result.runs.items() if n not in result.failed}
-    return [json_path, csv_path, *write_stream_runs(output, complete, artifacts)]
+    return [json_path, csv_path, *write_stream_runs(output, complete, artifacts, spacecraft)]
 
 
 def failure_lines(result: ServedEvaluation) -> list[str]:

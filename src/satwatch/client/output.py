@@ -36,12 +36,14 @@ anomalous above 1. Under the ``dynamic`` policy the threshold moves with the str
 single value stands for it."""
 
 
-def card_threshold(artifacts: Path | None, detector: str, channel: str) -> float | None:
+def card_threshold(
+    artifacts: Path | None, detector: str, channel: str, spacecraft: str = "SMAP"
+) -> float | None:
     """The threshold in a detector's card (None when there is no card)."""
     if artifacts is None:
         return None
     try:
-        name = registry.detector(detector).served_name(channel)
+        name = registry.detector(detector).served_name(channel, spacecraft)
     except ModelError:
         return None
     path = Path(artifacts) / detector / name / "card.json"
@@ -69,7 +71,9 @@ def fused_threshold(scores: np.ndarray, decisions: np.ndarray) -> float:
     return FUSED_THRESHOLD if np.array_equal(fixed, np.asarray(decisions, bool)) else float("nan")
 
 
-def detector_arrays(run: StreamRun, artifacts: Path | None = None) -> dict[str, np.ndarray | float]:
+def detector_arrays(
+    run: StreamRun, artifacts: Path | None = None, spacecraft: str = "SMAP"
+) -> dict[str, np.ndarray | float]:
     """``<d>_score``, ``<d>_threshold``, ``<d>_decision`` for every detector of the run."""
     out: dict[str, np.ndarray | float] = {}
     for name, scores in run.arrays.items():
@@ -80,7 +84,7 @@ def detector_arrays(run: StreamRun, artifacts: Path | None = None) -> dict[str, 
         if detector == "fused":
             threshold = fused_threshold(scores, decisions)
         else:
-            threshold = card_threshold(artifacts, detector, run.channel)
+            threshold = card_threshold(artifacts, detector, run.channel, spacecraft)
             if threshold is None:
                 threshold = threshold_from_decisions(scores, decisions)
         out |= {name: scores, f"{detector}_threshold": threshold, f"{detector}_decision": decisions}
@@ -88,9 +92,13 @@ def detector_arrays(run: StreamRun, artifacts: Path | None = None) -> dict[str, 
 
 
 def write_stream_runs(
-    output: Path, runs: Mapping[str, StreamRun], artifacts: Path | None = None
+    output: Path,
+    runs: Mapping[str, StreamRun],
+    artifacts: Path | None = None,
+    spacecraft: str = "SMAP",
 ) -> list[Path]:
-    """Write every answered channel's arrays and all events; return the files written."""
+    """Write every answered channel's arrays and all events; return the files written
+    (the detectors' thresholds from the cards of ``spacecraft``'s models)."""
     output = Path(output)
     written = []
     for run in runs.values():
@@ -103,7 +111,7 @@ def write_stream_runs(
                 run.channel,
                 value=run.value,
                 labels=labels,
-                **detector_arrays(run, artifacts),
+                **detector_arrays(run, artifacts, spacecraft),
             )
         )
     write_events(output, [e for run in runs.values() for e in run.events])

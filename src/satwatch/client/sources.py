@@ -1,8 +1,10 @@
 """Where streamed telemetry comes from: a channel's test split, a file, or standard input.
 
 Each source is a :class:`Telemetry`: the channel it belongs to (the server routes and
-normalises by it), an iterator of raw ``(n, 25)`` float32 chunks, the number of steps when it
-is known, and the expert labels when they exist.
+normalises by it), an iterator of raw ``(n, F)`` float32 chunks, the number of steps when it
+is known, and the expert labels when they exist. F is the data's width (25 for SMAP, 55 for
+MSL): a file's or a feed's rows must all have the width of the first; the server refuses a
+width other than the channel's (naming both).
 
 Rows on standard input are read as they arrive (comma- or space-separated, one time step per
 line) and sent whenever ``chunk`` rows are there, so a live feed can be piped in.
@@ -29,8 +31,6 @@ from satwatch.exceptions import DataError
 
 LOGGER = logging.getLogger(__name__)
 
-FEATURES = 25
-"""Columns of a SMAP time step: the value and 24 command flags."""
 ALIGNMENT = 16
 """Chunk sizes that are multiples of this give scores bit-identical to one whole-series
 request (measured: the runtimes' matrix kernels then cut every chunk into the same row
@@ -43,7 +43,7 @@ class Telemetry:
 
     Attributes:
         channel: Channel id.
-        chunks: Raw ``(n, 25)`` float32 chunks, in order.
+        chunks: Raw ``(n, F)`` float32 chunks, in order.
         total: Steps in the stream, when known.
         labels: Expert labels ``(total,)`` when known.
         label_events: Labelled events (inclusive ``(start, end)``) when known.
@@ -74,18 +74,21 @@ def check_chunk(chunk: int) -> int:
     return chunk
 
 
-def check_rows(rows: np.ndarray, where: str) -> np.ndarray:
-    """Return ``rows`` as float32 ``(T, 25)``.
+def check_rows(rows: np.ndarray, where: str, features: int | None = None) -> np.ndarray:
+    """Return ``rows`` as float32 ``(T, F)``: 2-D, at least one row and one column, and
+    ``features`` columns when given (one 1-D row of that width is taken as ``(1, F)``).
 
     Raises:
         DataError: For another shape or no rows.
     """
     array = np.asarray(rows, dtype=np.float32)
-    if array.ndim == 1 and array.size == FEATURES:
-        array = array.reshape(1, FEATURES)
-    if array.ndim != 2 or array.shape[1] != FEATURES or array.shape[0] == 0:
+    if array.ndim == 1 and features is not None and array.size == features:
+        array = array.reshape(1, features)
+    wrong_width = features is not None and array.ndim == 2 and array.shape[1] != features
+    if array.ndim != 2 or 0 in array.shape or wrong_width:
+        width = f"{features} columns" if features is not None else "one or more columns"
         raise DataError(
-            f"{where}: expected telemetry rows of {FEATURES} columns (value + 24 command "
+            f"{where}: expected telemetry rows (T, F) of {width} (the value and its command "
             f"flags), got shape {array.shape}"
         )
     return array
@@ -100,7 +103,7 @@ def split(array: np.ndarray, chunk: int) -> Iterator[np.ndarray]:
 def from_dataset(dataset: TelemetryDataset, channel: str, chunk: int) -> Telemetry:
     """A channel's test split, with its labels."""
     data = dataset.channel(channel)
-    test = check_rows(data.test, f"channel {channel} test split")
+    test = check_rows(data.test, f"channel {channel} test split", data.num_features)
     events = [(e.start, e.end) for e in data.events]
     return Telemetry(channel, split(test, chunk), test.shape[0], data.labels, events)
 
@@ -109,7 +112,7 @@ def read_file(path: Path) -> np.ndarray:
     """Rows from a ``.npy`` or ``.csv`` file (a header line in a CSV is skipped).
 
     Raises:
-        DataError: When the file is missing, unreadable or not ``(T, 25)``.
+        DataError: When the file is missing, unreadable or not ``(T, F)``.
     """
     path = Path(path)
     if not path.is_file():
@@ -138,7 +141,9 @@ def from_lines(lines: TextIO | Iterable[str], channel: str, chunk: int) -> Telem
     return Telemetry(channel, _line_chunks(lines, chunk))
 
 
-def _parse_row(line: str, number: int, where: str) -> list[float] | None:
+def _parse_row(line: str, number: int, where: str, width: int | None = None) -> list[float] | None:
+    """One row's values (None for a blank, comment or header line), ``width`` of them when
+    given: a feed's rows all have its first row's width."""
     text = line.strip()
     if not text or text.startswith("#"):
         return None
@@ -149,22 +154,31 @@ def _parse_row(line: str, number: int, where: str) -> list[float] | None:
         if number == 1:
             return None  # a header
         raise DataError(f"{where} line {number}: expected numbers, got {text[:60]!r}") from None
-    if len(values) != FEATURES:
-        raise DataError(f"{where} line {number}: expected {FEATURES} values, got {len(values)}")
+    if width is not None and len(values) != width:
+        raise DataError(
+            f"{where} line {number}: expected {width} values (as the first row), got {len(values)}"
+        )
     return values
 
 
+def _rows_of(lines: Iterable[str], where: str) -> Iterator[list[float]]:
+    """The rows of a text stream, as they arrive, each of the first row's width."""
+    width = None
+    for number, line in enumerate(lines, 1):
+        row = _parse_row(line, number, where, width)
+        if row is not None:
+            width = len(row)
+            yield row
+
+
 def _parse_lines(lines: Iterable[str], where: str) -> np.ndarray:
-    rows = [r for n, line in enumerate(lines, 1) if (r := _parse_row(line, n, where)) is not None]
-    return np.asarray(rows, np.float32).reshape(-1, FEATURES)
+    rows = list(_rows_of(lines, where))
+    return np.asarray(rows, np.float32).reshape(len(rows), len(rows[0]) if rows else 0)
 
 
 def _line_chunks(lines: Iterable[str], chunk: int) -> Iterator[np.ndarray]:
     rows: list[list[float]] = []
-    for number, line in enumerate(lines, 1):
-        row = _parse_row(line, number, "standard input")
-        if row is None:
-            continue
+    for row in _rows_of(lines, "standard input"):
         rows.append(row)
         if len(rows) == chunk:
             yield np.asarray(rows, np.float32)

@@ -82,14 +82,18 @@ class StreamRun:
 
 
 def prepare_target(
-    connection: Connection, model: str, channels: Sequence[str], version: str = ""
+    connection: Connection,
+    model: str,
+    channels: Sequence[str],
+    version: str = "",
+    spacecraft: str = "SMAP",
 ) -> Target:
     """The target for ``model``, checked against the channels and the running server.
 
     Raises:
         ClientError: No server, a model not READY, or a channel the target cannot serve.
     """
-    target = make_target(model, version)
+    target = make_target(model, version, spacecraft)
     for channel in channels:
         target.check_channel(channel)
     needed = dict.fromkeys(m for c in channels for m in target.models(c))

@@ -81,11 +81,13 @@ class Target:
         model: The model named on the command line.
         version: Its version ("" for the server's choice).
         detectors: Names of the per-detector arrays this target gives.
+        spacecraft: Whose models a channel's detectors are (``SMAP_E-1``, ``MSL_C-1``).
     """
 
     model: str
     version: str = ""
     detectors: tuple[str, ...] = field(default=())
+    spacecraft: str = "SMAP"
     states: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
 
     def models(self, channel: str) -> list[str]:
@@ -206,7 +208,7 @@ class StepsTarget(Target):
         self.detectors = registry.kinds()
 
     def models(self, channel: str) -> list[str]:
-        detectors = [d.served_name(channel) for d in registry.detectors()]
+        detectors = [d.served_name(channel, self.spacecraft) for d in registry.detectors()]
         return ["preprocessing", *detectors, "postprocessing"]
 
     def step(self, connection, channel, raw, state, last=False):
@@ -218,7 +220,8 @@ class StepsTarget(Target):
         new_state: State = {}
         scores = {}
         for i, detector in enumerate(registry.detectors()):
-            out, states = self.score(connection, detector.served_name(channel), normalized, state)
+            served = detector.served_name(channel, self.spacecraft)
+            out, states = self.score(connection, served, normalized, state)
             arrays[f"{detector.kind}_score"] = out["anomaly_score"]
             arrays[f"{detector.kind}_decision"] = out["anomaly_detected"]
             new_state |= states
@@ -249,11 +252,11 @@ class DetectorTarget(Target):
 
     def check_channel(self, channel: str) -> None:
         declared = registry.detector(self.detector)
-        if declared.per_channel and self.model != declared.served_name(channel):
+        expected = declared.served_name(channel, self.spacecraft)
+        if declared.per_channel and self.model != expected:
             raise ClientError(
                 f"model {self.model!r} scores one channel only (its training statistics and "
-                f"threshold), not {channel!r}: use --model {declared.served_name(channel)} or "
-                "custom_logic"
+                f"threshold), not {channel!r}: use --model {expected} or custom_logic"
             )
 
     def step(self, connection, channel, raw, state, last=False):
@@ -268,8 +271,8 @@ class DetectorTarget(Target):
         return ChunkResult(arrays), new_state
 
 
-def make_target(model: str, version: str = "") -> Target:
-    """The target for a ``--model`` value.
+def make_target(model: str, version: str = "", spacecraft: str = "SMAP") -> Target:
+    """The target for a ``--model`` value (a detector's model of ``spacecraft``).
 
     Raises:
         ClientError: For a name that is none of the pipelines, ``steps`` or a detector's
@@ -278,13 +281,12 @@ def make_target(model: str, version: str = "") -> Target:
     if model in PIPELINES:
         return PipelineTarget(model, version, detectors=(FUSED,))
     if model == STEPS:
-        return StepsTarget(model, version)
-    declared = registry.detector_of_model(model)
+        return StepsTarget(model, version, spacecraft=spacecraft)
+    declared = registry.detector_of_model(model, spacecraft)
     if declared is not None:
-        return DetectorTarget(model, version, detectors=(declared.kind,), detector=declared.kind)
-    served = ", ".join(
-        d.name_pattern.format(spacecraft="SMAP", channel="<channel>") for d in registry.detectors()
-    )
+        kind = declared.kind
+        return DetectorTarget(model, version, (kind,), spacecraft=spacecraft, detector=kind)
+    served = ", ".join(d.served_name("<channel>", spacecraft) for d in registry.detectors())
     raise ClientError(
         f"model: expected one of {', '.join(PIPELINES)}, {STEPS} or a detector ({served}); "
         f"got {model!r}"

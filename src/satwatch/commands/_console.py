@@ -35,6 +35,15 @@ DATA_OPTION = typer.Option(
 )
 """``--data``, as every command that reads telemetry takes it."""
 
+SPACECRAFT_OPTION = typer.Option(
+    "SMAP",
+    "--spacecraft",
+    "-s",
+    help="Whose telemetry and models: SMAP, MSL or a name the data's labels file lists "
+    "(models <SPACECRAFT>_<chan>).",
+)
+"""``--spacecraft``, as every command that reads telemetry or names models takes it."""
+
 
 def counting_progress(label: str, transient: bool = False) -> Progress:
     """A bar counting done items: ``<label> {description}``, the bar, ``n/total``, the time."""

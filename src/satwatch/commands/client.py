@@ -45,7 +45,7 @@ from satwatch.client.stream import (
     stream_channels,
 )
 from satwatch.client.targets import PIPELINES, STEPS
-from satwatch.commands._console import CONSOLE, DATA_OPTION, fail
+from satwatch.commands._console import CONSOLE, DATA_OPTION, SPACECRAFT_OPTION, fail
 from satwatch.commands.server import DEFAULT_PID_FILE
 from satwatch.detectors.registry import detectors
 from satwatch.evaluation.run import RunEvent
@@ -59,7 +59,7 @@ MODEL_HELP = (
     f"Where the chunks go: {', '.join(PIPELINES)} (the ensembles are wired to E-1), "
     f"'{STEPS}' (preprocessing, every detector and postprocessing called one by one: "
     "per-detector scores too), or one detector ("
-    + ", ".join(d.name_pattern.format(spacecraft="SMAP", channel="<channel>") for d in detectors())
+    + ", ".join(d.served_name("<channel>") for d in detectors())
     + "; its input normalised by the preprocessing model first)."
 )
 CHUNK_HELP = (
@@ -96,9 +96,11 @@ def run_streams(
     version: str = "",
     workers: int = DEFAULT_WORKERS,
     print_events: bool = True,
+    spacecraft: str = "SMAP",
 ) -> tuple[dict[str, StreamRun], float]:
     """Stream the sources with a progress bar per channel; return the runs and the wall time."""
-    target = prepare_target(connection, model, [s.channel for s in sources], version)
+    channels = [s.channel for s in sources]
+    target = prepare_target(connection, model, channels, version, spacecraft)
     with _progress() as progress:
         tasks: dict[str, TaskID] = {
             s.channel: progress.add_task(s.channel, total=s.total, events=0) for s in sources
@@ -159,6 +161,7 @@ def _sources(
     input_path: str | None,
     chunk: int,
     data: Path | None,
+    spacecraft: str = "SMAP",
 ) -> list[Telemetry]:
     if input_path is not None:
         if not channel:
@@ -170,7 +173,7 @@ def _sources(
         return [from_file(Path(input_path), channel, chunk)]
     from satwatch.data import load_dataset
 
-    dataset = load_dataset(data_dir(data))
+    dataset = load_dataset(data_dir(data), spacecraft)
     spec = channels or channel
     if not spec:
         raise ClientError(
@@ -190,7 +193,8 @@ def detect(
         None,
         "--input",
         "-i",
-        help="Stream rows from a .npy/.csv file (T x 25), or '-' for rows on standard input "
+        help="Stream rows from a .npy/.csv file (T x F: 25 for SMAP, 55 for MSL), or '-' for "
+        "rows on standard input "
         "(sent every --chunk rows as they arrive). Default: the channels' test split.",
     ),
     model: str = typer.Option("custom_logic", "--model", "-m", help=MODEL_HELP),
@@ -225,6 +229,7 @@ def detect(
         envvar="SATWATCH_ADMIN_KEY",
         help="The server's admin key: lets an error name a model's state and reason.",
     ),
+    spacecraft: str = SPACECRAFT_OPTION,
 ) -> None:
     """Replay telemetry through the running server as a live stream and print the anomalies.
 
@@ -239,15 +244,20 @@ def detect(
         if protocol not in PROTOCOLS:
             raise ClientError(f"--protocol: expected grpc or http, got {protocol!r}")
         check_chunk(chunk)
-        sources = _sources(channel, channels, input_path, chunk, data)
+        sources = _sources(channel, channels, input_path, chunk, data, spacecraft)
         with Connection(protocol, url, admin_key=admin_key) as connection:
             runs, seconds = run_streams(
-                connection, model, sources, version=model_version, workers=workers
+                connection,
+                model,
+                sources,
+                version=model_version,
+                workers=workers,
+                spacecraft=spacecraft.upper(),
             )
         if output is not None:
             from satwatch.client.output import write_stream_runs
 
-            write_stream_runs(output, runs, artifacts_dir(artifacts))
+            write_stream_runs(output, runs, artifacts_dir(artifacts), spacecraft.upper())
         failed = [run.error for run in runs.values() if run.error is not None]
         if failed and len(failed) == len(runs):
             raise failed[0]
@@ -271,6 +281,7 @@ def served_evaluation(
     chunk: int = DEFAULT_CHUNK,
     workers: int = DEFAULT_WORKERS,
     admin_key: str | None = None,
+    spacecraft: str = "SMAP",
 ) -> dict:
     """Run the served evaluation with progress bars; write ``output``; return metrics.json.
 
@@ -300,6 +311,7 @@ def served_evaluation(
             data,
             chunk=chunk,
             workers=workers,
+            spacecraft=spacecraft,
             on_chunk=on_chunk,
             on_event=on_event,
         )
@@ -310,7 +322,7 @@ def served_evaluation(
         f"({result.steps / max(seconds, 1e-9):,.0f} steps/s)"
     )
     if output is not None:
-        write_evaluation(result, output, artifacts_dir(artifacts))
+        write_evaluation(result, output, artifacts_dir(artifacts), spacecraft)
     if result.failed:
         raise ClientError("; ".join(failure_lines(result)))
     return result.report

@@ -46,14 +46,21 @@ def synth(
     test_length: int = typer.Option(6000, "--test-length", help="Steps per test series."),
     min_anomalies: int = typer.Option(1, "--min-anomalies", help="Fewest anomalies per channel."),
     max_anomalies: int = typer.Option(3, "--max-anomalies", help="Most anomalies per channel."),
+    features: int = typer.Option(
+        25, "--features", help="Columns per row: the value and features - 1 commands (SMAP: 25)."
+    ),
+    spacecraft: str = typer.Option(
+        "SMAP", "--spacecraft", "-s", help="The spacecraft the labels name (SMAP, or your own)."
+    ),
 ) -> None:
     """Write a synthetic SMAP-like labelled data set for use without the real telemetry.
 
     Column 0 is a value in [-1, 1] with orbits, slow trends and command-driven level changes;
-    columns 1-24 are one-hot commands. The test split holds injected anomalies (spike, level
-    shift, drift, frozen value, noise burst, contextual = a normal value at the wrong phase)
-    labelled in labeled_anomalies.csv (point/contextual, NASA's format); synth_anomalies.csv
-    names the injected kind of each. Load it with --data DIR or SATWATCH_DATA=DIR.
+    the other columns (24 by default, --features) are one-hot commands. The test split holds
+    injected anomalies (spike, level shift, drift, frozen value, noise burst, contextual = a
+    normal value at the wrong phase) labelled in labeled_anomalies.csv (point/contextual,
+    NASA's format); synth_anomalies.csv names the injected kind of each. Load it with
+    --data DIR or SATWATCH_DATA=DIR.
     """
     from satwatch.data.synth import synthesize
 
@@ -64,6 +71,7 @@ def synth(
             summary = synthesize(
                 out, seed, channels, train_length, test_length, (min_anomalies, max_anomalies),
                 on_channel=lambda _name: progress.advance(task),
+                features=features, spacecraft=spacecraft,
             )  # fmt: skip
     except SatwatchError as err:
         raise fail(err) from err

@@ -16,7 +16,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from satwatch.commands._console import CONSOLE, DATA_OPTION, ERRORS, fail
+from satwatch.commands._console import CONSOLE, DATA_OPTION, ERRORS, SPACECRAFT_OPTION, fail
 from satwatch.detectors import registry
 from satwatch.exceptions import SatwatchError
 from satwatch.paths import artifacts_dir, data_dir
@@ -57,6 +57,7 @@ def train(
         help="Where to write <detector>/<name>/{model.pt,card.json} "
         "(default $SATWATCH_ARTIFACTS or ./artifacts).",
     ),
+    spacecraft: str = SPACECRAFT_OPTION,
 ) -> None:
     """Train detectors, fit their POT thresholds on training scores and save the artifacts.
 
@@ -67,9 +68,12 @@ def train(
 
     try:
         folder = data_dir(data)
-        names = load_dataset(folder).resolve_channels(channels)
+        dataset = load_dataset(folder, spacecraft)
+        names = dataset.resolve_channels(channels)
         root = artifacts_dir(artifacts)
-        planned = plan_jobs(detector, names, profile, seed, folder, root)
+        planned = plan_jobs(
+            detector, names, profile, seed, folder, root, spacecraft=dataset.spacecraft
+        )
     except SatwatchError as err:
         raise fail(err) from err
     CONSOLE.print(

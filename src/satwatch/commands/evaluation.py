@@ -9,7 +9,13 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from satwatch.commands._console import CONSOLE, DATA_OPTION, counting_progress, fail
+from satwatch.commands._console import (
+    CONSOLE,
+    DATA_OPTION,
+    SPACECRAFT_OPTION,
+    counting_progress,
+    fail,
+)
 from satwatch.detectors.registry import kinds
 from satwatch.evaluation.metrics import TABLE_COLUMNS, table_cells
 from satwatch.exceptions import SatwatchError
@@ -64,6 +70,7 @@ def evaluate(
         envvar="SATWATCH_ADMIN_KEY",
         help="Served: the server's admin key (lets an error name a model's state).",
     ),
+    spacecraft: str = SPACECRAFT_OPTION,
 ) -> None:
     """Point-wise, point-adjusted and event-wise (Telemanom) precision/recall/F1.
 
@@ -83,6 +90,7 @@ def evaluate(
             chunk=chunk,
             workers=workers,
             admin_key=admin_key,
+            spacecraft=spacecraft,
         )
         return
     from satwatch.data import load_dataset
@@ -90,7 +98,8 @@ def evaluate(
     from satwatch.evaluation.offline import evaluate_offline
 
     try:
-        names = load_dataset(data_dir(data)).resolve_channels(channels)
+        dataset = load_dataset(data_dir(data), spacecraft)
+        names = dataset.resolve_channels(channels)
         wanted = [d.strip() for d in detectors.split(",") if d.strip()]
         with counting_progress("scoring", transient=True) as progress:
             task = progress.add_task("test split", total=len(names) * len(wanted))
@@ -99,7 +108,13 @@ def evaluate(
                 progress.update(task, advance=1, description=f"{detector} {channel}")
 
             report = evaluate_offline(
-                wanted, names, data, artifacts, on_channel=on_channel, repository=repository
+                wanted,
+                names,
+                data,
+                artifacts,
+                on_channel=on_channel,
+                repository=repository,
+                spacecraft=dataset.spacecraft,
             )
     except SatwatchError as err:
         raise fail(err) from err
@@ -122,9 +137,15 @@ def _served(
     from satwatch.data import load_dataset
 
     try:
-        names = load_dataset(data_dir(data)).resolve_channels(channels)
+        dataset = load_dataset(data_dir(data), str(connection.pop("spacecraft", "SMAP")))
+        names = dataset.resolve_channels(channels)
         report = served_evaluation(
-            names, data=data, artifacts=artifacts, output=output, **connection
+            names,
+            data=data,
+            artifacts=artifacts,
+            output=output,
+            spacecraft=dataset.spacecraft,
+            **connection,
         )
     except SatwatchError as err:
         raise fail(err) from err

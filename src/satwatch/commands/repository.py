@@ -14,7 +14,14 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from satwatch.commands._console import CONSOLE, DATA_OPTION, ERRORS, exits_cleanly, fail
+from satwatch.commands._console import (
+    CONSOLE,
+    DATA_OPTION,
+    ERRORS,
+    SPACECRAFT_OPTION,
+    exits_cleanly,
+    fail,
+)
 from satwatch.exceptions import SatwatchError
 from satwatch.paths import artifacts_dir, data_dir, repository_dir
 
@@ -230,6 +237,7 @@ def build_command(
     no_train: bool = typer.Option(
         False, "--no-train", help="Fail instead of training when an artifact is missing."
     ),
+    spacecraft: str = SPACECRAFT_OPTION,
 ) -> None:
     """Fill the Triton model repository from the trained detectors.
 
@@ -262,6 +270,7 @@ def build_command(
                 profile=profile,
                 jobs=jobs,
                 seed=seed,
+                spacecraft=spacecraft,
                 progress=on_progress,
             )
     except SatwatchError as error:

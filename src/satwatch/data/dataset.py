@@ -1,12 +1,15 @@
 """SMAP/MSL telemetry with its labels, from either of the two layouts it is found in.
 
 * **npz** (the team's shared copy): ``smap_train.npz``, ``smap_test.npz``, ``msl_train.npz``,
-  ``msl_test.npz`` keyed by channel id, plus ``labeled_anomalies.csv``.
+  ``msl_test.npz`` keyed by channel id, plus ``labeled_anomalies.csv`` (another spacecraft's
+  as ``<name>_train.npz``, ``<name>_test.npz``).
 * **telemanom** (what ``data.zip`` unpacks to, and what ``satwatch data synth`` /
   ``satwatch data download`` write): ``train/<chan>.npy``, ``test/<chan>.npy`` and
   ``labeled_anomalies.csv`` (also found when the arrays sit one level down in ``data/``).
 
-The layout is detected from the files present. Usage::
+The layout is detected from the files present. The spacecraft is the labels file's
+``spacecraft`` column: SMAP, MSL, or a name of one's own (``SAT2``: upper-case letters, digits,
+``-``); its channels are the rows that name it. Usage::
 
     dataset = load_dataset()                     # $SATWATCH_DATA or the shared copy, SMAP
     for name in dataset.resolve_channels("seed"):
@@ -15,13 +18,15 @@ The layout is detected from the files present. Usage::
 
 Arrays are loaded on first use and cached; they are float32 ``(T, F)`` (25 features for SMAP,
 55 for MSL: column 0 the telemetry value, the rest one-hot commands). Values are kept as they
-are: several MSL channels leave [-1, 1], and some training series are constant.
+are: several MSL channels leave [-1, 1], and some training series are constant. A channel's
+width F is whatever its arrays have (train and test alike).
 """
 
 from __future__ import annotations
 
 import difflib
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +46,10 @@ from satwatch.paths import data_dir
 LOGGER = logging.getLogger(__name__)
 
 SPACECRAFT = ("SMAP", "MSL")
+"""NASA's two spacecraft; a data set may name others (:data:`SPACECRAFT_PATTERN`)."""
+SPACECRAFT_PATTERN = re.compile(r"[A-Z][A-Z0-9-]{0,31}")
+"""A spacecraft name: it starts the served model names (``SAT2_X-1``), so letters, digits
+and ``-`` only."""
 LAYOUT_NPZ = "npz"
 LAYOUT_TELEMANOM = "telemanom"
 
@@ -51,7 +60,7 @@ class Channel:
 
     Attributes:
         name: Channel id, e.g. ``"E-1"``.
-        spacecraft: ``"SMAP"`` or ``"MSL"``.
+        spacecraft: ``"SMAP"``, ``"MSL"`` or the data set's own name.
         train: Training series, float32 ``(T_train, F)``.
         test: Test series, float32 ``(T_test, F)``.
         labels: True where a test step lies in a labelled anomaly, ``(T_test,)`` bool.
@@ -76,10 +85,18 @@ class Channel:
         return int(self.train.shape[1])
 
 
-def _normalise_spacecraft(spacecraft: str) -> str:
-    upper = spacecraft.upper()
-    if upper not in SPACECRAFT:
-        raise DataError(f"unknown spacecraft {spacecraft!r}; expected one of {SPACECRAFT}")
+def normalise_spacecraft(spacecraft: str) -> str:
+    """``spacecraft`` in upper case, checked against :data:`SPACECRAFT_PATTERN`.
+
+    Raises:
+        DataError: For a name that could not start a model name.
+    """
+    upper = spacecraft.strip().upper()
+    if not SPACECRAFT_PATTERN.fullmatch(upper):
+        raise DataError(
+            f"spacecraft {spacecraft!r}: expected SMAP, MSL or a name of letters, digits and "
+            "'-' starting with a letter (as the labels file's spacecraft column names it)"
+        )
     return upper
 
 
@@ -228,7 +245,8 @@ def load_dataset(folder: Path | None = None, spacecraft: str = "SMAP") -> Teleme
 
     Args:
         folder: Telemetry folder; default ``$SATWATCH_DATA``, ``./data`` or the shared copy.
-        spacecraft: ``"SMAP"`` (25 features) or ``"MSL"`` (55 features), any case.
+        spacecraft: ``"SMAP"`` (25 features), ``"MSL"`` (55 features) or a name the labels
+            file lists (any width), any case.
 
     Returns:
         The data set; channel arrays are read when first asked for.
@@ -237,7 +255,7 @@ def load_dataset(folder: Path | None = None, spacecraft: str = "SMAP") -> Teleme
         DataError: Missing folder or labels file, no arrays for the spacecraft, or a
             malformed labels file.
     """
-    spacecraft = _normalise_spacecraft(spacecraft)
+    spacecraft = normalise_spacecraft(spacecraft)
     folder = data_dir(folder)
     layout, root = detect_layout(folder, spacecraft)
     csv_path = folder / LABELS_FILE
@@ -246,6 +264,9 @@ def load_dataset(folder: Path | None = None, spacecraft: str = "SMAP") -> Teleme
     all_labels = read_labels(csv_path)
     labels = {k: v for k, v in all_labels.items() if v.spacecraft.upper() == spacecraft}
     if not labels:
-        raise DataError(f"{csv_path} lists no {spacecraft} channel")
+        listed = sorted({v.spacecraft.upper() for v in all_labels.values()})
+        raise DataError(
+            f"{csv_path} lists no {spacecraft} channel; its spacecraft: {', '.join(listed)}"
+        )
     LOGGER.debug("%s: %s layout, %d %s channels", folder, layout, len(labels), spacecraft)
     return TelemetryDataset(folder, spacecraft, layout, root, labels)

@@ -1,7 +1,8 @@
 """A synthetic, SMAP-like labelled telemetry set for people without the real data.
 
-Each channel has 25 columns like SMAP: column 0 a telemetry value in [-1, 1] and columns
-1-24 one-hot commands. The value is built from
+Each channel has 25 columns like SMAP (``features`` sets another width, for another
+spacecraft): column 0 a telemetry value in [-1, 1] and the others one-hot commands. The value
+is built from
 
 * periodic orbits (a fundamental plus a harmonic; period 80-120 steps),
 * slow trends (a gentle slope and a slow oscillation),
@@ -28,9 +29,11 @@ The set is written in the Telemanom layout (``train/<chan>.npy``, ``test/<chan>.
 ``labeled_anomalies.csv``) plus ``synth_anomalies.csv`` with the injected kind of each event,
 and loads with :func:`satwatch.data.load_dataset`. The same seed writes the same bytes.
 Channel names are the 27 seed SMAP channels first (so ``--channels seed`` works when 27 are
-made), then ``Z-1``, ``Z-2``, ... Usage::
+made), then ``Z-1``, ``Z-2``, ...; the labels name the spacecraft ``SMAP`` unless told
+otherwise. Usage::
 
     summary = synthesize(Path("synthetic"), seed=0, channels=27)
+    synthesize(Path("sat2"), channels=3, features=7, spacecraft="SAT2")  # 7 columns
 """
 
 from __future__ import annotations
@@ -44,12 +47,14 @@ from pathlib import Path
 import numpy as np
 
 from satwatch.data.channels import SEED_CHANNELS
+from satwatch.data.dataset import normalise_spacecraft
 from satwatch.data.labels import LABELS_FILE
 from satwatch.exceptions import DataError
 
 LOGGER = logging.getLogger(__name__)
 
 N_COMMANDS = 24
+"""SMAP's command columns (the default width is 1 + this)."""
 TRUTH_FILE = "synth_anomalies.csv"
 ANOMALY_CLASS = {
     "spike": "point",
@@ -109,7 +114,7 @@ class _Profile:
     slope: float
     slow_amplitude: float
     slow_period: float
-    levels: np.ndarray  # (N_COMMANDS,) level set by each command, NaN = no effect
+    levels: np.ndarray  # (commands,) level set by each command, NaN = no effect
     command_rate: float
     noise: float
 
@@ -121,9 +126,9 @@ def channel_names(count: int) -> list[str]:
     return names
 
 
-def _profile(rng: np.random.Generator) -> _Profile:
-    levels = np.full(N_COMMANDS, np.nan)
-    switching = rng.choice(N_COMMANDS, size=int(rng.integers(2, 7)), replace=False)
+def _profile(rng: np.random.Generator, commands: int) -> _Profile:
+    levels = np.full(commands, np.nan)
+    switching = rng.choice(commands, size=min(int(rng.integers(2, 7)), commands), replace=False)
     levels[switching] = rng.uniform(-0.6, 0.6, size=switching.size)
     return _Profile(
         period=float(rng.uniform(80, 120)),
@@ -148,9 +153,10 @@ def _commands(
     profile: _Profile, length: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """One-hot command columns and the level they hold the value at, step by step."""
-    onehot = np.zeros((length, N_COMMANDS))
+    commands = profile.levels.size
+    onehot = np.zeros((length, commands))
     sent = np.flatnonzero(rng.random(length) < profile.command_rate)
-    which = rng.integers(0, N_COMMANDS, size=sent.size)
+    which = rng.integers(0, commands, size=sent.size)
     onehot[sent, which] = 1.0
     level = np.zeros(length)
     current = 0.0
@@ -243,7 +249,9 @@ def _plan_anomalies(
     return sorted(placed)
 
 
-def _write_labels(folder: Path, names: list[str], anomalies: list[InjectedAnomaly], n: int) -> None:
+def _write_labels(
+    folder: Path, names: list[str], anomalies: list[InjectedAnomaly], n: int, spacecraft: str
+) -> None:
     with (folder / LABELS_FILE).open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["chan_id", "spacecraft", "anomaly_sequences", "class", "num_values"])
@@ -251,7 +259,7 @@ def _write_labels(folder: Path, names: list[str], anomalies: list[InjectedAnomal
             own = [a for a in anomalies if a.channel == name]
             sequences = "[" + ", ".join(f"[{a.start}, {a.end}]" for a in own) + "]"
             classes = "[" + ", ".join(a.label_class for a in own) + "]"
-            writer.writerow([name, "SMAP", sequences, classes, n])
+            writer.writerow([name, spacecraft, sequences, classes, n])
     with (folder / TRUTH_FILE).open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["chan_id", "start", "end", "kind", "class"])
@@ -267,6 +275,8 @@ def synthesize(
     test_length: int = 6000,
     anomalies_per_channel: tuple[int, int] = (1, 3),
     on_channel: Callable[[str], None] | None = None,
+    features: int = 1 + N_COMMANDS,
+    spacecraft: str = "SMAP",
 ) -> SynthSummary:
     """Write a synthetic SMAP-like data set in the Telemanom layout.
 
@@ -278,6 +288,8 @@ def synthesize(
         test_length: Steps per test series (with injected anomalies).
         anomalies_per_channel: Inclusive range of anomalies per channel.
         on_channel: Called with each channel name once it is written (progress).
+        features: Columns per row: the value and ``features - 1`` commands (at least 2).
+        spacecraft: The labels' spacecraft column (upper-case letters, digits, ``-``).
 
     Returns:
         What was written, including every injected anomaly.
@@ -292,6 +304,9 @@ def synthesize(
             f"0 <= min <= max anomalies; got {channels}, {train_length}, {test_length}, "
             f"{anomalies_per_channel}"
         )
+    if features < 2:
+        raise DataError(f"synth needs features >= 2 (a value and a command), got {features}")
+    spacecraft = normalise_spacecraft(spacecraft)
     try:
         (out / "train").mkdir(parents=True, exist_ok=True)
         (out / "test").mkdir(parents=True, exist_ok=True)
@@ -306,7 +321,7 @@ def synthesize(
                  for i in range(channels)]  # fmt: skip
     anomalies: list[InjectedAnomaly] = []
     for index, name in enumerate(names):
-        profile = _profile(rng)
+        profile = _profile(rng, features - 1)
         train_raw, _, train_cmd = _series(profile, 0, train_length, rng)
         test_raw, test_orbit, test_cmd = _series(profile, train_length, test_length, rng)
         # Scale with the clean signal's range so normal values fill [-0.9, 0.9].
@@ -332,6 +347,6 @@ def synthesize(
         np.save(out / "test" / f"{name}.npy", np.column_stack([test_value, test_cmd]))
         if on_channel is not None:
             on_channel(name)
-    _write_labels(out, names, anomalies, test_length)
+    _write_labels(out, names, anomalies, test_length, spacecraft)
     LOGGER.info("wrote %d synthetic channels, %d anomalies, to %s", channels, len(anomalies), out)
     return SynthSummary(out, names, anomalies, train_length, test_length)

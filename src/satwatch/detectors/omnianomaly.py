@@ -276,9 +276,9 @@ def _prior_precision(steps: int) -> tuple[torch.Tensor, float]:
     return torch.linalg.inv(cov), float(torch.linalg.slogdet(cov)[1])
 
 
-def _windows(series: np.ndarray, window: int, stride: int) -> torch.Tensor:
-    if series.ndim != 2 or series.shape[1] != N_FEATURES:
-        raise DataError(f"training series: expected shape (T, {N_FEATURES}), got {series.shape}")
+def _windows(series: np.ndarray, window: int, stride: int, n_features: int) -> torch.Tensor:
+    if series.ndim != 2 or series.shape[1] != n_features:
+        raise DataError(f"training series: expected shape (T, {n_features}), got {series.shape}")
     if series.shape[0] < window:
         raise DataError(f"training series: expected at least {window} steps, got {series.shape[0]}")
     tensor = torch.from_numpy(np.ascontiguousarray(series, dtype=np.float32))
@@ -291,10 +291,11 @@ def fit(
     seed: int,
     on_epoch: Callable[[int, float], None] | None = None,
 ) -> OmniAnomaly:
-    """Train OmniAnomaly on normalised series (one channel: a list of one ``(T, 25)`` array).
+    """Train OmniAnomaly on normalised series (one channel: a list of one ``(T, F)`` array).
 
     Args:
-        train: normalised training series, float32 ``(T, 25)`` each.
+        train: normalised training series, float32 ``(T, F)`` each, one width F for all
+            (25 for SMAP, 55 for MSL; the model's width is the first series').
         params: hyperparameters.
         seed: seeds torch (weights, sampling, shuffling) so a run reproduces.
         on_epoch: called with ``(epoch, mean loss)`` after each epoch (1-based).
@@ -303,8 +304,9 @@ def fit(
         The trained model in eval mode.
     """
     torch.manual_seed(seed)
-    windows = torch.cat([_windows(s, params.window, params.stride) for s in train])
-    model = OmniAnomaly(params)
+    n_features = int(train[0].shape[1]) if np.ndim(train[0]) == 2 else -1
+    windows = torch.cat([_windows(s, params.window, params.stride, n_features) for s in train])
+    model = OmniAnomaly(params, n_features)
     optimizer = torch.optim.Adam(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
     generator = torch.Generator().manual_seed(seed)
     model.train()

@@ -53,8 +53,11 @@ class Detector:
         implementation: Module implementing the detector contract (see the module doc).
         backend: ``onnx`` or ``pytorch``: the repository folder and the config template.
         model_file: The served file in each version folder (``model.onnx``).
-        name_pattern: The served model's name; ``{spacecraft}`` and ``{channel}`` are
-            filled in. Without ``{channel}`` one model serves every channel.
+        name_pattern: The served model's name; ``{spacecraft}``, ``{craft}`` (the
+            spacecraft in lower case) and ``{channel}`` are filled in. Without ``{channel}``
+            one model serves every channel of a spacecraft.
+        fixed_names: ``(spacecraft, name)`` pairs whose served name is not the pattern's
+            (``tranad_sat1``, SMAP's TranAD since the seed).
         exporter: ``"module:function"``, ``export(artifact_folder, path) -> path``.
         served_scorer: ``"module:function"``, ``served_scorer(path) -> score(series)``.
         states: State inputs a stream passes back (the model outputs each as ``<name>_out``).
@@ -62,7 +65,8 @@ class Detector:
             does, server issue 6523), so the file is served as ``<name>_core`` with every
             state required, behind a Python model of the served name that fills a missing
             state (``python/<name>``, its ``model.py`` copied from the project's
-            ``triton-repository/python/<pattern>/1/``).
+            ``triton-repository/python/<front_source>/1/``).
+        front_source: The folder of that ``model.py`` (default: SMAP's served name).
     """
 
     kind: str
@@ -75,6 +79,8 @@ class Detector:
     served_scorer: str
     states: tuple[str, ...] = ()
     python_front: bool = False
+    fixed_names: tuple[tuple[str, str], ...] = ()
+    front_source: str = ""
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -88,10 +94,21 @@ class Detector:
         return "{channel}" in self.name_pattern
 
     def served_name(self, channel: str | None = None, spacecraft: str = "SMAP") -> str:
-        """The served (and artifact) model name for a channel (``SMAP_E-1``)."""
+        """The served (and artifact) model name for a channel (``SMAP_E-1``, ``MSL_C-1``;
+        ``tranad_sat1`` for SMAP's TranAD, ``tranad_msl`` for MSL's)."""
         if self.per_channel and channel is None:
             raise ModelError(f"detector {self.kind!r}: a model name needs a channel")
-        return self.name_pattern.format(spacecraft=spacecraft, channel=channel)
+        fixed = dict(self.fixed_names).get(spacecraft)
+        if fixed is not None:
+            return fixed
+        return self.name_pattern.format(
+            spacecraft=spacecraft, craft=spacecraft.lower(), channel=channel
+        )
+
+    @property
+    def front_folder(self) -> str:
+        """The folder under ``triton-repository/python/`` holding the front's ``model.py``."""
+        return self.front_source or self.served_name(spacecraft="SMAP")
 
     def file_model(self, served: str) -> str:
         """The model serving the exported file, from the served name (``tranad_sat1`` ->
@@ -133,11 +150,13 @@ TRANAD = Detector(
     implementation="satwatch.detectors.tranad",
     backend="pytorch",
     model_file="model.pt",
-    name_pattern="tranad_sat1",
+    name_pattern="tranad_{craft}",
     exporter="satwatch.export.torchscript:convert",
     served_scorer="satwatch.export.torchscript:served_scorer",
     states=("context",),
     python_front=True,
+    # The seed named SMAP's TranAD after the satellite, before a second spacecraft came.
+    fixed_names=(("SMAP", "tranad_sat1"),),
 )
 
 NEAREST_WINDOW = Detector(
@@ -200,12 +219,10 @@ def detector_of_model(model: str, spacecraft: str = "SMAP") -> Detector | None:
     """The detector serving a model name (``SMAP_E-1`` -> omni), or None."""
     for candidate in _REGISTERED.values():
         if not candidate.per_channel:
-            if model == candidate.name_pattern:
+            if model == candidate.served_name(spacecraft=spacecraft):
                 return candidate
             continue
-        prefix, _, suffix = candidate.name_pattern.format(
-            spacecraft=spacecraft, channel="\0"
-        ).partition("\0")
+        prefix, _, suffix = candidate.served_name("\0", spacecraft).partition("\0")
         if (
             model.startswith(prefix)
             and model.endswith(suffix)

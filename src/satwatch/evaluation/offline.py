@@ -244,20 +244,28 @@ def evaluate_offline(
     artifacts: Path | None = None,
     on_channel: Callable[[str, str], None] | None = None,
     repository: Path | None = None,
+    spacecraft: str = "SMAP",
 ) -> dict:
     """Evaluate several detectors: ``{"detectors": {"omni": {"overall", "channels"}, ...}}``.
 
     ``repository``: score with its exported model files, as the server does; with every
     registered detector, the report then also has ``fused``, the served postprocessing's events over
     those scores (:func:`fused_decisions`), so it has the served evaluation's shape.
+    ``spacecraft``: whose channels and models (``SMAP_<chan>``, ``MSL_<chan>``...).
     """
     report, results = {}, {}
     for detector in detectors:
         report[detector], results[detector] = evaluate_detector(
-            detector, channels, data, artifacts, on_channel=on_channel, repository=repository
+            detector,
+            channels,
+            data,
+            artifacts,
+            spacecraft,
+            on_channel=on_channel,
+            repository=repository,
         )
     if repository is not None and set(registry.kinds()) <= set(results):
-        report[FUSED] = evaluate_fused(results, repository, data)
+        report[FUSED] = evaluate_fused(results, repository, data, spacecraft)
     return {"detectors": report}
 
 

@@ -8,17 +8,17 @@ is replaced atomically (written beside, then renamed), so a reader never sees ha
 Tables::
 
     channels(channel PRIMARY KEY, spacecraft, subsystem)
-    models(channel, position, detector, model, states)   -- position 0 = score1
+    models(channel, position, detector, model, states, core)   -- position 0 = score1
 
 ``states`` is the comma-separated list of the state tensors a stream passes back to that
-model. The thresholds are not here: they are calibration, in postprocessing's
-``thresholds.json`` only.
+model; ``core`` the model behind it when ``model`` is a Python front (else empty). The
+thresholds are not here: they are calibration, in postprocessing's ``thresholds.json`` only.
 
 Example::
 
     write_catalog(path, [ChannelEntry("E-1", "SMAP", "EPS", (
         ModelEntry("omni", "SMAP_E-1", ("encoder_state", "decoder_state")),
-        ModelEntry("tranad", "tranad_sat1", ("context",))))])
+        ModelEntry("tranad", "tranad_sat1", ("context",), core="tranad_sat1_core")))])
     Catalog(path).lookup("E-1").subsystem   # 'EPS'
 """
 
@@ -43,7 +43,8 @@ CREATE TABLE channels (channel TEXT PRIMARY KEY, spacecraft TEXT NOT NULL,
                        subsystem TEXT NOT NULL);
 CREATE TABLE models (channel TEXT NOT NULL REFERENCES channels(channel),
                      position INTEGER NOT NULL, detector TEXT NOT NULL, model TEXT NOT NULL,
-                     states TEXT NOT NULL, PRIMARY KEY (channel, position));
+                     states TEXT NOT NULL, core TEXT NOT NULL DEFAULT '',
+                     PRIMARY KEY (channel, position));
 """
 
 
@@ -55,11 +56,15 @@ class ModelEntry:
         detector: The detector kind (``omni``).
         model: Served model name (``SMAP_E-1``, ``tranad_sat1``).
         states: The state inputs a stream passes back (each model output ``<name>_out``).
+        core: The model behind ``model`` when that is a Python front that only fills
+            missing states (``tranad_sat1_core``); a request carrying every state may call
+            it directly, with the same answer. Empty otherwise.
     """
 
     detector: str
     model: str
     states: tuple[str, ...] = ()
+    core: str = ""
 
 
 @dataclass(frozen=True)
@@ -93,9 +98,9 @@ def write_catalog(path: Path, entries: Iterable[ChannelEntry]) -> Path:
                 (entry.channel, entry.spacecraft, entry.subsystem),
             )
             connection.executemany(
-                "INSERT INTO models VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO models VALUES (?, ?, ?, ?, ?, ?)",
                 [
-                    (entry.channel, i, m.detector, m.model, ",".join(m.states))
+                    (entry.channel, i, m.detector, m.model, ",".join(m.states), m.core)
                     for i, m in enumerate(entry.models)
                 ],
             )
@@ -119,9 +124,9 @@ def read_catalog(path: Path) -> dict[str, ChannelEntry]:
             channels = connection.execute("SELECT * FROM channels").fetchall()
             models = connection.execute("SELECT * FROM models ORDER BY channel, position")
             by_channel: dict[str, list[ModelEntry]] = {}
-            for channel, _, detector, model, states in models.fetchall():
+            for channel, _, detector, model, states, core in models.fetchall():
                 by_channel.setdefault(channel, []).append(
-                    ModelEntry(detector, model, tuple(filter(None, states.split(","))))
+                    ModelEntry(detector, model, tuple(filter(None, states.split(","))), core)
                 )
         finally:
             connection.close()

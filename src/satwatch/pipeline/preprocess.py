@@ -1,4 +1,8 @@
-"""Preprocessing stage: raw SMAP telemetry -> per-channel normalised steps.
+"""Preprocessing stage: raw telemetry -> per-channel normalised steps.
+
+A row has its channel's width (25 features for SMAP, 55 for MSL, the data's own for another
+spacecraft): the width of the training statistics, so a row of another width is refused
+naming the channel, the width expected and the shape sent.
 
 The statistics are the detectors' own (:class:`satwatch.detectors.normalization.Normalisation`,
 fitted on each channel's training data); ``satwatch build`` writes them for every channel into
@@ -34,20 +38,25 @@ from satwatch.tensor_checks import check_tensor
 
 LOGGER = logging.getLogger(__name__)
 
-FEATURES = 25
 STATS_FILE = "normalisation.json"
 """File of per-channel statistics in ``python/preprocessing/<version>/``."""
 
 
-def check_raw(raw: np.ndarray, features: int = FEATURES) -> np.ndarray:
+def check_raw(raw: np.ndarray, features: int, channel: str | None = None) -> np.ndarray:
     """Return ``raw`` as float32 ``(T, features)`` after checking shape, size and finiteness.
+
+    Args:
+        raw: The rows sent.
+        features: The width expected (the channel's training width).
+        channel: The channel they belong to, named in the error.
 
     Raises:
         DataError: For a wrong shape, too many steps, or NaN/Inf values (naming the rows).
     """
     array = np.asarray(raw)
     if array.ndim != 2 or array.shape[1] != features or array.shape[0] < 1:
-        raise DataError(f"raw_input: expected shape (T>=1, {features}), got {array.shape}")
+        whose = f" of channel {channel!r} (its training width)" if channel else ""
+        raise DataError(f"raw_input: expected shape (T>=1, {features}){whose}, got {array.shape}")
     check_tensor("raw_input", array)
     return array.astype(np.float32, copy=False)
 

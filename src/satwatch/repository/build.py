@@ -1,6 +1,8 @@
 """``satwatch build``: fill a Triton model repository from the trained detectors.
 
-For the channels asked for (default the 27 seed SMAP channels) the builder
+For the channels asked for (default the 27 seed SMAP channels) of one spacecraft (default
+SMAP; MSL or a data set's own name, models ``<SPACECRAFT>_<chan>``, TranAD ``tranad_<craft>``)
+the builder
 
 1. trains what is missing (``artifacts/omni/SMAP_<chan>``, ``artifacts/tranad/tranad_sat1``)
    with the chosen profile through :mod:`satwatch.detectors.training`;
@@ -16,6 +18,12 @@ For the channels asked for (default the 27 seed SMAP channels) the builder
    z-score, for the ``dynamic`` policy) and
    ``custom_logic/1/catalog.db`` (channel -> subsystem, models, thresholds);
 5. rebuilds the seed's ensembles and validates the whole repository.
+
+The width of a row (25 features for SMAP, 55 for MSL) is the data's: each detector's config
+has its training width; ``preprocessing`` and ``custom_logic`` have the width of every channel
+they route, or ``-1`` when the spacecraft a repository holds differ (preprocessing then checks
+each row against its channel's width). A build of one spacecraft keeps the channels of the
+others an earlier build left in the catalog, statistics and thresholds.
 
 When the target is not the project's own ``triton-repository/``, the builder first copies the
 source parts it needs there (``configs/`` and the Python models' ``model.py``).
@@ -44,18 +52,25 @@ from satwatch.detectors.artifacts import artifact_dir, card_params, load_trained
 from satwatch.detectors.normalization import Normalisation
 from satwatch.detectors.registry import Detector
 from satwatch.detectors.training import calibration_scores, plan_jobs, run_jobs
-from satwatch.exceptions import RepositoryError
+from satwatch.exceptions import DataError, RepositoryError
 from satwatch.onnx_defaults import add_zero_defaults
 from satwatch.paths import PROJECT_ROOT
-from satwatch.pipeline.calibration import Threshold, training_statistics
-from satwatch.pipeline.calibration_file import THRESHOLDS_FILE, save_thresholds
-from satwatch.pipeline.catalog import CATALOG_FILE, ChannelEntry, ModelEntry, write_catalog
+from satwatch.pipeline.calibration import ChannelThresholds, Threshold, training_statistics
+from satwatch.pipeline.calibration_file import THRESHOLDS_FILE, load_thresholds, save_thresholds
+from satwatch.pipeline.catalog import (
+    CATALOG_FILE,
+    ChannelEntry,
+    ModelEntry,
+    read_catalog,
+    write_catalog,
+)
 from satwatch.pipeline.postprocess import PostSettings
 from satwatch.pipeline.preprocess import STATS_FILE, NormalisationTable
 from satwatch.repository.config import parameter_dict, write_model_configs
 from satwatch.repository.deploy import onnx_model_config
 from satwatch.repository.ensembles import ONNX_DETECTOR, write_seed_ensembles
 from satwatch.repository.seed import (
+    FEATURES,
     custom_logic_config,
     detector_config,
     postprocessing_config,
@@ -209,22 +224,30 @@ def _served_config(
             repository=repository,
             source=str(path),
         )
-    states = detector.module().state_dims(card_params(card), card["n_features"])
+    features = int(card["n_features"])
+    states = detector.module().state_dims(card_params(card), features)
     # Behind a front, the backend model takes every state: the front fills a missing one.
     return detector_config(
-        detector.backend, name, states, repository, optional_states=not detector.python_front
+        detector.backend,
+        name,
+        states,
+        repository,
+        optional_states=not detector.python_front,
+        features=features,
     )
 
 
 def _write_front(detector: Detector, name: str, card: dict, repository: Path) -> None:
     """``python/<name>``: the Python front of a detector whose backend refuses optional inputs."""
-    states = detector.module().state_dims(card_params(card), card["n_features"])
+    features = int(card["n_features"])
+    states = detector.module().state_dims(card_params(card), features)
     front = repository / "python" / name
-    source = SOURCE_REPOSITORY / "python" / detector.name_pattern / "1" / "model.py"
+    source = SOURCE_REPOSITORY / "python" / detector.front_folder / "1" / "model.py"
     if source.resolve() != (front / "1" / "model.py").resolve():
         (front / "1").mkdir(parents=True, exist_ok=True)
         shutil.copy2(source, front / "1" / "model.py")
-    write_model_configs(front, detector_config("python", name, states, repository))
+    config = detector_config("python", name, states, repository, features=features)
+    write_model_configs(front, config)
 
 
 @dataclass
@@ -273,17 +296,54 @@ def _export(
     return calibrations
 
 
-def write_python_configs(repository: Path) -> list[Path]:
-    """Write the ``config.pbtxt`` of the three Python models (checked in for the project's)."""
+def write_python_configs(repository: Path, features: int = FEATURES) -> list[Path]:
+    """Write the ``config.pbtxt`` of the three Python models (checked in for the project's),
+    for rows of ``features`` columns (``-1``: the channels' widths differ)."""
     configs = {
-        "preprocessing": preprocessing_config(repository),
+        "preprocessing": preprocessing_config(repository, features),
         "postprocessing": postprocessing_config(repository),
-        "custom_logic": custom_logic_config(repository),
+        "custom_logic": custom_logic_config(repository, features=features),
     }
     written = []
     for name, config in configs.items():
         written += write_model_configs(Path(repository) / "python" / name, config)
     return written
+
+
+@dataclass(frozen=True)
+class KeptChannel:
+    """A channel of another spacecraft an earlier build served, kept as it was."""
+
+    entry: ChannelEntry
+    normalisation: Normalisation
+    thresholds: ChannelThresholds
+
+
+def kept_channels(repository: Path, spacecraft: str) -> dict[str, KeptChannel]:
+    """The channels of spacecraft other than ``spacecraft`` the repository already serves
+    (a repository holds several side by side: channel ids differ between spacecraft)."""
+    python = Path(repository) / "python"
+    catalog = python / "custom_logic" / "1" / CATALOG_FILE
+    if not catalog.is_file():
+        return {}
+    try:
+        entries = read_catalog(catalog)
+        stats = NormalisationTable.load(python / "preprocessing" / "1" / STATS_FILE).stats
+        thresholds = load_thresholds(python / "postprocessing" / "1" / THRESHOLDS_FILE)
+    except DataError as error:
+        LOGGER.warning("earlier channels not kept: %s", error)
+        return {}
+    return {
+        channel: KeptChannel(entry, stats[channel], thresholds[channel])
+        for channel, entry in entries.items()
+        if entry.spacecraft != spacecraft and channel in stats and channel in thresholds
+    }
+
+
+def shared_width(normalisations: Sequence[Normalisation]) -> int:
+    """The row width of models serving these channels: theirs when one, else ``-1``."""
+    widths = {n.n_features for n in normalisations}
+    return widths.pop() if len(widths) == 1 else -1
 
 
 def _write_python_models(
@@ -292,12 +352,12 @@ def _write_python_models(
     spacecraft: str,
 ) -> None:
     python = repository / "python"
-    write_python_configs(repository)
+    kept = {c: k for c, k in kept_channels(repository, spacecraft).items() if c not in calibrations}
     # Every detector normalises with the same training statistics: take the first one's.
-    tables = NormalisationTable(
-        {c: next(iter(by.values())).normalisation for c, by in calibrations.items()}
-    )
-    tables.save(python / "preprocessing" / "1" / STATS_FILE)
+    stats = {c: next(iter(by.values())).normalisation for c, by in calibrations.items()}
+    stats |= {c: k.normalisation for c, k in kept.items()}
+    write_python_configs(repository, shared_width(list(stats.values())))
+    NormalisationTable(stats).save(python / "preprocessing" / "1" / STATS_FILE)
     # The floors depend on the dynamic policy's smoothing: the settings postprocessing serves.
     served = parameter_dict(postprocessing_config(repository))
     dynamic = PostSettings.from_parameters(served).dynamic
@@ -309,17 +369,24 @@ def _write_python_models(
         )
         for c, by in calibrations.items()
     }
+    thresholds |= {c: k.thresholds for c, k in kept.items()}
     save_thresholds(python / "postprocessing" / "1" / THRESHOLDS_FILE, thresholds)
     entries = [
         ChannelEntry(
             channel,
             spacecraft,
             subsystem_of(channel),
-            tuple(ModelEntry(d.kind, k.model, d.states) for d, k in by.items()),
+            tuple(ModelEntry(d.kind, k.model, d.states, _core(d, k.model)) for d, k in by.items()),
         )
         for channel, by in calibrations.items()
     ]
+    entries += [k.entry for k in kept.values()]
     write_catalog(python / "custom_logic" / "1" / CATALOG_FILE, entries)
+
+
+def _core(detector: Detector, model: str) -> str:
+    """The catalog's ``core`` of a served model: the model behind a Python front, or ''."""
+    return detector.file_model(model) if detector.python_front else ""
 
 
 def repository_size(repository: Path) -> int:
@@ -352,7 +419,8 @@ def build_repository(
         profile: Training profile (``quick`` or ``full``).
         jobs: Training worker processes.
         seed: Training seed.
-        spacecraft: ``SMAP`` (the served models are SMAP's).
+        spacecraft: Whose channels: ``SMAP``, ``MSL`` or the data set's own name (models
+            ``<SPACECRAFT>_<chan>``).
         overrides: Per detector (``omni``, ``tranad``) hyperparameters replacing the profile's
             (e.g. tiny models in tests).
         progress: Called as ``progress(description, completed, total)``.
@@ -363,6 +431,7 @@ def build_repository(
     progress = progress or (lambda description, completed, total: None)
     artifacts, repository, data = Path(artifacts), Path(repository), Path(data)
     dataset = load_dataset(data, spacecraft=spacecraft)
+    spacecraft = dataset.spacecraft  # upper case, as model names and the catalog spell it
     names = dataset.resolve_channels(channels) if isinstance(channels, str) else list(channels)
     report = BuildReport(repository, names)
     # Every backend folder, empty ones too: Triton refuses a --model-repository that is absent.

@@ -25,16 +25,18 @@ from satwatch.repository.config import config_from_template, output, tensor
 LOGGER = logging.getLogger(__name__)
 
 FEATURES = 25
-"""SMAP rows: the telemetry value and 24 one-hot command columns."""
+"""SMAP rows: the telemetry value and 24 one-hot command columns (the seed's width; every
+config function takes ``features`` for another spacecraft's, ``-1`` where one model serves
+spacecraft of different widths)."""
 
 TRANAD_CONTEXT = 9
 """Steps of context TranAD needs before a chunk (its 10-step window minus one)."""
 
 
-def detector_outputs() -> list[mc.ModelOutput]:
-    """The three outputs every detector serves."""
+def detector_outputs(features: int = FEATURES) -> list[mc.ModelOutput]:
+    """The three outputs every detector serves (rows of ``features`` columns)."""
     return [
-        output("reconstruction", "FP32", [-1, FEATURES]),
+        output("reconstruction", "FP32", [-1, features]),
         output("anomaly_score", "FP32", [-1]),
         output("anomaly_detected", "BOOL", [-1]),
     ]
@@ -47,6 +49,7 @@ def detector_config(
     repository: Path | None = None,
     *,
     optional_states: bool = True,
+    features: int = FEATURES,
 ) -> mc.ModelConfig:
     """A served detector: ``input_data`` plus its states; the outputs and states out.
 
@@ -56,20 +59,21 @@ def detector_config(
         states: State input name -> dims; each comes back as ``<name>_out``.
         repository: The repository whose ``configs/templates`` apply.
         optional_states: False for a backend that refuses optional inputs (a front's core).
+        features: The width of its rows (the data's: 25 for SMAP, 55 for MSL).
     """
     return config_from_template(
         template,
         repository=repository,
         name=name,
         input=[
-            tensor("input_data", "FP32", [-1, FEATURES]),
+            tensor("input_data", "FP32", [-1, features]),
             *(
                 tensor(state, "FP32", dims, optional=optional_states)
                 for state, dims in states.items()
             ),
         ],
         output=[
-            *detector_outputs(),
+            *detector_outputs(features),
             *(output(f"{state}_out", "FP32", dims) for state, dims in states.items()),
         ],
     )
@@ -83,35 +87,45 @@ def omnianomaly_config(
     return detector_config("onnx", name, states, repository)
 
 
-def tranad_config(name: str = "tranad_sat1", repository: Path | None = None) -> mc.ModelConfig:
+def tranad_config(
+    name: str = "tranad_sat1", repository: Path | None = None, features: int = FEATURES
+) -> mc.ModelConfig:
     """``python/tranad_sat1``, TranAD's front: ``input_data`` plus the optional context."""
-    return detector_config("python", name, {"context": [TRANAD_CONTEXT, FEATURES]}, repository)
+    states = {"context": [TRANAD_CONTEXT, features]}
+    return detector_config("python", name, states, repository, features=features)
 
 
 def tranad_core_config(
-    name: str = "tranad_sat1_core", repository: Path | None = None
+    name: str = "tranad_sat1_core", repository: Path | None = None, features: int = FEATURES
 ) -> mc.ModelConfig:
     """``pytorch/tranad_sat1_core``, the TorchScript behind the front: context required."""
     return detector_config(
         "pytorch",
         name,
-        {"context": [TRANAD_CONTEXT, FEATURES]},
+        {"context": [TRANAD_CONTEXT, features]},
         repository,
         optional_states=False,
+        features=features,
     )
 
 
-def preprocessing_config(repository: Path | None = None) -> mc.ModelConfig:
-    """``python/preprocessing``: ``raw_input`` (+ optional ``channel_id``) -> ``normalized``."""
+def preprocessing_config(
+    repository: Path | None = None, features: int = FEATURES
+) -> mc.ModelConfig:
+    """``python/preprocessing``: ``raw_input`` (+ optional ``channel_id``) -> ``normalized``.
+
+    ``features`` is the width of every channel it normalises, or ``-1`` when they differ
+    (it then checks each row against its channel's training width itself).
+    """
     return config_from_template(
         "python",
         repository=repository,
         name="preprocessing",
         input=[
-            tensor("raw_input", "FP32", [-1, FEATURES]),
+            tensor("raw_input", "FP32", [-1, features]),
             tensor("channel_id", "STRING", [1], optional=True),
         ],
-        output=[output("normalized", "FP32", [-1, FEATURES])],
+        output=[output("normalized", "FP32", [-1, features])],
     )
 
 
@@ -176,10 +190,15 @@ def stream_states() -> list[str]:
 
 
 def custom_logic_config(
-    repository: Path | None = None, parameters: Mapping[str, str] | None = None
+    repository: Path | None = None,
+    parameters: Mapping[str, str] | None = None,
+    features: int = FEATURES,
 ) -> mc.ModelConfig:
     """``python/custom_logic``: ``channel_id`` + ``raw_input`` (+ states, ``end_of_stream``)
     -> results + states.
+
+    ``raw_input`` has ``features`` columns: the one width of the channels it routes, ``-1``
+    when they differ (preprocessing then refuses a row not of its channel's width).
 
     Outputs: ``final_result``, ``decision``, ``events``, ``subsystem``, then per registered
     detector its ``anomaly_score`` and ``anomaly_detected`` as ``<kind>_score`` and
@@ -187,7 +206,7 @@ def custom_logic_config(
     """
     inputs = [
         tensor("channel_id", "STRING", [1]),
-        tensor("raw_input", "FP32", [-1, FEATURES]),
+        tensor("raw_input", "FP32", [-1, features]),
     ]
     outputs = [
         output("final_result", "FP32", [-1]),

@@ -8,7 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from satwatch.client.sources import check_chunk, from_dataset, from_file, from_lines, read_file
+from satwatch.client.sources import (
+    check_chunk,
+    check_rows,
+    from_dataset,
+    from_file,
+    from_lines,
+    read_file,
+)
 from satwatch.data import load_dataset
 from satwatch.exceptions import DataError
 
@@ -31,10 +38,14 @@ def test_npy_and_csv_files_give_the_same_chunks(tmp_path: Path) -> None:
         np.testing.assert_allclose(np.concatenate(chunks), rows, rtol=1e-7)
 
 
-def test_a_file_with_the_wrong_number_of_columns_is_refused(tmp_path: Path) -> None:
-    np.save(tmp_path / "narrow.npy", np.zeros((5, 24), np.float32))
-    with pytest.raises(DataError, match=r"expected telemetry rows of 25 columns.*\(5, 24\)"):
-        read_file(tmp_path / "narrow.npy")
+def test_a_file_of_any_width_is_read_and_a_shapeless_one_refused(tmp_path: Path) -> None:
+    np.save(tmp_path / "narrow.npy", np.ones((5, 7), np.float32))
+    assert read_file(tmp_path / "narrow.npy").shape == (5, 7)
+    np.save(tmp_path / "flat.npy", np.zeros(5, np.float32))
+    with pytest.raises(DataError, match=r"expected telemetry rows \(T, F\).*\(5,\)"):
+        read_file(tmp_path / "flat.npy")
+    with pytest.raises(DataError, match=r"of 25 columns.*\(5, 24\)"):
+        check_rows(np.zeros((5, 24)), "rows", 25)
     with pytest.raises(DataError, match="file not found"):
         read_file(tmp_path / "missing.npy")
     (tmp_path / "rows.txt").write_text("1\n")
@@ -52,8 +63,13 @@ def test_rows_on_standard_input_are_sent_as_chunks_arrive() -> None:
 
 def test_a_bad_row_on_standard_input_names_its_line() -> None:
     text = ",".join(["1"] * 25) + "\n" + ",".join(["1"] * 3) + "\n"
-    with pytest.raises(DataError, match="standard input line 2: expected 25 values, got 3"):
+    with pytest.raises(DataError, match="standard input line 2: expected 25 values .*got 3"):
         list(from_lines(io.StringIO(text), "E-1", chunk=8).chunks)
+    seven = "\n".join(",".join(["2"] * 7) for _ in range(3)) + "\n"
+    assert [c.shape for c in from_lines(io.StringIO(seven), "X-1", chunk=2).chunks] == [
+        (2, 7),
+        (1, 7),
+    ]
 
 
 def test_a_channel_test_split_comes_with_its_labels(synth_data: Path) -> None:

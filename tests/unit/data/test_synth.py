@@ -131,3 +131,16 @@ def test_more_channels_than_seed_get_z_names(tmp_path: Path) -> None:
     assert summary.channels[:27] == list(SEED_CHANNELS)
     assert summary.channels[27] == "Z-1"
     assert load_dataset(tmp_path).resolve_channels("seed") == list(SEED_CHANNELS)
+
+
+def test_another_width_and_spacecraft_load_as_that_spacecraft(tmp_path: Path) -> None:
+    synthesize(tmp_path, seed=1, channels=2, train_length=200, test_length=1000, features=7,
+               spacecraft="sat2")  # fmt: skip
+    dataset = load_dataset(tmp_path, spacecraft="SAT2")
+    chan = dataset.channel(dataset.channels[0])
+    assert (chan.spacecraft, chan.num_features, chan.test.shape[1]) == ("SAT2", 7, 7)
+    assert chan.train[:, 1:].sum(axis=1).max() <= 1.0
+    with pytest.raises(DataError, match="lists no SMAP channel; its spacecraft: SAT2"):
+        load_dataset(tmp_path)
+    with pytest.raises(DataError, match="features >= 2"):
+        synthesize(tmp_path / "x", channels=1, train_length=200, test_length=1000, features=1)

@@ -62,3 +62,15 @@ def test_the_registry_loads_no_ml_library() -> None:
     code = "import sys, satwatch.detectors.registry; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.strip() == "False", result.stderr
+
+
+def test_models_are_named_after_their_spacecraft() -> None:
+    omni, tranad = registry.detector("omni"), registry.detector("tranad")
+    assert omni.served_name("C-1", "MSL") == "MSL_C-1"
+    assert tranad.served_name(spacecraft="SMAP") == "tranad_sat1"  # the seed's name
+    assert tranad.served_name(spacecraft="MSL") == "tranad_msl"
+    assert tranad.file_model("tranad_msl") == "tranad_msl_core"
+    assert tranad.front_folder == "tranad_sat1"
+    assert registry.detector_of_model("tranad_msl", "MSL") is tranad
+    assert registry.detector_of_model("MSL_C-1", "MSL") is omni
+    assert registry.detector_of_model("nearest_MSL_C-1", "MSL").kind == "nearest"

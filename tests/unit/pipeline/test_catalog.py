@@ -17,7 +17,7 @@ def _entry(channel: str, subsystem: str, shared: str = "tranad_sat1") -> Channel
         subsystem,
         (
             ModelEntry("omni", f"SMAP_{channel}", ("encoder_state", "decoder_state")),
-            ModelEntry("tranad", shared, ("context",)),
+            ModelEntry("tranad", shared, ("context",), core=f"{shared}_core"),
             ModelEntry("range", f"range_{channel}"),  # a detector that carries no state
         ),
     )
@@ -33,6 +33,7 @@ def test_written_catalog_reads_back(tmp_path) -> None:
         ("context",),
         (),
     ]
+    assert [m.core for m in entries["A-1"].models] == ["", "tranad_sat1_core", ""]
 
 
 def test_unknown_channel_is_named_with_the_known_ones(tmp_path) -> None:

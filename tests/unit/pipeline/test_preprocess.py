@@ -39,13 +39,19 @@ def test_nan_and_inf_are_refused_naming_rows_and_columns() -> None:
 def test_many_bad_rows_are_summarised() -> None:
     raw = np.full((9, 25), np.nan, np.float32)
     with pytest.raises(DataError, match="row\\(s\\) 0, 1, 2, 3, 4 and 4 more"):
-        check_raw(raw)
+        check_raw(raw, 25)
 
 
 @pytest.mark.parametrize("shape", [(3, 24), (0, 25), (25,)])
 def test_wrong_shapes_are_refused(shape: tuple[int, ...]) -> None:
     with pytest.raises(DataError, match=r"expected shape \(T>=1, 25\)"):
-        check_raw(np.zeros(shape, np.float32))
+        check_raw(np.zeros(shape, np.float32), 25)
+
+
+def test_a_row_of_another_width_names_the_channel_and_its_width() -> None:
+    with pytest.raises(DataError, match=r"\(T>=1, 7\) of channel 'X-1' .*got \(4, 25\)"):
+        check_raw(np.zeros((4, 25), np.float32), 7, "X-1")
+    assert check_raw(np.zeros((4, 7)), 7, "X-1").dtype == np.float32
 
 
 def test_table_round_trip_and_unknown_channel(tmp_path) -> None:

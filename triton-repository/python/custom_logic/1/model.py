@@ -1,9 +1,10 @@
 """Triton Python model ``custom_logic``: one channel's detection pipeline via BLS, with alerts.
 
-Inputs ``channel_id`` BYTES [1] and ``raw_input`` FP32 [-1, 25], plus the optional stream
-state of every detector (``encoder_state``, ``decoder_state`` for OmniAnomaly, ``context``
-for TranAD) and ``post_state`` (postprocessing); each comes back as ``<name>_out`` so a
-client streams chunks by passing them back; the optional ``end_of_stream`` BOOL [1] (a
+Inputs ``channel_id`` BYTES [1] and ``raw_input`` FP32 [-1, F] (F the channel's width, 25
+for SMAP), plus the optional stream state of every detector (``encoder_state``,
+``decoder_state`` for OmniAnomaly, ``context`` for TranAD) and ``post_state``
+(postprocessing); each comes back as ``<name>_out`` so a client streams chunks by passing
+them back; the optional ``end_of_stream`` BOOL [1] (a
 stream's last chunk) goes on to postprocessing. Outputs ``final_result``, ``decision``,
 ``events`` [-1, 3], the channel's ``subsystem`` and each detector's own
 ``anomaly_score``/``anomaly_detected`` as ``<kind>_score``/``<kind>_detected`` (which
@@ -98,10 +99,13 @@ class TritonPythonModel:
         )
         calls = []
         for model in entry.models:
-            feeds = {"input_data": preprocessed["normalized"]}
-            feeds |= {s: serving.optional_input(pb_utils, request, s) for s in model.states}
+            states = {s: serving.optional_input(pb_utils, request, s) for s in model.states}
+            # A front only fills missing states: a chunk carrying them all skips its hop.
+            carried = all(value is not None for value in states.values())
+            target = model.core if model.core and carried else model.model
+            feeds = {"input_data": preprocessed["normalized"], **states}
             names = ["anomaly_score", "anomaly_detected", *(f"{s}_out" for s in model.states)]
-            calls.append(self._call(model.model, feeds, names, passed_on=model.states))
+            calls.append(self._call(target, feeds, names, passed_on=model.states))
         # The detectors run in their own stubs: score with all of them at once.
         answers = await asyncio.gather(*calls)
         outputs, scores = {}, []

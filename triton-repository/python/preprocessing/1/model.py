@@ -1,9 +1,12 @@
-"""Triton Python model ``preprocessing``: raw SMAP telemetry -> normalised steps.
+"""Triton Python model ``preprocessing``: raw telemetry -> normalised steps.
 
-Input ``raw_input`` FP32 [-1, 25] and the optional ``channel_id`` BYTES [1] (the config's
+Input ``raw_input`` FP32 [-1, F] and the optional ``channel_id`` BYTES [1] (the config's
 ``default_channel``, E-1, when absent, as in the seed's ensembles); output ``normalized``
-FP32 [-1, 25]. The per-channel training statistics are ``normalisation.json`` in this
-version folder (written by ``satwatch build``). NaN/Inf telemetry is refused with
+FP32 [-1, F]. F is the channel's training width (25 for SMAP, 55 for MSL; the config says
+-1 when its channels' widths differ): a row of another width is refused with
+``INVALID_ARG`` naming the channel, the width expected and the shape sent. The per-channel
+training statistics are ``normalisation.json`` in this version folder (written by
+``satwatch build``). NaN/Inf telemetry is refused with
 ``INVALID_ARG`` naming the rows (policy: ``satwatch.pipeline.preprocess``); the other
 requests of the batch still answer.
 
@@ -42,7 +45,7 @@ class TritonPythonModel:
                 channel = serving.channel_of(pb_utils, request, self.default_channel)
                 stats = self.table.get(channel)
                 raw = serving.required_input(pb_utils, request, "raw_input")
-                raw = check_raw(raw, stats.n_features)
+                raw = check_raw(raw, stats.n_features, channel)
                 groups.setdefault(channel, []).append((index, raw))
             except Exception as error:  # noqa: BLE001  one bad request never fails the others
                 responses[index] = serving.error_response(pb_utils, error)

@@ -28,6 +28,11 @@ DURATION = 30.0
 BUCKET = 10.0
 STUB_MODELS = {
     *(d.served_name(channel) for d in registry.detectors() for channel in SEED_CHANNELS),
+    *(
+        d.file_model(d.served_name(channel))  # the model behind a front
+        for d in registry.detectors()
+        for channel in SEED_CHANNELS
+    ),
     "preprocessing",
     "postprocessing",
     "custom_logic",

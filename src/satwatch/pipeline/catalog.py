@@ -122,9 +122,15 @@ def read_catalog(path: Path) -> dict[str, ChannelEntry]:
         connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
             channels = connection.execute("SELECT * FROM channels").fetchall()
-            models = connection.execute("SELECT * FROM models ORDER BY channel, position")
+            columns = {row[1] for row in connection.execute("PRAGMA table_info(models)")}
+            # A catalog built before fronts had cores: every call goes through the front.
+            core = "core" if "core" in columns else "''"
+            models = connection.execute(
+                f"SELECT channel, detector, model, states, {core} FROM models "
+                "ORDER BY channel, position"
+            )
             by_channel: dict[str, list[ModelEntry]] = {}
-            for channel, _, detector, model, states, core in models.fetchall():
+            for channel, detector, model, states, core in models.fetchall():
                 by_channel.setdefault(channel, []).append(
                     ModelEntry(detector, model, tuple(filter(None, states.split(","))), core)
                 )

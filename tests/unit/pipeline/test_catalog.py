@@ -63,3 +63,20 @@ def test_missing_or_broken_catalog_is_a_clear_error(tmp_path) -> None:
     broken.write_bytes(b"not sqlite at all" * 100)
     with pytest.raises(DataError, match="not a channel catalog"):
         read_catalog(broken)
+
+
+def test_a_catalog_built_before_cores_reads_with_none(tmp_path) -> None:
+    import sqlite3
+
+    path = tmp_path / "catalog.db"
+    with sqlite3.connect(path) as connection:
+        connection.executescript(
+            "CREATE TABLE channels (channel TEXT PRIMARY KEY, spacecraft TEXT, subsystem TEXT);"
+            "CREATE TABLE models (channel TEXT, position INTEGER, detector TEXT, model TEXT,"
+            " states TEXT);"
+            "INSERT INTO channels VALUES ('E-1', 'SMAP', 'EPS');"
+            "INSERT INTO models VALUES ('E-1', 0, 'tranad', 'tranad_sat1', 'context');"
+        )
+    connection.close()
+    (model,) = read_catalog(path)["E-1"].models
+    assert model == ModelEntry("tranad", "tranad_sat1", ("context",), core="")

@@ -40,7 +40,7 @@ SPACECRAFT_OPTION = typer.Option(
     "--spacecraft",
     "-s",
     help="Whose telemetry and models: SMAP, MSL or a name the data's labels file lists "
-    "(models <SPACECRAFT>_<chan>).",
+    "(models SPACECRAFT_channel, e.g. MSL_C-1).",
 )
 """``--spacecraft``, as every command that reads telemetry or names models takes it."""
 

@@ -7,9 +7,10 @@ field name is an error naming the file and line instead of a silently ignored li
 Templates and shared settings (``triton-repository/configs/``):
 
 - ``templates/<kind>.pbtxt`` (kind: onnx, tensorrt, pytorch, python, postprocessing,
-  ensemble) is a partial ``ModelConfig`` holding what every model of that kind shares
-  (backend or platform, ``max_batch_size``, instance group); ``postprocessing`` is the one
-  Python model with settings of its own, all of them in its template's ``parameters``.
+  custom_logic, ensemble) is a partial ``ModelConfig`` holding what every model of that kind
+  shares (backend or platform, ``max_batch_size``, instance group); ``postprocessing`` and
+  ``custom_logic`` are the Python models with settings of their own (postprocessing's
+  ``parameters``, custom_logic's instance count).
 - ``common.pbtxt`` is a partial ``ModelConfig`` too, so Triton's schema checks it. Its
   ``dynamic_batching`` block goes to every kind but ``ensemble`` (an ensemble's scheduling is
   ``ensemble_scheduling``; Triton's schedulers are one ``oneof``) and is left out when the
@@ -42,7 +43,7 @@ from satwatch.paths import repository_dir
 
 LOGGER = logging.getLogger(__name__)
 
-KINDS = ("onnx", "tensorrt", "pytorch", "python", "postprocessing", "ensemble")
+KINDS = ("onnx", "tensorrt", "pytorch", "python", "postprocessing", "custom_logic", "ensemble")
 """Template kinds: one per backend folder of the repository, and the served postprocessing."""
 
 CPU_CONFIG_NAME = "cpu"

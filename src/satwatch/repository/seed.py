@@ -225,7 +225,7 @@ def custom_logic_config(
     # True on a stream's last chunk, passed on to postprocessing (its incomplete last batch).
     inputs.append(tensor("end_of_stream", "BOOL", [1], optional=True))
     return config_from_template(
-        "python",
+        "custom_logic",
         repository=repository,
         name="custom_logic",
         input=inputs,

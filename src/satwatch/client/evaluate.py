@@ -103,7 +103,7 @@ def evaluate_served(
     failed = {name: run.error for name, run in runs.items() if run.error is not None}
     if failed and len(failed) == len(runs):
         raise next(iter(failed.values()))
-    report = {"detectors": {}}
+    report = {"spacecraft": dataset.spacecraft, "detectors": {}}
     complete = {name: run for name, run in runs.items() if name not in failed}
     for detector in run_detectors():
         per_channel = {

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from satwatch.data import Channel, load_dataset
+from satwatch.data.dataset import normalise_spacecraft
 from satwatch.detectors import registry
 from satwatch.detectors.artifacts import artifact_dir, load_trained
 from satwatch.detectors.normalization import Normalisation
@@ -246,7 +247,8 @@ def evaluate_offline(
     repository: Path | None = None,
     spacecraft: str = "SMAP",
 ) -> dict:
-    """Evaluate several detectors: ``{"detectors": {"omni": {"overall", "channels"}, ...}}``.
+    """Evaluate several detectors: ``{"spacecraft", "detectors": {"omni": {"overall",
+    "channels"}, ...}}``.
 
     ``repository``: score with its exported model files, as the server does; with every
     registered detector, the report then also has ``fused``, the served postprocessing's events over
@@ -266,7 +268,7 @@ def evaluate_offline(
         )
     if repository is not None and set(registry.kinds()) <= set(results):
         report[FUSED] = evaluate_fused(results, repository, data, spacecraft)
-    return {"detectors": report}
+    return {"spacecraft": normalise_spacecraft(spacecraft), "detectors": report}
 
 
 __all__ = [

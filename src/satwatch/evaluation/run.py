@@ -2,7 +2,7 @@
 
 A run folder holds (every part optional except that the folder holds at least one of them)::
 
-    DIR/metrics.json        {"detectors": {"omni"|"tranad"|"fused": {"overall", "channels"}}}
+    DIR/metrics.json        {"spacecraft", "detectors": {<detector>: {"overall", "channels"}}}
     DIR/metrics.csv         the same figures, one row per detector x channel (+ overall)
     DIR/scores/<chan>.npz   value, labels and <d>_score / <d>_threshold / <d>_decision per detector
     DIR/events.csv          channel,subsystem,start,end,peak_score,detectors
@@ -363,6 +363,12 @@ class Run:
         self.events = events
         self.channels = channels
         self._cache: dict[str, ChannelRun] = {}
+
+    @property
+    def spacecraft(self) -> str:
+        """Whose telemetry the run scored (metrics.json's ``spacecraft``; SMAP before it
+        was recorded)."""
+        return str(self.metrics.get("spacecraft", "SMAP"))
 
     @property
     def detectors(self) -> list[str]:

@@ -159,7 +159,7 @@ def _page(run: Run, metrics: dict, order: list[str], sections: list[str]) -> str
         "</header>",
         '<section id="summary"><h2>Summary</h2>',
         _target(metrics),
-        _summary_table(metrics, len(order)),
+        _summary_table(metrics, len(order), run.spacecraft),
         _protocol_note(len(order)),
         "</section>",
         '<section id="channels"><h2>Channels, worst first</h2>',
@@ -196,7 +196,7 @@ def _target(metrics: dict) -> str:
     )
 
 
-def _summary_table(metrics: dict, count: int) -> str:
+def _summary_table(metrics: dict, count: int, spacecraft: str = "SMAP") -> str:
     head = "".join(f'<th class="text">{t}</th>' for t in ("detector", "channels", "protocol"))
     head += "".join(f"<th>{escape(title)}</th>" for _, title in COLUMNS)
     head += '<th class="text">source</th>'
@@ -211,11 +211,14 @@ def _summary_table(metrics: dict, count: int) -> str:
             f'<td class="text">Telemanom event-wise; point-adjusted; point-wise</td>{cells}'
             '<td class="text">this report</td></tr>'
         )
-    rows.append(
-        f'<tr class="group"><td colspan="{len(COLUMNS) + 4}">published on SMAP: all 55 '
-        "channels, their own protocols (not directly comparable)</td></tr>"
-    )
-    for paper in PUBLISHED:
+    # The published figures are SMAP's: beside another spacecraft's run they would mislead.
+    papers = PUBLISHED if spacecraft == "SMAP" else ()
+    if papers:
+        rows.append(
+            f'<tr class="group"><td colspan="{len(COLUMNS) + 4}">published on SMAP: all 55 '
+            "channels, their own protocols (not directly comparable)</td></tr>"
+        )
+    for paper in papers:
         source = f'<a href="{escape(paper.url)}">{escape(paper.source)}</a>'
         cells = _metric_cells(paper.metrics, published=True)
         rows.append(

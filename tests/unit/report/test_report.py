@@ -142,6 +142,21 @@ def test_summary_shows_our_micro_figures_beside_the_published_ones(page) -> None
     assert "all 55" in text and "2·59 / (2·59 + 10 + 10) = 0.855" in text
 
 
+def test_another_spacecrafts_run_is_shown_without_smaps_published_figures(
+    run_dir, tmp_path
+) -> None:
+    copy = tmp_path / "run"
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            (copy / path.relative_to(run_dir)).parent.mkdir(parents=True, exist_ok=True)
+            (copy / path.relative_to(run_dir)).write_bytes(path.read_bytes())
+    metrics = json.loads((copy / "metrics.json").read_text())
+    (copy / "metrics.json").write_text(json.dumps({"spacecraft": "MSL", **metrics}))
+    text = build_report(copy, tmp_path / "report").read_text(encoding="utf-8")
+    assert "0.571" in text  # our figures
+    assert "published on SMAP" not in text and "Hundman et al., KDD 2018" not in text
+
+
 def test_overall_of_a_channel_subset_sums_that_subsets_counts(run_dir) -> None:
     metrics = report_metrics(load_run(run_dir), ["E-1", "A-1"])
     overall = metrics["fused"]["overall"]

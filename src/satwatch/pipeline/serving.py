@@ -11,8 +11,9 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 
@@ -139,3 +140,26 @@ def error_response(pb_utils: ModuleType, error: Exception):  # noqa: ANN201
         LOGGER.error("request failed", exc_info=error)
         code = pb_utils.TritonError.INTERNAL
     return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error), code))
+
+
+class StepError(SatwatchError):
+    """A BLS step answered with an error; ``code`` is the code passed on to the caller."""
+
+    def __init__(self, message: str, code=None) -> None:  # noqa: ANN001 - a pb_utils code
+        super().__init__(message)
+        self.code = code
+
+
+async def answer_each(
+    pb_utils: ModuleType, requests: Sequence, answer: Callable[..., Awaitable]
+) -> list:
+    """``await answer(request)`` for every request at once, in order; a request whose answer
+    raises gets its own error response (:func:`error_response`), the others still answer."""
+
+    async def respond(request):  # noqa: ANN001, ANN202
+        try:
+            return await answer(request)
+        except Exception as error:  # noqa: BLE001  one bad request never fails the others
+            return error_response(pb_utils, error)
+
+    return list(await asyncio.gather(*(respond(r) for r in requests)))

@@ -34,16 +34,9 @@ from satwatch.pipeline.catalog import CATALOG_FILE, Catalog
 from satwatch.pipeline.configs import event_log_path
 from satwatch.pipeline.eventlog import EventLog, WebhookNotifier
 from satwatch.pipeline.poststate import stream_id_of
+from satwatch.pipeline.serving import StepError
 
 RESULTS = ("final_result", "decision", "events")
-
-
-class StepError(SatwatchError):
-    """A BLS call answered with an error; ``code`` is the step's Triton error code."""
-
-    def __init__(self, message, code=None):
-        super().__init__(message)
-        self.code = code
 
 
 class TritonPythonModel:
@@ -152,15 +145,9 @@ class TritonPythonModel:
             ]
         )
 
-    async def _respond(self, request):
-        try:
-            return await self._answer(request)
-        except Exception as error:  # noqa: BLE001  one bad request never fails the others
-            return serving.error_response(pb_utils, error)
-
     async def execute(self, requests):
         """One response per request, the requests of a batch served concurrently."""
-        return list(await asyncio.gather(*(self._respond(r) for r in requests)))
+        return await serving.answer_each(pb_utils, requests, self._answer)
 
     def finalize(self):
         """Let the webhook thread deliver what is queued, then stop it."""

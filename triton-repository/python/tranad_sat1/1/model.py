@@ -13,24 +13,14 @@ The core's name is the config's ``core_model`` parameter (``<this model>_core`` 
 ``satwatch build`` writes one front per TranAD it serves. Metrics: starts.
 """
 
-import asyncio
 import json
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from satwatch.exceptions import SatwatchError
 from satwatch.pipeline import metrics, serving
 
 CONTEXT = "context"
-
-
-class StepError(SatwatchError):
-    """The core answered with an error; ``code`` is the code passed on to the caller."""
-
-    def __init__(self, message, code=None):
-        super().__init__(message)
-        self.code = code
 
 
 def start_context(input_data, rows):
@@ -68,17 +58,11 @@ class TritonPythonModel:
         if response.has_error():
             error = response.error()
             code = serving.step_error_code(pb_utils, error, passed_on=tuple(feeds))
-            raise StepError(f"{self.core}: {error.message()}", code)
+            raise serving.StepError(f"{self.core}: {error.message()}", code)
         return pb_utils.InferenceResponse(
             [pb_utils.get_output_tensor_by_name(response, name) for name in self.outputs]
         )
 
-    async def _respond(self, request):
-        try:
-            return await self._answer(request)
-        except Exception as error:  # noqa: BLE001  one bad request never fails the others
-            return serving.error_response(pb_utils, error)
-
     async def execute(self, requests):
         """One response per request, the requests of a batch served concurrently."""
-        return list(await asyncio.gather(*(self._respond(r) for r in requests)))
+        return await serving.answer_each(pb_utils, requests, self._answer)

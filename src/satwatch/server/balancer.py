@@ -179,7 +179,7 @@ class Replicas:
     balancer: Balancer
 
     def stop(self) -> None:
-        """Stop the balancer, then every replica (all at once: each unloads 60 models)."""
+        """Stop the balancer, then every replica (all at once: each unloads every model)."""
         self.balancer.stop()
         if self.servers:
             with ThreadPoolExecutor(len(self.servers)) as pool:

@@ -171,7 +171,7 @@ class SoakReport:
 
 @dataclass
 class ClientPlan:
-    """What one client streams: a model, a channel and its test telemetry ``(T, 25)``."""
+    """What one client streams: a model, a channel and its test telemetry ``(T, F)``."""
 
     index: int
     model: str
@@ -474,7 +474,7 @@ def _first_errors(stats: Sequence[ClientStats]) -> list[str]:
 def load_telemetry(
     data: Path | None, channels: str | Sequence[str]
 ) -> tuple[list[str], dict[str, np.ndarray]]:
-    """The channels the custom_logic clients take, and the test split ``(T, 25)`` float32 of
+    """The channels the custom_logic clients take, and the test split ``(T, F)`` float32 of
     each of them and of E-1 (the ensembles' channel).
 
     Raises:

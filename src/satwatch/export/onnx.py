@@ -5,10 +5,10 @@ The graph (torch.onnx legacy exporter, opset 17; both GRUs become ONNX ``GRU`` n
 ========================  =====  ============  ===============================================
 name                      kind   type, shape   meaning
 ========================  =====  ============  ===============================================
-``input_data``            in     FP32 [-1, 25]  normalised time steps, any number >= 1
+``input_data``            in     FP32 [-1, F]  normalised time steps, any number >= 1
 ``encoder_state``         in     FP32 [1, H]   encoder GRU state before the first step
 ``decoder_state``         in     FP32 [1, H]   decoder GRU state before the first step
-``reconstruction``        out    FP32 [-1, 25]  mean of p(x_t | z), normalised units
+``reconstruction``        out    FP32 [-1, F]  mean of p(x_t | z), normalised units
 ``anomaly_score``         out    FP32 [-1]     ``Params.score_mode`` score (column-0 error)
 ``anomaly_detected``      out    BOOL [-1]     anomaly_score > threshold (an initializer)
 ``encoder_state_out``     out    FP32 [1, H]   encoder state after the last step

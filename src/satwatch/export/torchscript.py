@@ -1,18 +1,20 @@
 """TorchScript export of TranAD with the served interface (Triton's PyTorch backend).
 
 The exported module's ``forward(input_data, context=None)`` takes normalised time steps
-``input_data`` FP32 [-1, 25] and, optionally, ``context`` FP32 [9, 25]: the 9 steps that
-came before (``context_out`` of the previous chunk). It returns, in this order:
+``input_data`` FP32 [-1, F] (F features: 25 for SMAP) and, optionally, ``context`` FP32
+[9, F]: the 9 steps that came before (``context_out`` of the previous chunk). It returns, in
+this order:
 
-- ``reconstruction`` FP32 [-1, 25]: decoder 2's phase-2 reconstruction of each step;
+- ``reconstruction`` FP32 [-1, F]: decoder 2's phase-2 reconstruction of each step;
 - ``anomaly_score`` FP32 [-1]: the TranAD score of each step (window of the last 10 steps);
 - ``anomaly_detected`` BOOL [-1]: ``anomaly_score > threshold``, the threshold a buffer of
   the module;
-- ``context_out`` FP32 [9, 25]: the last 9 steps seen, to pass back with the next chunk.
+- ``context_out`` FP32 [9, F]: the last 9 steps seen, to pass back with the next chunk.
 
 Without ``context`` the series start is replicate-padded, as offline scoring does, so any
-input of at least one step works; a stream of chunks that passes ``context_out`` back scores
-exactly like the whole series.
+input of at least one step works (served, ``context`` is required and the Python front
+``python/tranad_sat1`` passes this padding for a plain request); a stream of chunks that
+passes ``context_out`` back scores exactly like the whole series.
 
 Usage::
 

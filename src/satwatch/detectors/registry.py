@@ -65,8 +65,7 @@ class Detector:
             does, server issue 6523), so the file is served as ``<name>_core`` with every
             state required, behind a Python model of the served name that fills a missing
             state (``python/<name>``, its ``model.py`` copied from the project's
-            ``triton-repository/python/<front_source>/1/``).
-        front_source: The folder of that ``model.py`` (default: SMAP's served name).
+            ``triton-repository/python/<SMAP's served name>/1/``).
     """
 
     kind: str
@@ -80,7 +79,6 @@ class Detector:
     states: tuple[str, ...] = ()
     python_front: bool = False
     fixed_names: tuple[tuple[str, str], ...] = ()
-    front_source: str = ""
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -108,7 +106,7 @@ class Detector:
     @property
     def front_folder(self) -> str:
         """The folder under ``triton-repository/python/`` holding the front's ``model.py``."""
-        return self.front_source or self.served_name(spacecraft="SMAP")
+        return self.served_name(spacecraft="SMAP")
 
     def file_model(self, served: str) -> str:
         """The model serving the exported file, from the served name (``tranad_sat1`` ->

@@ -224,8 +224,7 @@ def _served_config(
             repository=repository,
             source=str(path),
         )
-    features = int(card["n_features"])
-    states = detector.module().state_dims(card_params(card), features)
+    states, features = _state_dims(detector, card)
     # Behind a front, the backend model takes every state: the front fills a missing one.
     return detector_config(
         detector.backend,
@@ -237,10 +236,15 @@ def _served_config(
     )
 
 
+def _state_dims(detector: Detector, card: dict) -> tuple[dict[str, list[int]], int]:
+    """A TorchScript detector's state dims and row width, from its card (the file has none)."""
+    features = int(card["n_features"])
+    return detector.module().state_dims(card_params(card), features), features
+
+
 def _write_front(detector: Detector, name: str, card: dict, repository: Path) -> None:
     """``python/<name>``: the Python front of a detector whose backend refuses optional inputs."""
-    features = int(card["n_features"])
-    states = detector.module().state_dims(card_params(card), features)
+    states, features = _state_dims(detector, card)
     front = repository / "python" / name
     source = SOURCE_REPOSITORY / "python" / detector.front_folder / "1" / "model.py"
     if source.resolve() != (front / "1" / "model.py").resolve():

@@ -35,7 +35,10 @@ better under Telemanom's own settings, validation 0.742 (23/5/11), but fused wit
 scores it does worse, 0.727 (24/8/10); with 34 events a row is only a couple of events from
 its neighbours.
 
-Not adopted: the third score adds two validation events and one seed event. Of the 11
+Served since 2026-12-02 as the fourth detector (``satwatch.detectors.predictor``, these
+settings): fused with OmniAnomaly, TranAD and the nearest window it gives validation 0.812
+(26/4/8) against 0.781 without it (``satwatch study``). Before the nearest window existed it
+was not adopted: the third score adds two validation events and one seed event. Of the 11
 validation events fused with it still misses, 8 (A-7, A-8, A-9, E-13's three, G-1, G-3) show
 no signal in any of the three scores, the predictor's included: inside the event no smoothed
 score rises above both its training maximum and its level elsewhere in the test split. Two

@@ -33,6 +33,7 @@ CHANNELS = list(SEED_CHANNELS)
 TINY = {
     "omni": {"hidden": 16, "dense": 16, "flows": 2, "epochs": 1, "stride": 10, "window": 50},
     "tranad": {"epochs": 1, "windows_per_epoch": 2000},
+    "predictor": {"hidden": 8, "epochs": 1, "stride": 50},
 }
 
 _SHARED: dict[str, Any] = {}

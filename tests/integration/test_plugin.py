@@ -181,10 +181,13 @@ def served(with_range, triton_factory):  # noqa: ANN001, ANN201
 def test_the_build_trains_exports_calibrates_and_catalogs_the_plugin(with_range) -> None:
     root, report = with_range
     assert report.problems == []
-    # The built-in detectors' artifacts were copied, except the training-free one's.
+    # The built-in detectors' artifacts were copied, except the training-free one's and the
+    # predictor's.
     assert report.trained == [
         "nearest_SMAP_E-1",
         "nearest_SMAP_A-1",
+        "predictor_SMAP_E-1",
+        "predictor_SMAP_A-1",
         "range_SMAP_E-1",
         "range_SMAP_A-1",
     ]

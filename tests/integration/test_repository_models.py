@@ -38,13 +38,14 @@ MODELS = [
     "tranad_sat1",
     "tranad_sat1_core",
     *(f"nearest_SMAP_{channel}" for channel in SEED_CHANNELS),
+    *(f"predictor_SMAP_{channel}" for channel in SEED_CHANNELS),
     "preprocessing",
     "postprocessing",
     "custom_logic",
     "multi_detector",
     "anomaly_pipeline",
 ]
-"""Every model ``satwatch build`` makes (61; ``tensorrt/`` needs a GPU)."""
+"""Every model ``satwatch build`` makes (88; ``tensorrt/`` needs a GPU)."""
 RESULTS = ("final_result", "decision", "events")
 
 
@@ -110,11 +111,11 @@ def _channel(name: str) -> np.ndarray:
 
 
 def test_every_model_of_the_seed_build_is_ready_over_http_and_grpc(http, grpc, served) -> None:
-    assert len(MODELS) == 61
+    assert len(MODELS) == 88
     for model in MODELS:
         assert http.is_model_ready(model), model
         assert grpc.is_model_ready(model), model
-    # The server's own list: these 61 models, all READY, nothing else.
+    # The server's own list: these 88 models, all READY, nothing else.
     index = http.get_model_repository_index(headers=served.admin_headers)
     states = {row["name"]: row.get("state") for row in index}
     assert states == dict.fromkeys(MODELS, "READY")

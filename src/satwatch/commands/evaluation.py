@@ -265,14 +265,16 @@ def _study_set(one: _ChannelSet, data: Path, profile: str, jobs: int):  # noqa: 
 
 
 def _has_channels(repository: Path, names: list[str]) -> bool:
-    """True when the repository's shipped thresholds cover every channel in ``names``."""
+    """True when the repository's shipped thresholds cover every channel in ``names`` and every
+    registered detector's model of theirs is there (a detector added since is built)."""
+    from satwatch.commands.demo import is_built
     from satwatch.evaluation.offline import served_postprocessing
 
     try:
         _, table = served_postprocessing(repository)
     except SatwatchError:
         return False
-    return set(names) <= set(table)
+    return set(names) <= set(table) and is_built(repository, names)
 
 
 def _build(one: _ChannelSet, data: Path, profile: str, jobs: int) -> None:

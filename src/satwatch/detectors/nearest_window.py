@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 import torch
 from torch import Tensor, nn
 
@@ -245,19 +244,3 @@ def export_trained(folder: Path, path: Path) -> Path:
         )
     # Zero states by default: a request without them scores from a fresh stream.
     return add_zero_defaults(path, STATES)
-
-
-def served_scorer(path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    """``score(series)``: the exported graph in ONNX Runtime, one thread, from a fresh stream."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3  # not the warning that state defaults are initializers
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-    def score_series(series: np.ndarray) -> np.ndarray:
-        # The states left out: the build gives them zero defaults, a fresh stream.
-        feeds = {"input_data": np.ascontiguousarray(series, dtype=np.float32)}
-        return session.run(["anomaly_score"], feeds)[0]
-
-    return score_series

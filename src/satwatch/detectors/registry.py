@@ -165,11 +165,25 @@ NEAREST_WINDOW = Detector(
     model_file="model.onnx",
     name_pattern="nearest_{spacecraft}_{channel}",
     exporter="satwatch.detectors.nearest_window:export_trained",
-    served_scorer="satwatch.detectors.nearest_window:served_scorer",
+    served_scorer="satwatch.detectors.onnx_file:fresh_stream_scorer",
     states=("recent_values", "steps_seen"),
 )
 
-_REGISTERED: dict[str, Detector] = {d.kind: d for d in (OMNIANOMALY, TRANAD, NEAREST_WINDOW)}
+PREDICTOR = Detector(
+    kind="predictor",
+    title="next-value predictor",
+    implementation="satwatch.detectors.predictor",
+    backend="onnx",
+    model_file="model.onnx",
+    name_pattern="predictor_{spacecraft}_{channel}",
+    exporter="satwatch.detectors.predictor:export_trained",
+    served_scorer="satwatch.detectors.onnx_file:fresh_stream_scorer",
+    states=("hidden", "last_prediction", "steps_seen"),
+)
+
+_REGISTERED: dict[str, Detector] = {
+    d.kind: d for d in (OMNIANOMALY, TRANAD, NEAREST_WINDOW, PREDICTOR)
+}
 
 
 def register(detector: Detector) -> Detector:

@@ -25,6 +25,11 @@ Two threshold policies (config parameter ``threshold_policy``). ``ratio``, steps
    event shorter than ``min_event_length`` steps (start to end, gaps included) is dropped.
    Rows are ``(start, end, peak)``: absolute step indices since the stream began (inclusive)
    and the highest ``final_result`` of the event.
+6. **Widen** each event by ``event_margin`` steps on both sides (Telemanom's
+   ``error_buffer``), within the steps seen so far: a score that rises at step ``t`` may come
+   from telemetry that changed a window's length earlier, and an operator looks at the
+   telemetry around an alarm anyway. ``merge_gap`` is at least twice the margin, so widened
+   events never overlap.
 
 ``dynamic`` (Telemanom-style, :mod:`satwatch.pipeline.dynamic_threshold`; settings from the
 ``dt_<field>`` parameters): each score becomes its training z-score
@@ -102,6 +107,7 @@ class PostSettings:
         min_event_length: Shortest event kept, in steps.
         merge_gap: Runs separated by at most this many quiet steps form one event.
         vote_quorum: Fraction of detectors that must agree (``vote`` only).
+        event_margin: Steps each event is widened by on both sides (step 6).
         threshold_policy: ``ratio`` (scores over their thresholds, moving average, ``> 1``) or
             ``dynamic`` (training z-scores, EWMA, Telemanom's dynamic threshold; see the
             module doc).
@@ -113,6 +119,7 @@ class PostSettings:
     min_event_length: int = 3
     merge_gap: int = 10
     vote_quorum: float = 0.5
+    event_margin: int = 0
     threshold_policy: str = "ratio"
     dynamic: DynamicSettings = field(default_factory=DynamicSettings)
 
@@ -131,12 +138,18 @@ class PostSettings:
                 raise DataError(f"{name}: expected at least 1, got {getattr(self, name)}")
         if self.merge_gap < 0:
             raise DataError(f"merge_gap: expected 0 or more, got {self.merge_gap}")
+        if not 0 <= 2 * self.event_margin <= self.merge_gap:
+            raise DataError(
+                f"event_margin: expected 0 to half the merge_gap ({self.merge_gap}) so that "
+                f"widened events never overlap, got {self.event_margin}"
+            )
 
     @classmethod
     def from_parameters(cls, parameters: Mapping[str, str]) -> PostSettings:
         """Build from a config's ``parameters`` (strings); absent keys keep the defaults."""
         fields = {"fusion": str, "smoothing_window": int, "min_event_length": int}
         fields |= {"merge_gap": int, "vote_quorum": float, "threshold_policy": str}
+        fields |= {"event_margin": int}
         values: dict[str, object] = {}
         for name, kind in fields.items():
             if parameters.get(name) not in (None, ""):
@@ -245,8 +258,21 @@ def postprocess(
     joined = np.concatenate([state.history, fused])
     history = joined[joined.size - state.history.size :]
     new_state = PostState(state.stream_id, state.offset + fused.size, history, run, carry)
-    events = np.asarray(report, np.float32).reshape(-1, 3)
+    last_step = state.offset + fused.size - 1
+    widened = [widen(row, settings.event_margin, last_step) for row in report]
+    events = np.asarray(widened, np.float32).reshape(-1, 3)
     return PostResult(final, decision, events, new_state)
+
+
+def widen(row: EventRow, margin: int, last_step: int) -> EventRow:
+    """Step 6: the event ``margin`` steps wider on both sides, within steps ``0..last_step``.
+
+    A closed event's widened end is always seen (it closed ``merge_gap >= 2 * margin`` quiet
+    steps later); an open one's grows with the stream, and its last report is the event the
+    whole series gives.
+    """
+    start, end, peak = row
+    return (max(0, start - margin), min(end + margin, last_step), peak)
 
 
 def _events(

@@ -23,6 +23,7 @@ def test_model_names_map_to_their_targets() -> None:
         "SMAP_A-1",
         "tranad_sat1",
         "nearest_SMAP_A-1",
+        "predictor_SMAP_A-1",
         "postprocessing",
     ]
     assert isinstance(make_target("steps"), StepsTarget)
@@ -30,6 +31,7 @@ def test_model_names_map_to_their_targets() -> None:
     assert isinstance(tranad, DetectorTarget) and tranad.detectors == ("tranad",)
     assert make_target("SMAP_D-3").models("D-3") == ["preprocessing", "SMAP_D-3"]
     assert make_target("nearest_SMAP_D-3").detectors == ("nearest",)
+    assert make_target("predictor_SMAP_D-3").detectors == ("predictor",)
     with pytest.raises(ClientError, match="expected one of custom_logic.*got 'resnet'"):
         make_target("resnet")
 

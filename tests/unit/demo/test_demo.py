@@ -38,9 +38,10 @@ def test_a_repository_counts_as_built_only_with_every_model_file(tmp_path: Path)
     tranad.write_bytes(b"x")
     assert not is_built(tmp_path, channels)
     for channel in channels:
-        path = tmp_path / "onnx" / f"nearest_SMAP_{channel}" / "1" / "model.onnx"
-        path.parent.mkdir(parents=True)
-        path.write_bytes(b"x")
+        for detector in ("nearest", "predictor"):
+            path = tmp_path / "onnx" / f"{detector}_SMAP_{channel}" / "1" / "model.onnx"
+            path.parent.mkdir(parents=True)
+            path.write_bytes(b"x")
     assert not is_built(tmp_path, channels)  # files that are not ONNX models
 
 

@@ -9,6 +9,7 @@ import torch
 
 from satwatch.detectors import nearest_window as nw
 from satwatch.detectors.artifacts import load_trained, save_trained
+from satwatch.detectors.onnx_file import fresh_stream_scorer
 from satwatch.exceptions import DataError
 
 WINDOW = 8
@@ -82,7 +83,7 @@ def test_the_onnx_file_scores_as_the_module_after_a_round_trip(model, tmp_path) 
     path = nw.export_trained(tmp_path, tmp_path / "model.onnx")
     test = _series(500, seed=2)  # not the 300 steps the export traced
     test[150:160, 0] = 3.0
-    served = nw.served_scorer(path)(test)
+    served = fresh_stream_scorer(path)(test)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     state = {"recent_values": np.zeros((1, WINDOW - 1), np.float32)}
     state["steps_seen"] = np.zeros((1, 1), np.float32)

@@ -228,3 +228,15 @@ def test_settings_read_the_policy_and_the_dynamic_parameters() -> None:
     )
     with pytest.raises(DataError, match="threshold_policy"):
         PostSettings.from_parameters({"threshold_policy": "pot"})  # no aliases
+
+
+def test_events_widen_by_the_margin_within_the_steps_seen() -> None:
+    settings = PostSettings(smoothing_window=1, min_event_length=1, merge_gap=4, event_margin=2)
+    score = np.array([0, 0, 0, 0, 3, 3, 0, 0, 0, 0, 0, 0, 0, 0, 3], np.float32)
+    result = postprocess([score], [Threshold(1.0)], settings)
+    # 4..5 widened to 2..7; the open event at the last step ends at the last step seen.
+    np.testing.assert_allclose(result.events, [[2, 7, 3.0], [12, 14, 3.0]])
+    streamed = _stream([score], [Threshold(1.0)], settings, [5, 5, 5])[2]
+    assert streamed == {int(r[0]): tuple(r) for r in result.events}
+    with pytest.raises(DataError, match="event_margin.*half the merge_gap"):
+        PostSettings(merge_gap=4, event_margin=3)

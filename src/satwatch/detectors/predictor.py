@@ -1,0 +1,234 @@
+"""Next-value predictor: the error of predicting the telemetry value one step ahead.
+
+The family Telemanom (Hundman et al., KDD 2018) thresholds: a recurrent network reads the
+channel's normalised rows (the telemetry value and its command columns) and predicts the
+next step's telemetry value (column 0). The score of step ``t`` is
+``|x_t[0] - prediction made at t - 1|``; the first step of a stream scores 0.
+
+Small on purpose, so that every channel trains within the quick budget on a CPU: one GRU
+layer over the rows and a linear head, trained on windows of the training split whose first
+``warm_up`` predictions (made from a zero state) are not scored.
+
+Served, the model runs once over each chunk with its state carried (``hidden``, the GRU's
+state; ``last_prediction``, the prediction made at the chunk's last step; ``steps_seen``), so
+a stream of chunks scores as the whole series.
+
+Example::
+
+    model = fit([train], Params.quick(), seed=0)
+    errors = score(model, test)            # (T,), 0 at t = 0
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from satwatch.detectors.artifacts import load_trained
+from satwatch.exceptions import DataError, ModelError
+from satwatch.onnx_defaults import add_zero_defaults
+
+STATES = ("hidden", "last_prediction", "steps_seen")
+"""The served stream state: the GRU's state, the last prediction, how many steps came before."""
+
+
+@dataclass
+class Params:
+    """Predictor hyperparameters (the same for every channel).
+
+    Attributes:
+        hidden: GRU units.
+        window: Steps per training window (shorter when the training split is).
+        stride: Steps between the starts of training windows.
+        warm_up: Predictions at the start of each window left out of the loss.
+        epochs: Passes over the training windows.
+        batch_size: Windows per optimiser step.
+        lr: Adam's learning rate.
+    """
+
+    hidden: int = 64
+    window: int = 250
+    stride: int = 5
+    warm_up: int = 20
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+
+    def __post_init__(self) -> None:
+        for name in ("hidden", "window", "stride", "epochs", "batch_size"):
+            value = getattr(self, name)
+            if value < 1:
+                raise ModelError(f"predictor {name}: expected at least 1, got {value}")
+        if not 0 <= self.warm_up < self.window:
+            raise ModelError(
+                f"predictor warm_up: expected 0 to window - 1 ({self.window - 1}), "
+                f"got {self.warm_up}"
+            )
+
+    @classmethod
+    def quick(cls) -> Params:
+        """64 GRU units, 250-step windows, 10 epochs (``benchmarks/predictor_study.py``)."""
+        return cls()
+
+    @classmethod
+    def full(cls) -> Params:
+        """Twice the epochs of the quick profile."""
+        return cls(epochs=20)
+
+
+class NextValuePredictor(nn.Module):
+    """The served computation: chunk + state -> error, decision and the next state."""
+
+    def __init__(self, params: Params, n_features: int = 25) -> None:
+        super().__init__()
+        self.params = params
+        self.n_features = n_features
+        self.gru = nn.GRU(n_features, params.hidden, batch_first=True)
+        self.head = nn.Linear(params.hidden, 1)
+        self.register_buffer("threshold", torch.tensor(float("inf")))
+
+    def predict(self, rows: Tensor, hidden: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``(B, T, F)`` rows -> ``(B, T)`` next-value predictions and the GRU state."""
+        out, state = self.gru(rows, hidden)
+        return self.head(out)[..., 0], state
+
+    def forward(
+        self, input_data: Tensor, hidden: Tensor, last_prediction: Tensor, steps_seen: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """``(T, F), (1, H), (1, 1), (1, 1)`` -> reconstruction, score, detected, states out."""
+        predicted, state = self.predict(input_data.unsqueeze(0), hidden.unsqueeze(0))
+        predicted = predicted[0]
+        # Step t is judged by the prediction made at t - 1 (the state's for the first step).
+        previous = torch.cat([last_prediction[0], predicted[:-1]])
+        ones = torch.ones_like(input_data[:, 0])
+        position = torch.cumsum(ones, dim=0) - 1.0
+        first = position + steps_seen[0] < 0.5
+        score = torch.where(first, 0.0, torch.abs(input_data[:, 0] - previous))
+        # The "reconstruction": the predicted value in column 0, the commands as sent.
+        reconstruction = torch.cat([previous.unsqueeze(1), input_data[:, 1:]], 1)
+        return (
+            reconstruction,
+            score,
+            score > self.threshold,
+            state[0],
+            predicted[-1:].unsqueeze(0),
+            steps_seen + ones.sum(),
+        )
+
+
+def build_model(params: Params, n_features: int = 25) -> NextValuePredictor:
+    """An untrained model."""
+    return NextValuePredictor(params, n_features)
+
+
+def _rows(series: np.ndarray, what: str) -> torch.Tensor:
+    data = np.asarray(series, dtype=np.float32)
+    if data.ndim != 2 or data.shape[0] < 1 or not np.isfinite(data).all():
+        raise DataError(f"predictor {what}: expected a finite (T, F) array, got {data.shape}")
+    return torch.from_numpy(np.ascontiguousarray(data))
+
+
+def training_windows(series: torch.Tensor, params: Params) -> torch.Tensor:
+    """``(N, L + 1, F)`` windows of a training series: ``L`` rows to predict from, plus the
+    last row, only a target. ``L`` is ``params.window``, or the series' length - 1 if shorter.
+    """
+    length = min(params.window, series.shape[0] - 1)
+    if length <= params.warm_up:
+        raise DataError(
+            f"predictor: expected more than {params.warm_up + 1} training steps, "
+            f"got {series.shape[0]}"
+        )
+    return series.unfold(0, length + 1, params.stride).permute(0, 2, 1).contiguous()
+
+
+def fit(
+    train: list[np.ndarray],
+    params: Params,
+    seed: int,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> NextValuePredictor:
+    """Train on one channel's normalised training split (``train`` holds its one series)."""
+    if len(train) != 1:
+        raise ModelError(f"predictor: expected one training series, got {len(train)}")
+    series = _rows(train[0], "training series")
+    windows = training_windows(series, params)
+    torch.manual_seed(seed)
+    model = build_model(params, series.shape[1])
+    optimizer = torch.optim.Adam(model.parameters(), lr=params.lr)
+    generator = torch.Generator().manual_seed(seed)
+    for epoch in range(1, params.epochs + 1):
+        order = torch.randperm(len(windows), generator=generator)
+        total = 0.0
+        for start in range(0, len(order), params.batch_size):
+            batch = windows[order[start : start + params.batch_size]]
+            predicted, _ = model.predict(batch[:, :-1])
+            # The first predictions of a window start from a zero state: not scored.
+            error = predicted[:, params.warm_up :] - batch[:, 1 + params.warm_up :, 0]
+            loss = (error**2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(batch)
+        if on_epoch is not None:
+            on_epoch(epoch, total / len(windows))
+    return model.eval()
+
+
+@torch.inference_mode()
+def score(model: NextValuePredictor, series: np.ndarray) -> np.ndarray:
+    """The per-step score of a whole series from a fresh stream, as served."""
+    hidden = torch.zeros(1, model.params.hidden)
+    out = model(_rows(series, "series"), hidden, torch.zeros(1, 1), torch.zeros(1, 1))
+    return out[1].numpy()
+
+
+# --- served file ---------------------------------------------------------------------------
+
+OPSET = 17
+
+
+def export_trained(folder: Path, path: Path) -> Path:
+    """Write the artifact in ``folder`` as the served ONNX graph at ``path`` (threshold baked)."""
+    model, card = load_trained(folder)
+    model.threshold.fill_(float(card["threshold"]))
+    hidden = model.params.hidden
+    example = (
+        torch.zeros(300, model.n_features),
+        torch.zeros(1, hidden),
+        torch.zeros(1, 1),
+        torch.zeros(1, 1),
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    steps = {0: "steps"}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
+        warnings.filterwarnings("ignore", message="You are using the legacy TorchScript")
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message="Exporting a model to ONNX with a batch_size")
+        torch.onnx.export(
+            model,
+            example,
+            str(path),
+            input_names=["input_data", *STATES],
+            output_names=[
+                "reconstruction",
+                "anomaly_score",
+                "anomaly_detected",
+                *(f"{s}_out" for s in STATES),
+            ],
+            dynamic_axes={
+                name: steps
+                for name in ("input_data", "reconstruction", "anomaly_score", "anomaly_detected")
+            },
+            opset_version=OPSET,
+            dynamo=False,
+        )
+    # Zero states by default: a request without them scores from a fresh stream.
+    return add_zero_defaults(path, STATES)

@@ -103,9 +103,7 @@ class EventLog:
         self.path = Path(path)
         self.busy_timeout = busy_timeout
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as connection:
-            # Persistent in the file; outside a transaction, as SQLite requires.
-            connection.execute("PRAGMA journal_mode=WAL")
+        self._enable_wal()
         # One write transaction: instances opening a new (or older) log at once create the
         # table and add missing columns exactly once.
         with self._connect(write=True) as connection:
@@ -114,6 +112,26 @@ class EventLog:
             for name, kind in _ADDED_COLUMNS.items():
                 if name not in known:
                     connection.execute(f"ALTER TABLE events ADD COLUMN {name} {kind}")
+
+    def _enable_wal(self) -> None:
+        """Switch the file to WAL mode (persistent in the file; outside a transaction).
+
+        The switch needs the file to itself, and SQLite answers "database is locked" at once,
+        without its busy handler, while another connection has it open: Triton initialises a
+        model's instances side by side, so each retries here until ``busy_timeout``.
+        """
+        deadline = time.monotonic() + self.busy_timeout
+        pause = 0.01
+        while True:
+            try:
+                with self._connect() as connection:
+                    connection.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.2)
 
     @contextlib.contextmanager
     def _connect(self, write: bool = False) -> Iterator[sqlite3.Connection]:

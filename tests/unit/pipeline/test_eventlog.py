@@ -184,6 +184,29 @@ def _integrity(path: Path) -> str:
         return connection.execute("PRAGMA integrity_check").fetchone()[0]
 
 
+def test_instances_opening_a_new_log_at_once_all_open_it(tmp_path) -> None:
+    # Triton initialises a model's instances side by side; the switch to WAL once answered
+    # "database is locked" to all but one of them, and the model failed to load. The race is
+    # rare in one try, so many fresh logs are opened by 8 threads at once.
+    failures = []
+    for trial in range(100):
+        path, start = tmp_path / f"events-{trial}.db", threading.Barrier(8)
+
+        def open_log(path: Path = path, start: threading.Barrier = start) -> None:
+            start.wait()
+            try:
+                EventLog(path)
+            except sqlite3.OperationalError as error:
+                failures.append(error)
+
+        threads = [threading.Thread(target=open_log) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert failures == []
+
+
 def test_writer_processes_at_once_lose_no_event(tmp_path) -> None:
     # Separate processes, as Triton's model instances are separate stubs, on a new file:
     # they create the log at once, then write their own events and one they all share.

@@ -4,7 +4,9 @@ Other integration tests reuse these:
 
 * ``triton_factory(repository, **options) -> ServedRepository`` starts ``satwatch serve
   --detach`` over any repository folder on free ports and stops it at the end of the session
-  (or earlier with ``served.stop()``);
+  (or earlier with ``served.stop()``: a module fixture stops its server when the module ends,
+  so idle servers do not share the cores with the tests that follow);
+* ``triton_for_test`` is the same, for one test: what it starts stops when the test ends;
 * ``sample_repository`` is the tiny repository of :mod:`satwatch.server.sample_repository`;
 * ``triton_server`` is that repository served once per session.
 """
@@ -133,6 +135,23 @@ def triton_factory(
             pid_file=workdir / "triton.pid",
             log_file=workdir / "triton.log",
         )
+        started.append(served)
+        return served
+
+    yield start
+    for served in started:
+        served.stop()
+
+
+@pytest.fixture
+def triton_for_test(
+    triton_factory: Callable[..., ServedRepository],
+) -> Iterator[Callable[..., ServedRepository]]:
+    """``triton_factory`` for one test: the servers it starts stop when the test ends."""
+    started: list[ServedRepository] = []
+
+    def start(repository: Path, *extra: str) -> ServedRepository:
+        served = triton_factory(repository, *extra)
         started.append(served)
         return served
 

@@ -66,7 +66,9 @@ def built(tmp_path_factory):  # noqa: ANN001, ANN201
 @pytest.fixture(scope="module")
 def served(built, triton_factory):  # noqa: ANN001, ANN201
     root, _, _ = built
-    return triton_factory(root / "repository")
+    served = triton_factory(root / "repository")
+    yield served
+    served.stop()
 
 
 def _dims(repository: Path, folder: str, name: str) -> dict[str, list[int]]:
@@ -136,14 +138,15 @@ def test_detect_through_custom_logic_gives_the_events_steps_gives(built, served,
 
 
 def _infer(served, model: str, raw: np.ndarray, channel: str):  # noqa: ANN001, ANN202
-    client = httpclient.InferenceServerClient(served.http_address)
     inputs = []
     for name, array in (("channel_id", np.array([channel.encode()], object)), ("raw_input", raw)):
         dtype = "BYTES" if array.dtype == object else "FP32"
         tensor = httpclient.InferInput(name, list(array.shape), dtype)
         tensor.set_data_from_numpy(array)
         inputs.append(tensor)
-    return client.infer(model, inputs)
+    # Closed after each call: an open HTTP connection holds the server's exit for 30 s.
+    with httpclient.InferenceServerClient(served.http_address) as client:
+        return client.infer(model, inputs)
 
 
 @pytest.mark.parametrize("model", ["custom_logic", "preprocessing"])

@@ -62,12 +62,12 @@ def _supervisors_of(pid: int) -> list[int]:
 
 
 def test_broken_models_are_reported_and_the_others_serve_then_stop_leaves_nothing(
-    triton_factory, sample_repository, tmp_path
+    triton_for_test, sample_repository, tmp_path
 ):
     repository = tmp_path / "repository"
     shutil.copytree(sample_repository, repository)
     add_broken_models(repository)
-    served = triton_factory(repository)
+    served = triton_for_test(repository)
 
     table = {
         line.split("│")[1].strip(): line for line in served.serve_output.splitlines() if "│" in line
@@ -147,11 +147,11 @@ def test_a_second_serve_on_the_same_pid_file_is_refused(triton_server):
 
 
 def test_stop_with_a_dead_stub_does_not_wait_for_tritons_exit_timeout(
-    triton_factory, sample_repository, tmp_path
+    triton_for_test, sample_repository, tmp_path
 ):
     repository = tmp_path / "repository"
     shutil.copytree(sample_repository, repository)
-    served = triton_factory(repository, "--no-supervise")
+    served = triton_for_test(repository, "--no-supervise")
     stubs = live_stubs(served.pid)
     regions = [Path("/dev/shm") / args[2] for args in stub_command_lines(served.pid).values()]
     dead = next(pid for (model, _, _), pid in stubs.items() if model == "sample_affine")

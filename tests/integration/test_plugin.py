@@ -175,7 +175,9 @@ def with_range(tmp_path_factory, shared_data):  # noqa: ANN001, ANN201
 @pytest.fixture(scope="module")
 def served(with_range, triton_factory):  # noqa: ANN001, ANN201
     root, _ = with_range
-    return triton_factory(root / "repository")
+    served = triton_factory(root / "repository")
+    yield served
+    served.stop()
 
 
 def test_the_build_trains_exports_calibrates_and_catalogs_the_plugin(with_range) -> None:

@@ -113,7 +113,7 @@ def test_native_style_runs_equal_the_served_answers_with_and_without_state(
 
 
 def test_a_state_without_default_is_named_when_a_request_leaves_it_out(
-    triton_factory, tmp_path: Path
+    triton_for_test, tmp_path: Path
 ) -> None:
     # A graph exported elsewhere, without the build's defaults: the native backend would fail
     # a plain request, and the embedded one must too, naming the input (400, not 500).
@@ -124,7 +124,7 @@ def test_a_state_without_default_is_named_when_a_request_leaves_it_out(
     del model.graph.initializer[:]
     model.graph.initializer.extend(kept)
     onnx.save(model, str(path))
-    served = triton_factory(repository)
+    served = triton_for_test(repository)
     rows = np.ones((3, 4), np.float32)
     with grpcclient.InferenceServerClient(served.grpc_address) as client:
         with pytest.raises(InferenceServerException) as refused:

@@ -63,7 +63,9 @@ def small(built: Built, shared_data: Path, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def single(triton_factory, small: Path):
-    return triton_factory(small)
+    served = triton_factory(small)
+    yield served
+    served.stop()
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,9 @@ ENSEMBLES = ("multi_detector", "anomaly_pipeline")
 @pytest.fixture(scope="module")
 def served(triton_factory: Callable, tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     repository = build_sample_repository(tmp_path_factory.mktemp("repo-live") / "repository")
-    return triton_factory(repository)
+    served = triton_factory(repository)
+    yield served
+    served.stop()
 
 
 @pytest.fixture(scope="module")

@@ -74,9 +74,9 @@ def _custom_logic(client, channel: str, raw: np.ndarray):  # noqa: ANN001, ANN20
 
 
 def test_both_spacecraft_answer_and_each_channel_keeps_its_width(
-    repository, triton_factory, shared_data: Path
+    repository, triton_for_test, shared_data: Path
 ) -> None:
-    served = triton_factory(repository)
+    served = triton_for_test(repository)
     smap = load_dataset(shared_data).channel("E-1").test[:256].astype(np.float32)
     sat2 = load_dataset(repository.parent / "data", "SAT2").channel("Z-1")
     with httpclient.InferenceServerClient(served.http_address) as client:

@@ -187,12 +187,12 @@ def test_other_models_keep_answering_while_one_is_down(served, http) -> None:
 
 
 def test_a_stub_that_died_before_the_supervisor_first_looked_is_replaced(
-    triton_factory, sample_repository: Path
+    triton_for_test, sample_repository: Path
 ) -> None:
     # Between the server's readiness and a detached supervisor's first check there is a
     # window: a stub dying in it was never seen alive. The supervisor watches what Triton
     # serves, so it is found dead like any other.
-    served = triton_factory(sample_repository, "--no-supervise")
+    served = triton_for_test(sample_repository, "--no-supervise")
     client = httpclient.InferenceServerClient(served.http_address, network_timeout=60.0)
     rows = httpclient.InferInput("input_data", [2, 4], "FP32")
     rows.set_data_from_numpy(np.ones((2, 4), np.float32))

@@ -26,6 +26,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import re
@@ -49,6 +50,13 @@ ADMIN_KEY_ENV = "SATWATCH_ADMIN_KEY"
 
 CHECK_INTERVAL = 0.25
 """Seconds between two looks at the stubs: a death is acted on within two of them."""
+
+RESCAN_SECONDS = 1.0
+"""Seconds between two searches for new stubs among all processes (a model loaded since).
+
+Finding a process's children reads every process of the machine; between two searches a
+check only reads the status of the stubs it knows, which is what finding a death needs.
+"""
 
 RELEASE_SECONDS = 1.5
 """Pause between unloading a dead stub's model and loading it again (see ``_reload``)."""
@@ -130,13 +138,25 @@ def live_stubs(server_pid: int) -> dict[StubKey, int]:
     Triton also runs a short-lived stub named after the model alone (it completes the
     config), whose end is no crash.
     """
+    return {key: pid for key, (pid, _) in _instance_stubs(server_pid).items()}
+
+
+def _instance_stubs(server_pid: int) -> dict[StubKey, tuple[int, str]]:
+    """(model, version, instance) -> (pid, shared-memory region) of each instance stub."""
     stubs = {}
     for pid, args in stub_command_lines(server_pid).items():
         model_file = Path(args[1])
         model, instance = model_file.parent.parent.name, args[8]
         if re.fullmatch(rf"{re.escape(model)}_\d+_\d+", instance):
-            stubs[(model, model_file.parent.name, instance)] = pid
+            stubs[(model, model_file.parent.name, instance)] = (pid, args[2])
     return stubs
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 @dataclass
@@ -158,6 +178,8 @@ class Supervisor:
     _missing: set[StubKey] = field(default_factory=set, init=False)
     _regions: dict[int, str] = field(default_factory=dict, init=False)
     _seeded: bool = field(default=False, init=False)
+    _processes: dict[int, psutil.Process] = field(default_factory=dict, init=False)
+    _next_scan: float = field(default=0.0, init=False)
 
     def regions(self) -> list[str]:
         """The shared-memory regions of the stubs being watched."""
@@ -172,13 +194,9 @@ class Supervisor:
 
     def check(self) -> list[Recovery]:
         """Look at the stubs once; reload the model of each stub found dead."""
-        live = live_stubs(self.server_pid)
+        live = self._scan() if time.monotonic() >= self._next_scan else self._still_running()
         if not self._seeded:
             self._seed(live)
-        new = set(live.values()) - set(self._regions)
-        if new:  # a stub's command line is unreadable once it has died: keep its region now
-            lines = stub_command_lines(self.server_pid)
-            self._regions |= {pid: lines[pid][2] for pid in new if pid in lines}
         gone = {key for key in self._known if key not in live}
         recoveries = []
         if gone & self._missing:
@@ -191,7 +209,28 @@ class Supervisor:
         self._known = {**live, **{key: self._known[key] for key in self._missing}}
         watched = set(self._known.values())
         self._regions = {pid: region for pid, region in self._regions.items() if pid in watched}
+        self._processes = {pid: proc for pid, proc in self._processes.items() if pid in watched}
         return recoveries
+
+    def _scan(self) -> dict[StubKey, int]:
+        """Every live instance stub of the server, new ones included."""
+        found = _instance_stubs(self.server_pid)
+        self._next_scan = time.monotonic() + RESCAN_SECONDS
+        for pid, region in found.values():
+            if pid not in self._processes:
+                # A stub's command line is unreadable once it has died: keep its region now.
+                self._regions[pid] = region
+                with contextlib.suppress(psutil.Error):
+                    self._processes[pid] = psutil.Process(pid)
+        return {key: pid for key, (pid, _) in found.items()}
+
+    def _still_running(self) -> dict[StubKey, int]:
+        """The known stubs that still run (a cheap look between two scans)."""
+        return {
+            key: pid
+            for key, pid in self._known.items()
+            if pid in self._processes and _running(self._processes[pid])
+        }
 
     def _seed(self, live: dict[StubKey, int]) -> None:
         """Watch every instance Triton serves, not only the stubs seen alive: one that died

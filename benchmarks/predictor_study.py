@@ -7,12 +7,12 @@ served detectors reconstruct rather than predict, and recall is what limits the 
 builds a third detector family into every layer (export, repository, ensembles, catalog,
 postprocessing, client, report).
 
-The predictor here is small on purpose, so that it could be trained in ``make demo``: one GRU
-(64 units) over the 25 normalised features, a linear head predicting the next step's
-telemetry value (column 0), trained per channel for 10 epochs on 250-step windows (stride 5,
-the first 20 predictions of each window not scored), Adam 1e-3, seed 0; about 14 s per
-channel on one core. Like OmniAnomaly in design B it runs once over the series with its state
-carried, so the error of step ``t`` is ``|x_t[0] - prediction made at t - 1|`` (0 at ``t = 0``).
+The predictor is the served one, :mod:`satwatch.detectors.predictor` with its default
+settings: one GRU (64 units) over the 25 normalised features, a linear head predicting the
+next step's telemetry value (column 0), trained per channel for 10 epochs on 250-step windows
+(stride 5, the first 20 predictions of each window not scored), Adam 1e-3, seed 0; about 14 s
+per channel on one core. It runs once over the series with its state carried, so the error
+of step ``t`` is ``|x_t[0] - prediction made at t - 1|`` (0 at ``t = 0``).
 
 Measured 2026-11-25, cached as ``pred`` beside the ``quality_study`` scores, and judged with
 the served postprocessing (RECOMMENDED, the fused scores replaced):
@@ -58,77 +58,19 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from quality_study import RECOMMENDED, TELEMANOM, VALIDATION, Config, print_table
-from torch import nn
 
 from satwatch.data import SEED_CHANNELS, load_dataset
+from satwatch.detectors import predictor
 from satwatch.detectors.normalization import Normalisation
 
 
-@dataclass(frozen=True)
-class PredictorParams:
-    """Training settings of the next-value predictor (module doc)."""
-
-    hidden: int = 64
-    window: int = 250
-    stride: int = 5
-    warm_up: int = 20
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 1e-3
-
-
-class NextValuePredictor(nn.Module):
-    """A GRU over normalised rows; output ``t`` predicts the telemetry value of step ``t + 1``."""
-
-    def __init__(self, params: PredictorParams, n_features: int = 25) -> None:
-        super().__init__()
-        self.gru = nn.GRU(n_features, params.hidden, batch_first=True)
-        self.head = nn.Linear(params.hidden, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, T, F)`` rows -> ``(B, T)`` predictions of the next step's column 0."""
-        hidden, _ = self.gru(x)
-        return self.head(hidden)[..., 0]
-
-
-def fit(train: np.ndarray, params: PredictorParams, seed: int = 0) -> NextValuePredictor:
-    """Train on one channel's normalised training split ``(T, 25)``."""
-    torch.manual_seed(seed)
-    series = torch.from_numpy(np.ascontiguousarray(train, np.float32))
-    # Each window holds one step more than it predicts from: its last row is only a target.
-    windows = series.unfold(0, params.window + 1, params.stride).permute(0, 2, 1).contiguous()
-    model = NextValuePredictor(params, series.shape[1])
-    optimizer = torch.optim.Adam(model.parameters(), lr=params.lr)
-    generator = torch.Generator().manual_seed(seed)
-    for _ in range(params.epochs):
-        order = torch.randperm(len(windows), generator=generator)
-        for start in range(0, len(order), params.batch_size):
-            batch = windows[order[start : start + params.batch_size]]
-            predicted = model(batch[:, :-1])[:, params.warm_up :]
-            # The first predictions of a window start from a zero state: not scored.
-            loss = ((predicted - batch[:, 1 + params.warm_up :, 0]) ** 2).mean()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    return model.eval()
-
-
-@torch.no_grad()
-def prediction_error(model: NextValuePredictor, series: np.ndarray) -> np.ndarray:
-    """``|x_t[0] - prediction made at t - 1|`` for every step of a normalised series (0 first)."""
-    predicted = model(torch.from_numpy(np.ascontiguousarray(series, np.float32))[None])[0]
-    error = np.zeros(len(series), np.float32)
-    error[1:] = np.abs(series[1:, 0] - predicted[:-1].numpy())
-    return error
-
-
-def cache_errors(channels: list[str], cache: Path, params: PredictorParams) -> None:
+def cache_errors(channels: list[str], cache: Path, params: predictor.Params) -> None:
     """Train a predictor per channel; write ``<cache>/<cache_key>/<channel>.npz`` (train, test)."""
     torch.set_num_threads(1)
     dataset = load_dataset()
@@ -142,15 +84,15 @@ def cache_errors(channels: list[str], cache: Path, params: PredictorParams) -> N
         channel = dataset.channel(name)
         norm = Normalisation.fit(channel.train)
         train, test = norm.apply(channel.train), norm.apply(channel.test)
-        model = fit(train, params)
-        np.savez(out, train=prediction_error(model, train), test=prediction_error(model, test))
+        model = predictor.fit([train], params, seed=0)
+        np.savez(out, train=predictor.score(model, train), test=predictor.score(model, test))
         took = time.perf_counter() - started
         print(f"[{index}/{len(channels)}] {name}: {took:.1f} s", file=sys.stderr, flush=True)
 
 
 def cache_key(epochs: int) -> str:
     """The cached score's name: ``pred`` for the default training, ``pred<epochs>`` otherwise."""
-    return "pred" if epochs == PredictorParams.epochs else f"pred{epochs}"
+    return "pred" if epochs == predictor.Params.epochs else f"pred{epochs}"
 
 
 def configurations(key: str = "pred") -> list[Config]:
@@ -169,13 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("cache", help="train a predictor per channel and cache its errors")
     c.add_argument("--channels", required=True, help="'seed', 'all' or a comma-separated list")
     c.add_argument("--cache", type=Path, required=True, help="the quality_study cache folder")
-    c.add_argument("--epochs", type=int, default=PredictorParams.epochs, help="training epochs")
+    c.add_argument("--epochs", type=int, default=predictor.Params.epochs, help="training epochs")
     s = sub.add_parser("study", help="print the validation (and seed) tables")
     s.add_argument("--cache", type=Path, required=True)
     s.add_argument("--seed-report", action="store_true", help="also report the seed channels")
     args = parser.parse_args(argv)
     if args.command == "cache":
-        params = PredictorParams(epochs=args.epochs)
+        params = predictor.Params(epochs=args.epochs)
         cache_errors(load_dataset().resolve_channels(args.channels), args.cache, params)
         return 0
     keys = sorted(p.name for p in args.cache.glob("pred*") if p.is_dir())

@@ -24,9 +24,9 @@ from rich.table import Table
 
 from satwatch.commands._console import CONSOLE, fail
 from satwatch.data import load_dataset
-from satwatch.detectors import registry
-from satwatch.exceptions import ModelError, SatwatchError
+from satwatch.exceptions import SatwatchError
 from satwatch.paths import PROJECT_ROOT, artifacts_dir, data_dir, repository_dir
+from satwatch.repository.build import is_built
 
 LOGGER = logging.getLogger(__name__)
 
@@ -53,27 +53,6 @@ def telemetry_folder(explicit: Path | None, synth_to: Path = PROJECT_ROOT / "dat
     )
     synthesize(target, seed=0)
     return target
-
-
-def is_built(repository: Path, channels: list[str]) -> bool:
-    """Whether every served model file of the seed pipeline exists, as this satwatch builds it.
-
-    An ONNX file whose state inputs have no zero default was exported before the backends
-    stopped feeding zeros themselves: such a repository is rebuilt (the artifacts are kept).
-    """
-    from satwatch.onnx_defaults import missing_defaults
-
-    names = {(d, d.served_name(c)) for d in registry.detectors() for c in channels}
-    needed = {
-        (d, repository / d.backend / d.file_model(name) / "1" / d.model_file) for d, name in names
-    }
-    if not all(path.exists() for _, path in needed):
-        return False
-    onnx = [(d, path) for d, path in needed if d.backend == "onnx"]
-    try:
-        return all(not missing_defaults(path, d.states) for d, path in onnx)
-    except ModelError:  # an unreadable file: build it again
-        return False
 
 
 def build(repository: Path, data: Path, channels: list[str], jobs: int) -> None:

@@ -21,7 +21,6 @@ Example::
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +30,8 @@ import torch
 from torch import Tensor, nn
 
 from satwatch.detectors.artifacts import load_trained
+from satwatch.detectors.onnx_file import export_stream_graph
 from satwatch.exceptions import DataError, ModelError
-from satwatch.onnx_defaults import add_zero_defaults
 
 STATES = ("hidden", "last_prediction", "steps_seen")
 """The served stream state: the GRU's state, the last prediction, how many steps came before."""
@@ -190,8 +189,6 @@ def score(model: NextValuePredictor, series: np.ndarray) -> np.ndarray:
 
 # --- served file ---------------------------------------------------------------------------
 
-OPSET = 17
-
 
 def export_trained(folder: Path, path: Path) -> Path:
     """Write the artifact in ``folder`` as the served ONNX graph at ``path`` (threshold baked)."""
@@ -204,31 +201,4 @@ def export_trained(folder: Path, path: Path) -> Path:
         torch.zeros(1, 1),
         torch.zeros(1, 1),
     )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    steps = {0: "steps"}
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx")
-        warnings.filterwarnings("ignore", message="You are using the legacy TorchScript")
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        warnings.filterwarnings("ignore", message="Exporting a model to ONNX with a batch_size")
-        torch.onnx.export(
-            model,
-            example,
-            str(path),
-            input_names=["input_data", *STATES],
-            output_names=[
-                "reconstruction",
-                "anomaly_score",
-                "anomaly_detected",
-                *(f"{s}_out" for s in STATES),
-            ],
-            dynamic_axes={
-                name: steps
-                for name in ("input_data", "reconstruction", "anomaly_score", "anomaly_detected")
-            },
-            opset_version=OPSET,
-            dynamo=False,
-        )
-    # Zero states by default: a request without them scores from a fresh stream.
-    return add_zero_defaults(path, STATES)
+    return export_stream_graph(model, example, path, STATES)

@@ -52,8 +52,8 @@ from satwatch.detectors.artifacts import artifact_dir, card_params, load_trained
 from satwatch.detectors.normalization import Normalisation
 from satwatch.detectors.registry import Detector
 from satwatch.detectors.training import calibration_scores, plan_jobs, run_jobs
-from satwatch.exceptions import DataError, RepositoryError
-from satwatch.onnx_defaults import add_zero_defaults
+from satwatch.exceptions import DataError, ModelError, RepositoryError
+from satwatch.onnx_defaults import add_zero_defaults, missing_defaults
 from satwatch.paths import PROJECT_ROOT
 from satwatch.pipeline.calibration import ChannelThresholds, Threshold, training_statistics
 from satwatch.pipeline.calibration_file import THRESHOLDS_FILE, load_thresholds, save_thresholds
@@ -510,3 +510,22 @@ def build_repository(
     progress("done", total, total)
     report.size_bytes = repository_size(repository)
     return report
+
+
+def is_built(repository: Path, channels: list[str]) -> bool:
+    """Whether every served model file of the seed pipeline exists, as this satwatch builds it.
+
+    An ONNX file whose state inputs have no zero default was exported before the backends
+    stopped feeding zeros themselves: such a repository is rebuilt (the artifacts are kept).
+    """
+    names = {(d, d.served_name(c)) for d in registry.detectors() for c in channels}
+    needed = {
+        (d, repository / d.backend / d.file_model(name) / "1" / d.model_file) for d, name in names
+    }
+    if not all(path.exists() for _, path in needed):
+        return False
+    onnx = [(d, path) for d, path in needed if d.backend == "onnx"]
+    try:
+        return all(not missing_defaults(path, d.states) for d, path in onnx)
+    except ModelError:  # an unreadable file: build it again
+        return False

@@ -8,10 +8,11 @@ import onnx
 from onnx import TensorProto, helper
 from rich.console import Console
 
-from satwatch.commands.demo import is_built, summary_table, telemetry_folder
+from satwatch.commands.demo import summary_table, telemetry_folder
 from satwatch.data import SEED_CHANNELS, load_dataset
 from satwatch.detectors import registry
 from satwatch.onnx_defaults import add_zero_defaults
+from satwatch.repository.build import is_built
 
 
 def test_telemetry_found_is_used_as_it_is(synth_data: Path, tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from sine_series import sine_series  # the helper beside this file
 
 from satwatch.detectors import nearest_window as nw
 from satwatch.detectors.artifacts import load_trained, save_trained
@@ -15,20 +16,13 @@ from satwatch.exceptions import DataError
 WINDOW = 8
 
 
-def _series(steps: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    data = np.zeros((steps, 3), np.float32)
-    data[:, 0] = np.sin(np.arange(steps) / 5.0) + 0.01 * rng.normal(size=steps)
-    return data
-
-
 @pytest.fixture(scope="module")
 def model() -> nw.NearestWindow:
-    return nw.fit([_series(400)], nw.Params(window=WINDOW), seed=0)
+    return nw.fit([sine_series(400)], nw.Params(window=WINDOW), seed=0)
 
 
 def test_a_training_window_scores_zero_and_a_new_shape_scores_high(model) -> None:
-    train = _series(400)
+    train = sine_series(400)
     assert np.allclose(nw.score(model, train)[WINDOW - 1 :], 0.0, atol=1e-3)
     odd = train.copy()
     odd[200:210, 0] = 3.0
@@ -37,8 +31,8 @@ def test_a_training_window_scores_zero_and_a_new_shape_scores_high(model) -> Non
     assert scores[: WINDOW - 1].tolist() == [0.0] * (WINDOW - 1)  # incomplete windows
 
 
-def test_a_stream_of_chunks_scores_as_the_whole_series(model) -> None:
-    test = _series(300, seed=1)
+def test_a_stream_of_chunks_scores_as_the_wholesine_series(model) -> None:
+    test = sine_series(300, seed=1)
     whole = nw.score(model, test)
     recent, seen, parts = torch.zeros(1, WINDOW - 1), torch.zeros(1, 1), []
     with torch.inference_mode():
@@ -51,7 +45,7 @@ def test_a_stream_of_chunks_scores_as_the_whole_series(model) -> None:
 
 
 def test_calibration_leaves_out_each_windows_own_neighbourhood(model) -> None:
-    train = _series(400)
+    train = sine_series(400)
     calibration = nw.training_scores(model, train)
     assert calibration.shape == (400,)
     assert (calibration[WINDOW - 1 :] > 0).all()  # never its own zero-distance match
@@ -67,8 +61,8 @@ def test_calibration_leaves_out_each_windows_own_neighbourhood(model) -> None:
 
 def test_bad_training_data_is_refused() -> None:
     with pytest.raises(DataError, match="at least 8 training steps"):
-        nw.fit([_series(5)], nw.Params(window=WINDOW), 0)
-    broken = _series(50)
+        nw.fit([sine_series(5)], nw.Params(window=WINDOW), 0)
+    broken = sine_series(50)
     broken[3, 0] = np.nan
     with pytest.raises(DataError, match="finite"):
         nw.fit([broken], nw.Params(window=WINDOW), 0)
@@ -81,7 +75,7 @@ def test_the_onnx_file_scores_as_the_module_after_a_round_trip(model, tmp_path) 
     reloaded, _ = load_trained(tmp_path)  # the buffers take the saved window count
     assert reloaded.kernels.shape == model.kernels.shape
     path = nw.export_trained(tmp_path, tmp_path / "model.onnx")
-    test = _series(500, seed=2)  # not the 300 steps the export traced
+    test = sine_series(500, seed=2)  # not the 300 steps the export traced
     test[150:160, 0] = 3.0
     served = fresh_stream_scorer(path)(test)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

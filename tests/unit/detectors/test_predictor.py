@@ -6,6 +6,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
+from sine_series import sine_series  # the helper beside this file
 
 from satwatch.detectors import predictor as pr
 from satwatch.detectors.artifacts import load_trained, save_trained
@@ -15,31 +16,24 @@ from satwatch.exceptions import DataError, ModelError
 PARAMS = pr.Params(hidden=8, window=40, stride=4, warm_up=5, epochs=15, lr=1e-2)
 
 
-def _series(steps: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    data = np.zeros((steps, 3), np.float32)
-    data[:, 0] = np.sin(np.arange(steps) / 5.0) + 0.01 * rng.normal(size=steps)
-    return data
-
-
 @pytest.fixture(scope="module")
 def model() -> pr.NextValuePredictor:
-    return pr.fit([_series(400)], PARAMS, seed=0)
+    return pr.fit([sine_series(400)], PARAMS, seed=0)
 
 
 def test_training_learns_the_next_value_and_a_jump_scores_high(model) -> None:
     losses = []
-    pr.fit([_series(400)], PARAMS, seed=0, on_epoch=lambda epoch, loss: losses.append(loss))
+    pr.fit([sine_series(400)], PARAMS, seed=0, on_epoch=lambda epoch, loss: losses.append(loss))
     assert len(losses) == PARAMS.epochs and losses[-1] < losses[0] / 5
-    test = _series(300, seed=1)
+    test = sine_series(300, seed=1)
     test[200, 0] = 3.0
     scores = pr.score(model, test)
     assert scores[0] == 0.0  # nothing predicted the first step
     assert scores[200] > 1.0 > 5 * np.median(scores[50:190])
 
 
-def test_a_stream_of_chunks_scores_as_the_whole_series(model) -> None:
-    test = _series(300, seed=1)
+def test_a_stream_of_chunks_scores_as_the_wholesine_series(model) -> None:
+    test = sine_series(300, seed=1)
     whole = pr.score(model, test)
     hidden, last, seen, parts = (
         torch.zeros(1, PARAMS.hidden),
@@ -60,8 +54,8 @@ def test_bad_settings_and_data_are_refused() -> None:
     with pytest.raises(ModelError, match="warm_up"):
         pr.Params(window=10, warm_up=10)
     with pytest.raises(DataError, match="more than 6 training steps"):
-        pr.fit([_series(5)], PARAMS, 0)
-    broken = _series(50)
+        pr.fit([sine_series(5)], PARAMS, 0)
+    broken = sine_series(50)
     broken[3, 0] = np.inf
     with pytest.raises(DataError, match="finite"):
         pr.fit([broken], PARAMS, 0)
@@ -72,7 +66,7 @@ def test_the_onnx_file_scores_as_the_module_and_chunks_as_the_whole(model, tmp_p
     save_trained(tmp_path, model, card)
     reloaded, _ = load_trained(tmp_path)
     path = pr.export_trained(tmp_path, tmp_path / "model.onnx")
-    test = _series(500, seed=2)  # not the 300 steps the export traced
+    test = sine_series(500, seed=2)  # not the 300 steps the export traced
     test[150, 0] = 3.0
     served = fresh_stream_scorer(path)(test)
     np.testing.assert_allclose(served, pr.score(reloaded, test), atol=1e-5)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from satwatch.exceptions import ServerError
-from satwatch.server.config import TritonServerConfig, repository_folders
+from satwatch.server.config import TritonServerConfig, configs_complete, repository_folders
 
 
 def _config(**kwargs) -> TritonServerConfig:
@@ -100,3 +100,45 @@ def test_repository_folders_serve_tensorrt_with_gpu(tmp_path):
 def test_repository_without_models_is_an_error(tmp_path):
     with pytest.raises(ServerError, match="expected model folders"):
         repository_folders(tmp_path, gpu=False)
+
+
+_COMPLETE = """
+name: "m"
+backend: "python"
+input { name: "x" data_type: TYPE_FP32 dims: [-1] }
+output { name: "y" data_type: TYPE_FP32 dims: [-1] }
+"""
+
+
+def _model(folder: Path, name: str, config: str | None, cpu: str | None = None) -> None:
+    (folder / name).mkdir(parents=True)
+    if config is not None:
+        (folder / name / "config.pbtxt").write_text(config)
+    if cpu is not None:
+        (folder / name / "configs").mkdir()
+        (folder / name / "configs" / "cpu.pbtxt").write_text(cpu)
+
+
+def test_auto_complete_is_off_only_when_every_served_config_is_complete(tmp_path):
+    onnx, python = tmp_path / "onnx", tmp_path / "python"
+    _model(onnx, "a", _COMPLETE)
+    _model(python, "b", 'backend: "python"', cpu=_COMPLETE)  # the CPU variant is what is read
+    folders = [onnx, python]
+    assert configs_complete(folders, "cpu")
+    assert (
+        "--disable-auto-complete-config"
+        in TritonServerConfig.for_repository(folders, Path("/b")).to_args()
+    )
+    # Read without the CPU variant (a GPU machine), b's config leaves its tensors out.
+    assert not configs_complete(folders, None)
+    assert (
+        "--disable-auto-complete-config"
+        not in TritonServerConfig.for_repository(folders, Path("/b"), gpu=True).to_args()
+    )
+
+
+@pytest.mark.parametrize("config", [None, "not a config {", 'backend: "onnxruntime"'])
+def test_a_missing_unreadable_or_partial_config_keeps_auto_complete(tmp_path, config):
+    _model(tmp_path / "onnx", "a", _COMPLETE)
+    _model(tmp_path / "onnx", "bare", config)
+    assert not configs_complete([tmp_path / "onnx"], "cpu")

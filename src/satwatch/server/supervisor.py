@@ -138,17 +138,21 @@ def live_stubs(server_pid: int) -> dict[StubKey, int]:
     Triton also runs a short-lived stub named after the model alone (it completes the
     config), whose end is no crash.
     """
-    return {key: pid for key, (pid, _) in _instance_stubs(server_pid).items()}
+    return {key: pid for pid, (key, _) in _instance_stubs(server_pid).items()}
 
 
-def _instance_stubs(server_pid: int) -> dict[StubKey, tuple[int, str]]:
-    """(model, version, instance) -> (pid, shared-memory region) of each instance stub."""
+def _instance_stubs(server_pid: int) -> dict[int, tuple[StubKey, str]]:
+    """pid -> ((model, version, instance), shared-memory region) of each instance stub.
+
+    Two stubs may share a key for a moment: a reload of a version starts the new one before
+    the old one ends (and a failed reload's new stub ends while the old one serves on).
+    """
     stubs = {}
     for pid, args in stub_command_lines(server_pid).items():
         model_file = Path(args[1])
         model, instance = model_file.parent.parent.name, args[8]
         if re.fullmatch(rf"{re.escape(model)}_\d+_\d+", instance):
-            stubs[(model, model_file.parent.name, instance)] = (pid, args[2])
+            stubs[pid] = ((model, model_file.parent.name, instance), args[2])
     return stubs
 
 
@@ -178,7 +182,7 @@ class Supervisor:
     _missing: set[StubKey] = field(default_factory=set, init=False)
     _regions: dict[int, str] = field(default_factory=dict, init=False)
     _seeded: bool = field(default=False, init=False)
-    _processes: dict[int, psutil.Process] = field(default_factory=dict, init=False)
+    _processes: dict[int, tuple[StubKey, psutil.Process]] = field(default_factory=dict, init=False)
     _next_scan: float = field(default=0.0, init=False)
 
     def regions(self) -> list[str]:
@@ -208,29 +212,29 @@ class Supervisor:
         self._missing = gone - self._missing
         self._known = {**live, **{key: self._known[key] for key in self._missing}}
         watched = set(self._known.values())
+        watched |= set(self._processes)
         self._regions = {pid: region for pid, region in self._regions.items() if pid in watched}
-        self._processes = {pid: proc for pid, proc in self._processes.items() if pid in watched}
         return recoveries
 
     def _scan(self) -> dict[StubKey, int]:
         """Every live instance stub of the server, new ones included."""
         found = _instance_stubs(self.server_pid)
         self._next_scan = time.monotonic() + RESCAN_SECONDS
-        for pid, region in found.values():
+        for pid, (key, region) in found.items():
             if pid not in self._processes:
                 # A stub's command line is unreadable once it has died: keep its region now.
                 self._regions[pid] = region
                 with contextlib.suppress(psutil.Error):
-                    self._processes[pid] = psutil.Process(pid)
-        return {key: pid for key, (pid, _) in found.items()}
+                    self._processes[pid] = (key, psutil.Process(pid))
+        self._processes = {pid: seen for pid, seen in self._processes.items() if pid in found}
+        return {key: pid for pid, (key, _) in found.items()}
 
     def _still_running(self) -> dict[StubKey, int]:
-        """The known stubs that still run (a cheap look between two scans)."""
-        return {
-            key: pid
-            for key, pid in self._known.items()
-            if pid in self._processes and _running(self._processes[pid])
-        }
+        """The stubs of the last scan that still run (a cheap look between two scans).
+
+        A key stays live while any of its stubs runs, as in a scan.
+        """
+        return {key: pid for pid, (key, proc) in self._processes.items() if _running(proc)}
 
     def _seed(self, live: dict[StubKey, int]) -> None:
         """Watch every instance Triton serves, not only the stubs seen alive: one that died

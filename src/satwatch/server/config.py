@@ -216,11 +216,12 @@ class TritonServerConfig:
             "metrics-port": metrics_port,
             "log-verbose": 0,
         }
-        if not gpu:
+        config_name = None if gpu else "cpu"
+        if config_name:
             # Reads <model>/configs/cpu.pbtxt where present, config.pbtxt elsewhere.
-            flags["model-config-name"] = "cpu"
+            flags["model-config-name"] = config_name
             flags["allow-gpu-metrics"] = False
-        if configs_complete(list(repositories), "cpu" if not gpu else None):
+        if configs_complete(list(repositories), config_name):
             # The Python backend starts one stub per model only to auto-complete its config:
             # without them the 88-model seed repository was READY in 20-21 s against 44-48 s
             # (2 cores, measured 2026-12-02). A model loaded later through the API then needs

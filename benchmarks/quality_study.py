@@ -183,8 +183,10 @@ def cache_scores(channels: list[str], omni_root: Path, tranad_root: Path, cache:
 
 
 NEAREST_WINDOWS = {"": nearest_window.Params().window, "_20": 20, "_50": 50, "_100": 100}
-"""The nearest-window detector's cached window lengths: ``nearest`` is the served one (40
-steps, chosen on validation among these and 10, 30, 75), the others ``nearest_<steps>``."""
+"""The nearest-window detector's cached window lengths: ``nearest`` is the served one, the
+others ``nearest_<steps>``. The figures above were taken with the detector served before
+2026-12-02 (raw windows of 40 steps, chosen among these and 10, 30, 75); it now compares
+command-corrected shapes of 20 steps (``benchmarks/nearest_variants.py`` chose it)."""
 
 
 def nearest_scores(channel: Channel) -> dict[str, np.ndarray]:

@@ -113,11 +113,14 @@ class BuildReport:
 
 
 def _copy_sources(repository: Path) -> None:
-    """Copy ``configs/`` and the Python models' source into a repository outside the project."""
+    """Copy ``configs/`` and the Python models' source into a repository outside the project.
+
+    Both are copied at every build, over the files of an earlier one: the configs are made
+    from the project's templates, so a repository built again serves the settings of now.
+    """
     if repository.resolve() == SOURCE_REPOSITORY.resolve():
         return
-    if not (repository / "configs").is_dir():
-        shutil.copytree(SOURCE_REPOSITORY / "configs", repository / "configs")
+    shutil.copytree(SOURCE_REPOSITORY / "configs", repository / "configs", dirs_exist_ok=True)
     for name in PYTHON_MODELS:
         source = SOURCE_REPOSITORY / "python" / name / "1" / "model.py"
         target = repository / "python" / name / "1" / "model.py"

@@ -12,7 +12,12 @@ from typer.testing import CliRunner
 
 from satwatch.commands.repository import build_command
 from satwatch.exceptions import DataError, RepositoryError
-from satwatch.repository.build import _baseline_of, build_repository, repository_size
+from satwatch.repository.build import (
+    SOURCE_REPOSITORY,
+    _baseline_of,
+    build_repository,
+    repository_size,
+)
 
 
 def test_missing_artifacts_without_training_are_named(tmp_path: Path, synth_data: Path) -> None:
@@ -27,6 +32,24 @@ def test_missing_artifacts_without_training_are_named(tmp_path: Path, synth_data
     # The sources a served repository needs were copied before the refusal.
     assert (tmp_path / "repository" / "configs" / "templates" / "python.pbtxt").is_file()
     assert (tmp_path / "repository" / "python" / "custom_logic" / "1" / "model.py").is_file()
+
+
+def test_a_repository_built_again_takes_the_projects_templates_of_now(
+    tmp_path: Path, synth_data: Path
+) -> None:
+    template = tmp_path / "repository" / "configs" / "templates" / "postprocessing.pbtxt"
+    template.parent.mkdir(parents=True)
+    template.write_text("# an earlier build's copy\n")
+    with pytest.raises(RepositoryError, match="missing"):
+        build_repository(
+            tmp_path / "artifacts",
+            tmp_path / "repository",
+            synth_data,
+            channels="E-1",
+            train_if_missing=False,
+        )
+    source = SOURCE_REPOSITORY / "configs" / "templates" / "postprocessing.pbtxt"
+    assert template.read_text() == source.read_text()
 
 
 def test_build_command_prints_one_red_line_and_exits_1(tmp_path: Path, synth_data: Path) -> None:

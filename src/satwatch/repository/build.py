@@ -66,7 +66,7 @@ from satwatch.pipeline.catalog import (
 )
 from satwatch.pipeline.postprocess import PostSettings
 from satwatch.pipeline.preprocess import STATS_FILE, NormalisationTable
-from satwatch.repository.config import parameter_dict, write_model_configs
+from satwatch.repository.config import load_config, parameter_dict, write_model_configs
 from satwatch.repository.deploy import onnx_model_config
 from satwatch.repository.ensembles import ONNX_DETECTOR, write_seed_ensembles
 from satwatch.repository.seed import (
@@ -519,16 +519,27 @@ def is_built(repository: Path, channels: list[str]) -> bool:
     """Whether every served model file of the seed pipeline exists, as this satwatch builds it.
 
     An ONNX file whose state inputs have no zero default was exported before the backends
-    stopped feeding zeros themselves: such a repository is rebuilt (the artifacts are kept).
+    stopped feeding zeros themselves, and a postprocessing config other than the project's
+    template makes now was built with other settings (its shipped floors depend on them):
+    such a repository is rebuilt (the artifacts are kept).
     """
     names = {(d, d.served_name(c)) for d in registry.detectors() for c in channels}
     needed = {
         (d, repository / d.backend / d.file_model(name) / "1" / d.model_file) for d, name in names
     }
-    if not all(path.exists() for _, path in needed):
+    if not all(path.exists() for _, path in needed) or not _serves_current_settings(repository):
         return False
     onnx = [(d, path) for d, path in needed if d.backend == "onnx"]
     try:
         return all(not missing_defaults(path, d.states) for d, path in onnx)
     except ModelError:  # an unreadable file: build it again
+        return False
+
+
+def _serves_current_settings(repository: Path) -> bool:
+    """Whether the repository's postprocessing config is what the project's template makes."""
+    path = Path(repository) / "python" / "postprocessing" / "config.pbtxt"
+    try:
+        return load_config(path) == postprocessing_config(SOURCE_REPOSITORY)
+    except RepositoryError:  # missing or unreadable: build it again
         return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import onnx
@@ -12,7 +13,7 @@ from satwatch.commands.demo import summary_table, telemetry_folder
 from satwatch.data import SEED_CHANNELS, load_dataset
 from satwatch.detectors import registry
 from satwatch.onnx_defaults import add_zero_defaults
-from satwatch.repository.build import is_built
+from satwatch.repository.build import SOURCE_REPOSITORY, is_built
 
 
 def test_telemetry_found_is_used_as_it_is(synth_data: Path, tmp_path: Path) -> None:
@@ -60,20 +61,42 @@ def _state_graph(path: Path, states: tuple[str, ...]) -> Path:
     return path
 
 
-def test_a_repository_exported_without_state_defaults_is_built_again(tmp_path: Path) -> None:
-    channels = ["E-1"]
-    tranad = tmp_path / "pytorch" / "tranad_sat1_core" / "1" / "model.pt"
+def _every_file(repository: Path) -> list[tuple[Path, tuple[str, ...]]]:
+    """E-1's served files (ONNX states without defaults) and the postprocessing config."""
+    tranad = repository / "pytorch" / "tranad_sat1_core" / "1" / "model.pt"
     tranad.parent.mkdir(parents=True)
     tranad.write_bytes(b"x")
     files = []
     for detector in registry.detectors():
         if detector.backend == "onnx":
-            folder = tmp_path / "onnx" / detector.served_name("E-1") / "1"
+            folder = repository / "onnx" / detector.served_name("E-1") / "1"
             files.append((_state_graph(folder / "model.onnx", detector.states), detector.states))
-    assert not is_built(tmp_path, channels)
+    config = repository / "python" / "postprocessing" / "config.pbtxt"
+    config.parent.mkdir(parents=True)
+    shutil.copy(SOURCE_REPOSITORY / "python" / "postprocessing" / "config.pbtxt", config)
+    return files
+
+
+def test_a_repository_exported_without_state_defaults_is_built_again(tmp_path: Path) -> None:
+    files = _every_file(tmp_path)
+    assert not is_built(tmp_path, ["E-1"])
     for path, states in files:
         add_zero_defaults(path, states)
-    assert is_built(tmp_path, channels)
+    assert is_built(tmp_path, ["E-1"])
+
+
+def test_a_repository_built_with_other_postprocessing_settings_is_built_again(
+    tmp_path: Path,
+) -> None:
+    for path, states in _every_file(tmp_path):
+        add_zero_defaults(path, states)
+    config = tmp_path / "python" / "postprocessing" / "config.pbtxt"
+    text = config.read_text()
+    assert 'string_value: "25"' in text  # the event margin of the template
+    config.write_text(text.replace('string_value: "25"', 'string_value: "0"', 1))
+    assert not is_built(tmp_path, ["E-1"])
+    config.unlink()
+    assert not is_built(tmp_path, ["E-1"])
 
 
 def test_summary_table_shows_every_detector_with_its_event_counts() -> None:

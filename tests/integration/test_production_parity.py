@@ -52,8 +52,11 @@ def grpc(triton_factory, built: Built):
 
 @pytest.fixture(scope="module")
 def chunks(shared_data: Path) -> list[np.ndarray]:
-    """Two consecutive chunks of E-1's test telemetry (normalisation does not matter here)."""
+    """Two consecutive chunks of E-1's test telemetry (normalisation does not matter here),
+    with a small wave on the value so that every window moves: a detector of shapes scores a
+    flat stretch the same with or without the steps before it."""
     test = load_dataset(shared_data).channel("E-1").test[:512].astype(np.float32)
+    test[:, 0] += 0.1 * np.sin(np.arange(512, dtype=np.float32) / 7.0)
     return [test[:256].copy(), test[256:].copy()]
 
 

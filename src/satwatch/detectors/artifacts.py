@@ -108,7 +108,8 @@ def load_trained(folder: Path) -> tuple[torch.nn.Module, dict]:
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     except RuntimeError as err:
         raise ModelError(
-            f"{weights}: state dict does not match the card's hyperparameters: {err}"
+            f"{weights}: state dict does not match the card's hyperparameters (a model saved "
+            f"by another satwatch version? train it again, or delete {folder} and build): {err}"
         ) from err
     model.eval()
     return model, card

@@ -20,15 +20,17 @@ from satwatch.repository.build import (
 )
 
 
+def _build_without_training(tmp_path: Path, data: Path, channels: str) -> None:
+    """A build into ``tmp_path/repository`` that has nothing trained and may not train."""
+    build_repository(
+        tmp_path / "artifacts", tmp_path / "repository", data, channels=channels,
+        train_if_missing=False,
+    )  # fmt: skip
+
+
 def test_missing_artifacts_without_training_are_named(tmp_path: Path, synth_data: Path) -> None:
     with pytest.raises(RepositoryError, match="missing SMAP_E-1, SMAP_A-1, tranad_sat1"):
-        build_repository(
-            tmp_path / "artifacts",
-            tmp_path / "repository",
-            synth_data,
-            channels="E-1,A-1",
-            train_if_missing=False,
-        )
+        _build_without_training(tmp_path, synth_data, "E-1,A-1")
     # The sources a served repository needs were copied before the refusal.
     assert (tmp_path / "repository" / "configs" / "templates" / "python.pbtxt").is_file()
     assert (tmp_path / "repository" / "python" / "custom_logic" / "1" / "model.py").is_file()
@@ -41,13 +43,7 @@ def test_a_repository_built_again_takes_the_projects_templates_of_now(
     template.parent.mkdir(parents=True)
     template.write_text("# an earlier build's copy\n")
     with pytest.raises(RepositoryError, match="missing"):
-        build_repository(
-            tmp_path / "artifacts",
-            tmp_path / "repository",
-            synth_data,
-            channels="E-1",
-            train_if_missing=False,
-        )
+        _build_without_training(tmp_path, synth_data, "E-1")
     source = SOURCE_REPOSITORY / "configs" / "templates" / "postprocessing.pbtxt"
     assert template.read_text() == source.read_text()
 

@@ -90,15 +90,20 @@ class Prometheus:
         healthy = result and self.value('up{job="triton"}') == 1
         return float(result[0]["value"][1]) if healthy else 0.0
 
+    def ready(self) -> bool:
+        """Whether Prometheus answers queries (it answers 503 while its storage starts)."""
+        try:
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=5) as response:
+                return response.status == 200
+        except (urllib.error.URLError, ConnectionError):  # not listening, or 503
+            return False
+
     def wait_for_scrape_after(self, moment: float, timeout: float = 20.0) -> None:
         """Wait until Prometheus has scraped Triton after ``moment`` (Unix seconds)."""
         deadline = time.monotonic() + timeout
         while True:
-            try:
-                if self.last_scrape() > moment:
-                    return
-            except urllib.error.URLError:  # not listening yet
-                pass
+            if self.ready() and self.last_scrape() > moment:
+                return
             if time.monotonic() > deadline or self.process.poll() is not None:
                 pytest.fail(f"Prometheus never scraped Triton:\n{self.log.read_text()[-3000:]}")
             time.sleep(0.2)

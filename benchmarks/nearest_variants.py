@@ -109,12 +109,18 @@ def variant_scores(channel: Channel, variant: str) -> tuple[np.ndarray, np.ndarr
     )
 
 
-def served_scores(channels: list[str], data: Path, artifacts: Path, repository: Path) -> dict:
-    """``{kind: {channel: (train, test)}}`` of the other served detectors, as the study scores."""
+def served_scores(
+    channels: list[str],
+    data: Path,
+    artifacts: Path,
+    repository: Path,
+    kinds: tuple[str, ...] = OTHERS,
+) -> dict:
+    """``{kind: {channel: (train, test)}}`` of served detectors (default the others), as scored."""
     dataset = load_dataset(data)
     out: dict[str, dict] = {}
     shared: dict = {}
-    for kind in OTHERS:
+    for kind in kinds:
         detector = registry.detector(kind)
         _, results = evaluate_detector(kind, channels, data, artifacts, repository=repository)
         out[kind] = {

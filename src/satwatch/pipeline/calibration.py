@@ -74,10 +74,14 @@ def thresholds_from_array(values: np.ndarray, count: int) -> list[Threshold]:
     )
 
 
-def fused_z(scores: Sequence[np.ndarray], scales: Sequence[Threshold]) -> np.ndarray:
-    """``max`` over detectors of ``max(0, (score - median) / std)``, float32 ``(T,)``.
+def fused_z(
+    scores: Sequence[np.ndarray], scales: Sequence[Threshold], power: float = 1.0
+) -> np.ndarray:
+    """``max`` over detectors of ``max(0, (score - median) / std) ** power``, float32 ``(T,)``.
 
     ``scales`` are ``Threshold(median + std, median)`` of each detector's training scores.
+    A ``power`` below 1 compresses the z-scores' long tail, so that one detector's extreme
+    step does not stretch the dynamic threshold's window statistics over every other step.
     """
     if len(scales) < len(scores):
         raise DataError(
@@ -86,6 +90,8 @@ def fused_z(scores: Sequence[np.ndarray], scales: Sequence[Threshold]) -> np.nda
         )
     pairs = zip(scores, scales[: len(scores)], strict=True)
     z = [np.maximum(t.ratio(np.asarray(s).reshape(-1)), 0) for s, t in pairs]
+    if power != 1.0:
+        z = [np.power(values, np.float32(power)) for values in z]
     return fuse(z, "max")
 
 
@@ -157,7 +163,7 @@ def training_statistics(
         scales.append(Threshold(median + std, median))
     floors = []
     for count in range(1, len(train_scores) + 1):
-        fused = fused_z(train_scores[:count], scales[:count])
+        fused = fused_z(train_scores[:count], scales[:count], dynamic.z_power)
         smoothed = ewma(fused, dynamic.span)[1]
         floor = smoothed.max() if dynamic.floor == "max" else pot_threshold(smoothed)
         floors.append(float(floor))

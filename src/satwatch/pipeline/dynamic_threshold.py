@@ -83,6 +83,9 @@ class DynamicSettings:
             (:func:`satwatch.pipeline.calibration.training_statistics`).
         burn_in: The first ``burn_in`` steps of a stream are never anomalous: the window
             holds too little history to judge them.
+        z_power: Each detector's training z-score is raised to this power before the fusion
+            (``0.5``: its square root). Read by whoever fuses the z-scores
+            (:func:`satwatch.pipeline.calibration.fused_z`); 1 leaves them as they are.
     """
 
     span: int = 1
@@ -96,6 +99,7 @@ class DynamicSettings:
     min_score: float = 0.0
     floor: str = "pot"
     burn_in: int = 0
+    z_power: float = 1.0
 
     def __post_init__(self) -> None:
         if self.floor not in FLOOR_RULES:
@@ -120,6 +124,8 @@ class DynamicSettings:
                 f"dynamic threshold z range: expected z_step > 0 and z_min <= z_max, got "
                 f"{self.z_min}..{self.z_max} step {self.z_step}"
             )
+        if not (np.isfinite(self.z_power) and self.z_power > 0):
+            raise DataError(f"dynamic threshold z_power: expected above 0, got {self.z_power}")
         if not 0 <= self.min_decrease < 1:
             raise DataError(
                 f"dynamic threshold min_decrease: expected in [0, 1), got {self.min_decrease}"

@@ -33,15 +33,16 @@ Two threshold policies (config parameter ``threshold_policy``). ``ratio``, steps
 
 ``dynamic`` (Telemanom-style, :mod:`satwatch.pipeline.dynamic_threshold`; settings from the
 ``dt_<field>`` parameters): each score becomes its training z-score
-``max(0, (score - median) / std)`` (statistics of the channel's training split), fused with
-``max`` (:func:`~satwatch.pipeline.calibration.fused_z`), EWMA-smoothed (``final_result``) and
-decided on arrival by :func:`~satwatch.pipeline.dynamic_threshold.decide_on_arrival` (the
-threshold is re-chosen every ``dt_batch`` steps from the last ``dt_window`` smoothed values;
-steps in between use the last one chosen) above the channel's floor (``dt_floor``: the
-largest or the POT threshold of its smoothed fused training z), never in the first
-``dt_burn_in`` steps of a stream. Events (step 5) are made of the decisions *confirmed* at
-the end of each batch of ``dt_batch`` steps, over the window ending there (Telemanom's own
-rule, computed in the same pass: :func:`~satwatch.pipeline.dynamic_threshold.decide_and_confirm`).
+``max(0, (score - median) / std)`` (statistics of the channel's training split), raised to
+``dt_z_power``, fused with ``max`` (:func:`~satwatch.pipeline.calibration.fused_z`),
+EWMA-smoothed (``final_result``) and decided on arrival by
+:func:`~satwatch.pipeline.dynamic_threshold.decide_on_arrival` (the threshold is re-chosen
+every ``dt_batch`` steps from the last ``dt_window`` smoothed values; steps in between use the
+last one chosen) above the channel's floor (``dt_floor``: the largest or the POT threshold of
+its smoothed fused training z), never in the first ``dt_burn_in`` steps of a stream. Events
+(step 5) are made of the decisions *confirmed* at the end of each batch of ``dt_batch`` steps,
+over the window ending there (Telemanom's own rule, computed in the same pass:
+:func:`~satwatch.pipeline.dynamic_threshold.decide_and_confirm`).
 A confirmation comes at most ``dt_batch - 1`` steps after its step, long before an event
 closes (``merge_gap`` quiet steps), and can differ from the on-arrival ``decision``, the
 immediate per-step alarm that could not wait. On the validation channels, events from
@@ -308,7 +309,7 @@ def _dynamic_stage(
             "threshold_policy dynamic: expected the channel's training statistics (median, "
             "std, floor from thresholds.json written by satwatch build), got thresholds only"
         )
-    fused = fused_z(scores, thresholds.scales)
+    fused = fused_z(scores, thresholds.scales, settings.dynamic.z_power)
     floor = thresholds.floor_for(len(scores))
     dynamic = replace(settings.dynamic, min_score=floor)
     assert state.carry is not None  # checked by the caller

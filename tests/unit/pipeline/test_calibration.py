@@ -48,6 +48,27 @@ def test_fused_z_is_the_largest_clipped_training_z_by_hand() -> None:
         fused_z([score1, score2], scales[:1])
 
 
+def test_fused_z_raises_each_z_to_the_power_before_the_max() -> None:
+    scales = (Threshold(3.0, 1.0), Threshold(0.3, 0.1))
+    score1 = np.array([1.0, 9.0, 0.0], np.float32)  # z 0, 4, clipped 0
+    score2 = np.array([0.5, 0.1, 0.2], np.float32)  # z 2, 0, 0.5
+    fused = fused_z([score1, score2], scales, power=0.5)
+    np.testing.assert_allclose(fused, [np.sqrt(2.0), 2.0, np.sqrt(0.5)], rtol=1e-6)
+    assert fused.dtype == np.float32
+
+
+def test_training_floors_are_fitted_on_the_powered_z() -> None:
+    rng = np.random.default_rng(1)
+    train = [rng.gamma(2.0, 1.0, 2000), rng.normal(0.0, 1.0, 2000)]
+    ratio = [Threshold(4.0), Threshold(3.0)]
+    plain = training_statistics(train, ratio, DynamicSettings(span=30, floor="max"))
+    rooted = training_statistics(train, ratio, DynamicSettings(span=30, floor="max", z_power=0.5))
+    assert rooted.scales == plain.scales  # the power changes the floors, not the z-scores
+    fused = fused_z(train, rooted.scales, 0.5)
+    assert rooted.floors[1] == ewma(fused, 30)[1].max()
+    assert rooted.floors[1] < plain.floors[1]  # the smoothed fused z exceeds 1 in training
+
+
 def test_training_statistics_and_channel_lookup() -> None:
     rng = np.random.default_rng(0)
     train = [rng.normal(2.0, 0.5, 3000), rng.gamma(2.0, 1.0, 3000)]

@@ -110,6 +110,15 @@ def test_dynamic_policy_fuses_training_z_scores_by_hand() -> None:
     assert result.state.carry is not None and result.state.offset == 3
 
 
+def test_dynamic_policy_fuses_the_powered_z_scores() -> None:
+    dynamic = DynamicSettings(span=1, window=20, batch=5, z_power=0.5)
+    settings = PostSettings(threshold_policy="dynamic", dynamic=dynamic)
+    score1 = np.array([1.0, 9.0, 0.0], np.float32)  # z (score - 1) / 2: 0, 4, clipped 0
+    score2 = np.array([0.5, 0.1, 0.2], np.float32)  # z (score - 0.1) / 0.2: 2, 0, 0.5
+    result = postprocess([score1, score2], _entry(), settings)
+    np.testing.assert_allclose(result.final, [np.sqrt(2.0), 2.0, np.sqrt(0.5)], rtol=1e-6)
+
+
 def _dynamic_stream(scores, thresholds, settings, sizes):
     state, finals, decisions, events, start = None, [], [], {}, 0
     for size in sizes:
@@ -125,13 +134,14 @@ def _dynamic_stream(scores, thresholds, settings, sizes):
     return np.concatenate(finals), np.concatenate(decisions), events
 
 
-def test_dynamic_chunks_with_fp32_state_equal_the_whole_series() -> None:
+@pytest.mark.parametrize("z_power", [1.0, 0.5])
+def test_dynamic_chunks_with_fp32_state_equal_the_whole_series(z_power: float) -> None:
     rng = np.random.default_rng(5)
     length = 900
     scores = [rng.gamma(2.0, 0.5, length).astype(np.float32) for _ in range(2)]
     for start in (150, 420, 700):
         scores[start % 2][start : start + 25] += 6.0
-    dynamic = DynamicSettings(span=5, window=200, batch=10)
+    dynamic = DynamicSettings(span=5, window=200, batch=10, z_power=z_power)
     settings = PostSettings(
         threshold_policy="dynamic", dynamic=dynamic, min_event_length=1, merge_gap=20
     )
@@ -228,6 +238,10 @@ def test_settings_read_the_policy_and_the_dynamic_parameters() -> None:
     )
     with pytest.raises(DataError, match="threshold_policy"):
         PostSettings.from_parameters({"threshold_policy": "pot"})  # no aliases
+    assert PostSettings.from_parameters({"dt_z_power": "0.5"}).dynamic.z_power == 0.5
+    for bad in ("0", "-1", "nan"):
+        with pytest.raises(DataError, match="z_power: expected above 0"):
+            PostSettings.from_parameters({"dt_z_power": bad})
 
 
 def test_events_widen_by_the_margin_within_the_steps_seen() -> None:

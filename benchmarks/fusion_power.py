@@ -36,12 +36,10 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import replace
-from pathlib import Path
 
-from nearest_variants import fused_row, served_scores
+from nearest_variants import fused_row, row_text, served_scores, study_parser
 
 from satwatch.data import load_dataset
 from satwatch.detectors import registry
@@ -49,11 +47,7 @@ from satwatch.evaluation.offline import served_postprocessing
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=None, help="telemetry folder")
-    parser.add_argument("--channels", default="validation", help="'validation', 'seed' or a list")
-    parser.add_argument("--artifacts", type=Path, required=True)
-    parser.add_argument("--repository", type=Path, required=True)
+    parser = study_parser(__doc__.splitlines()[0])
     parser.add_argument("--powers", default="1,0.75,0.67,0.6,0.5,0.4,0.33")
     args = parser.parse_args(argv)
     dataset = load_dataset(args.data)
@@ -65,11 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     for power in (float(p) for p in args.powers.split(",")):
         chosen = replace(settings, dynamic=replace(settings.dynamic, z_power=power))
         row = fused_row(pairs, dataset, chosen)
-        print(
-            f"power {power:<5}  event F1 {row['event_f1']:.3f} "
-            f"({row['event_tp']}/{row['event_fp']}/{row['event_fn']})  PA F1 {row['pa_f1']:.3f}",
-            flush=True,
-        )
+        print(f"power {power:<5}  {row_text(row)}", flush=True)
     return 0
 
 

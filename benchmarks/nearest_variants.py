@@ -17,7 +17,9 @@ last ``w`` telemetry values to its nearest window in the training split:
 Chosen on two validation sets, never on the reported ones: the 27 SMAP channels outside the
 seed, and 27 synthetic channels ``Z-1..Z-27`` drawn with seed 1 (``satwatch data synth
 --seed 1 --channels 54``, the ``Z-`` channels put beside the demo's seed-0 set). Measured
-2026-12-02, event F1 (TP/FP/FN), margin 25 unless said:
+2026-12-02 with the plain training z (``dt_z_power`` 1, served then; the script takes the
+repository's settings, so a repository built since fuses the square roots), event F1
+(TP/FP/FN), margin 25 unless said:
 
     variant beside omni, tranad, predictor   SMAP validation     synthetic validation
     raw40, margin 0 (served before)          0.812 (26/4/8)      0.245 (12/36/38)
@@ -58,7 +60,7 @@ from pathlib import Path
 
 import numpy as np
 
-from satwatch.data import SEED_CHANNELS, Channel, load_dataset
+from satwatch.data import Channel, load_dataset
 from satwatch.detectors import nearest_window, registry
 from satwatch.evaluation.metrics import channel_metrics, summarize
 from satwatch.evaluation.offline import evaluate_detector, fused_decisions, served_postprocessing
@@ -145,22 +147,29 @@ def fused_row(pairs: dict[str, list], dataset, settings) -> dict:
     return summarize(per_channel)["overall"]
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def row_text(row: dict) -> str:
+    """``event F1 0.839 (26/2/8)  PA F1 0.633`` of a :func:`fused_row`."""
+    counts = f"{row['event_tp']}/{row['event_fp']}/{row['event_fn']}"
+    return f"event F1 {row['event_f1']:.3f} ({counts})  PA F1 {row['pa_f1']:.3f}"
+
+
+def study_parser(description: str) -> argparse.ArgumentParser:
+    """The options every fusion study takes: data, channels, artifacts, repository."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data", type=Path, default=None, help="telemetry folder")
     parser.add_argument("--channels", default="validation", help="'validation', 'seed' or a list")
     parser.add_argument("--artifacts", type=Path, required=True)
     parser.add_argument("--repository", type=Path, required=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = study_parser(__doc__.splitlines()[0])
     parser.add_argument("--variants", default="raw40,shape20,commanded20,learned20,served20")
     parser.add_argument("--margins", default="25", help="event margins, comma-separated")
     args = parser.parse_args(argv)
     dataset = load_dataset(args.data)
-    if args.channels == "validation":
-        channels = [c for c in dataset.channels if c not in SEED_CHANNELS]
-    elif args.channels == "seed":
-        channels = list(SEED_CHANNELS)
-    else:
-        channels = args.channels.split(",")
+    channels = dataset.resolve_channels(args.channels)
     settings, _ = served_postprocessing(args.repository)
     others = served_scores(channels, args.data, args.artifacts, args.repository)
     variant = functools.cache(lambda name, v: variant_scores(dataset.channel(name), v))
@@ -173,12 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                 for c in channels
             }
             row = fused_row(pairs, dataset, chosen)
-            print(
-                f"{name:>14} margin {margin:>3}  event F1 {row['event_f1']:.3f} "
-                f"({row['event_tp']}/{row['event_fp']}/{row['event_fn']})  "
-                f"PA F1 {row['pa_f1']:.3f}",
-                flush=True,
-            )
+            print(f"{name:>14} margin {margin:>3}  {row_text(row)}", flush=True)
     return 0
 
 

@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     pairs = {c: [scores[k][c] for k in kinds] for c in channels}
     for power in (float(p) for p in args.powers.split(",")):
         chosen = replace(settings, dynamic=replace(settings.dynamic, z_power=power))
-        row = fused_row(pairs, dataset, chosen)
+        row = fused_row(pairs, dataset, chosen, kinds)
         print(f"power {power:<5}  {row_text(row)}", flush=True)
     return 0
 

@@ -135,12 +135,12 @@ def served_scores(
     return out
 
 
-def fused_row(pairs: dict[str, list], dataset, settings) -> dict:
-    """The fused event metrics of ``{channel: [(train, test), ...]}``."""
+def fused_row(pairs: dict[str, list], dataset, settings, kinds: tuple[str, ...]) -> dict:
+    """The fused event metrics of ``{channel: [(train, test), ...]}``, one pair per kind."""
     per_channel = {}
     for name, scores in pairs.items():
         ones = [Threshold(1.0)] * len(scores)
-        entry = training_statistics([s[0] for s in scores], ones, settings.dynamic)
+        entry = training_statistics([s[0] for s in scores], ones, settings.dynamic, kinds)
         decided = fused_decisions([s[1] for s in scores], name, settings, {name: entry})
         channel = dataset.channel(name)
         per_channel[name] = channel_metrics(decided, channel.labels, channel.events)
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
                 + [others["predictor"][c]]
                 for c in channels
             }
-            row = fused_row(pairs, dataset, chosen)
+            row = fused_row(pairs, dataset, chosen, tuple(registry.kinds()))
             print(f"{name:>14} margin {margin:>3}  {row_text(row)}", flush=True)
     return 0
 

@@ -30,9 +30,11 @@ from satwatch.detectors.artifacts import load_trained
 from satwatch.detectors.normalization import Normalisation
 from satwatch.evaluation.offline import evaluate_offline
 from satwatch.export.onnx import session
+from satwatch.pipeline.calibration_file import load_thresholds
 from satwatch.pipeline.catalog import read_catalog
+from satwatch.pipeline.postprocess import PostSettings
 from satwatch.repository.build import build_repository
-from satwatch.repository.config import load_config
+from satwatch.repository.config import load_config, parameter_dict
 
 from .builders import TINY, built_repository, webhook_server
 
@@ -202,6 +204,13 @@ def test_the_build_trains_exports_calibrates_and_catalogs_the_plugin(with_range)
     assert scores == [f"score{i + 1}" for i in range(len(registry.kinds()))]
     custom = load_config(root / "repository" / "python" / "custom_logic" / "config.pbtxt")
     assert {"range_score", "range_detected"} <= {o.name for o in custom.output}
+    # Each channel's entry weighs its scores as the served settings weigh their kinds.
+    dynamic = PostSettings.from_parameters(parameter_dict(post)).dynamic
+    post_version = root / "repository" / "python" / "postprocessing" / "1"
+    table = load_thresholds(post_version / "thresholds.json")
+    for channel in ("E-1", "A-1"):
+        assert table[channel].weights == tuple(dynamic.weight_of(k) for k in registry.kinds())
+    assert dynamic.weight_of("tranad") < 1 == dynamic.weight_of("range")  # the template's
 
 
 def test_custom_logic_serves_the_plugin_as_one_more_detector(served, shared_data) -> None:

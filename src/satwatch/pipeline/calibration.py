@@ -75,23 +75,35 @@ def thresholds_from_array(values: np.ndarray, count: int) -> list[Threshold]:
 
 
 def fused_z(
-    scores: Sequence[np.ndarray], scales: Sequence[Threshold], power: float = 1.0
+    scores: Sequence[np.ndarray],
+    scales: Sequence[Threshold],
+    power: float = 1.0,
+    weights: Sequence[float] = (),
 ) -> np.ndarray:
-    """``max`` over detectors of ``max(0, (score - median) / std) ** power``, float32 ``(T,)``.
+    """``max`` over detectors of ``weight * max(0, (score - median) / std) ** power``, float32.
 
-    ``scales`` are ``Threshold(median + std, median)`` of each detector's training scores.
-    A ``power`` below 1 compresses the z-scores' long tail, so that one detector's extreme
-    step does not stretch the dynamic threshold's window statistics over every other step.
+    ``scales`` are ``Threshold(median + std, median)`` of each detector's training scores;
+    ``weights`` one per score (empty: all 1). A ``power`` below 1 compresses the z-scores'
+    long tail, so that one detector's extreme step does not stretch the dynamic threshold's
+    window statistics over every other step; a weight below 1 lets a detector raise an alarm
+    only with a larger z than the others need.
     """
     if len(scales) < len(scores):
         raise DataError(
             f"dynamic policy: expected training statistics for {len(scores)} scores, "
             f"got {len(scales)}"
         )
+    if weights and len(weights) < len(scores):
+        raise DataError(
+            f"dynamic policy: expected a fusion weight for each of {len(scores)} scores, "
+            f"got {len(weights)}"
+        )
     pairs = zip(scores, scales[: len(scores)], strict=True)
     z = [np.maximum(t.ratio(np.asarray(s).reshape(-1)), 0) for s, t in pairs]
     if power != 1.0:
         z = [np.power(values, np.float32(power)) for values in z]
+    if weights:
+        z = [values * np.float32(w) for values, w in zip(z, weights, strict=False)]
     return fuse(z, "max")
 
 
@@ -106,11 +118,14 @@ class ChannelThresholds(Sequence[Threshold]):
         floors: ``floors[k - 1]``: the floor (``min_score``) of the smoothed fused z when the
             first ``k`` scores are fused (fitted on the channel's training scores by the
             ``floor`` rule of the dynamic settings).
+        weights: Each score's fusion weight (its detector kind's ``z_weights``), the ones the
+            floors were fitted with; empty: all 1.
     """
 
     ratio: tuple[Threshold, ...]
     scales: tuple[Threshold, ...] = ()
     floors: tuple[float, ...] = ()
+    weights: tuple[float, ...] = ()
 
     def __getitem__(self, index):  # noqa: ANN001, ANN204  (int or slice, as a tuple)
         return self.ratio[index]
@@ -123,7 +138,9 @@ class ChannelThresholds(Sequence[Threshold]):
 
     def head(self, count: int) -> ChannelThresholds:
         """The entry for the first ``count`` scores."""
-        return ChannelThresholds(self.ratio[:count], self.scales[:count], self.floors)
+        return ChannelThresholds(
+            self.ratio[:count], self.scales[:count], self.floors, self.weights[:count]
+        )
 
     def floor_for(self, count: int) -> float:
         """The floor when ``count`` scores are fused.
@@ -143,11 +160,14 @@ def training_statistics(
     train_scores: Sequence[np.ndarray],
     ratio: Sequence[Threshold],
     dynamic: DynamicSettings,
+    kinds: Sequence[str] = (),
 ) -> ChannelThresholds:
     """A channel's entry from its detectors' scores on the training split (score1 first).
 
-    Medians and standard deviations give the z-scores; the floor for ``k`` fused scores comes
-    from the EWMA-smoothed fused training z, computed exactly as the served stage smooths, by
+    ``kinds`` names each score's detector kind, whose weight (``dynamic.z_weights``) the
+    entry keeps; without them every score weighs 1. Medians and standard deviations give the
+    z-scores; the floor for ``k`` fused scores comes from the EWMA-smoothed fused training z
+    (weighted), computed exactly as the served stage smooths, by
     ``dynamic.floor``: its maximum (``max``) or its POT threshold (``pot``: risk 1e-3, initial
     level 0.98).
     """
@@ -161,13 +181,19 @@ def training_statistics(
         # A constant training score: a tiny positive spread still representable next to it.
         std = max(std, 1e-6 * max(1.0, abs(median)))
         scales.append(Threshold(median + std, median))
+    if kinds and len(kinds) != len(train_scores):
+        raise DataError(
+            f"training statistics: expected a kind for each of {len(train_scores)} scores, "
+            f"got {len(kinds)}"
+        )
+    weights = tuple(dynamic.weight_of(kind) for kind in kinds)
     floors = []
     for count in range(1, len(train_scores) + 1):
-        fused = fused_z(train_scores[:count], scales[:count], dynamic.z_power)
+        fused = fused_z(train_scores[:count], scales[:count], dynamic.z_power, weights)
         smoothed = ewma(fused, dynamic.span)[1]
         floor = smoothed.max() if dynamic.floor == "max" else pot_threshold(smoothed)
         floors.append(float(floor))
-    return ChannelThresholds(tuple(ratio), tuple(scales), tuple(floors))
+    return ChannelThresholds(tuple(ratio), tuple(scales), tuple(floors), weights)
 
 
 def select_thresholds(

@@ -6,9 +6,11 @@ record per channel::
 
     {"E-1": {"ratio": [[threshold, baseline], ...],
              "scale": [[median + std, median], ...],
-             "floors": [floor for 1 score, floor for 2 scores, ...]}}
+             "floors": [floor for 1 score, floor for 2 scores, ...],
+             "weights": [fusion weight of each score, ...]}}
 
-``scale`` and ``floors`` (the ``dynamic`` policy's statistics) may be absent, and an older file
+``scale``, ``floors`` and ``weights`` (the ``dynamic`` policy's statistics) may be absent
+(``weights`` absent: every score weighs 1), and an older file
 may hold plain ``{channel: [[threshold, baseline], ...]}`` rows.
 
 Example::
@@ -48,6 +50,8 @@ def save_thresholds(path: Path, table: Mapping[str, Sequence[Threshold]]) -> Pat
         if isinstance(thresholds, ChannelThresholds) and thresholds.scales:
             record["scale"] = [[t.threshold, t.baseline] for t in thresholds.scales]
             record["floors"] = list(thresholds.floors)
+            if thresholds.weights:
+                record["weights"] = list(thresholds.weights)
         data[channel] = record
     path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
     return path
@@ -68,10 +72,12 @@ def load_thresholds(path: Path) -> dict[str, ChannelThresholds]:
             ratio = tuple(Threshold(float(t), float(b)) for t, b in rows)
             scales: tuple[Threshold, ...] = ()
             floors: tuple[float, ...] = ()
+            weights: tuple[float, ...] = ()
             if isinstance(record, dict) and "scale" in record:
                 scales = tuple(Threshold(float(t), float(b)) for t, b in record["scale"])
                 floors = tuple(float(f) for f in record["floors"])
-            table[channel] = ChannelThresholds(ratio, scales, floors)
+                weights = tuple(float(w) for w in record.get("weights", ()))
+            table[channel] = ChannelThresholds(ratio, scales, floors, weights)
         return table
     except (OSError, ValueError, TypeError, KeyError) as error:
         raise DataError(f"{path}: expected per-channel thresholds JSON: {error}") from error

@@ -86,6 +86,11 @@ class DynamicSettings:
         z_power: Each detector's training z-score is raised to this power before the fusion
             (``0.5``: its square root). Read by whoever fuses the z-scores
             (:func:`satwatch.pipeline.calibration.fused_z`); 1 leaves them as they are.
+        z_weights: ``(kind, weight)`` pairs: a detector kind's powered z-score is multiplied
+            by its weight before the fusion; a kind not named weighs 1. Config text
+            ``"tranad=0.5"`` (pairs separated by commas). Read by whoever fits a channel's
+            statistics (:func:`satwatch.pipeline.calibration.training_statistics`), which
+            stores each score's weight in the channel's entry.
     """
 
     span: int = 1
@@ -100,6 +105,7 @@ class DynamicSettings:
     floor: str = "pot"
     burn_in: int = 0
     z_power: float = 1.0
+    z_weights: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         if self.floor not in FLOOR_RULES:
@@ -126,6 +132,12 @@ class DynamicSettings:
             )
         if not (np.isfinite(self.z_power) and self.z_power > 0):
             raise DataError(f"dynamic threshold z_power: expected above 0, got {self.z_power}")
+        for kind, weight in self.z_weights:
+            if not (np.isfinite(weight) and weight > 0):
+                raise DataError(
+                    f"dynamic threshold z_weights: expected a weight above 0 for {kind!r}, "
+                    f"got {weight}"
+                )
         if not 0 <= self.min_decrease < 1:
             raise DataError(
                 f"dynamic threshold min_decrease: expected in [0, 1), got {self.min_decrease}"
@@ -137,19 +149,46 @@ class DynamicSettings:
         count = int(np.floor((self.z_max - self.z_min) / self.z_step + 1e-9)) + 1
         return self.z_min + self.z_step * np.arange(count)
 
+    def weight_of(self, kind: str) -> float:
+        """The fusion weight of a detector kind (1 unless ``z_weights`` names it)."""
+        return dict(self.z_weights).get(kind, 1.0)
+
     @classmethod
     def from_parameters(cls, parameters: Mapping[str, str], prefix: str = "dt_") -> DynamicSettings:
         """Build from config ``parameters`` (strings) named ``<prefix><field>``."""
-        values: dict[str, int | float] = {}
+        values: dict[str, object] = {}
         for name, default in cls().__dict__.items():
             text = parameters.get(prefix + name)
             if text in (None, ""):
+                continue
+            if name == "z_weights":
+                values[name] = _kind_weights(text, prefix + name)
                 continue
             try:
                 values[name] = type(default)(text)
             except ValueError as error:
                 raise DataError(f"parameter {prefix}{name}: got {text!r}") from error
         return cls(**values)
+
+
+def _kind_weights(text: str, parameter: str) -> tuple[tuple[str, float], ...]:
+    """``"tranad=0.5,omni=2"`` -> ``(("tranad", 0.5), ("omni", 2.0))``."""
+    pairs = []
+    for item in text.split(","):
+        kind, sep, weight = (part.strip() for part in item.partition("="))
+        try:
+            if not (sep and kind):
+                raise ValueError(item)
+            pairs.append((kind, float(weight)))
+        except ValueError as error:
+            raise DataError(
+                f"parameter {parameter}: expected kind=weight pairs such as 'tranad=0.5', "
+                f"got {text!r}"
+            ) from error
+    kinds = [kind for kind, _ in pairs]
+    if len(set(kinds)) != len(kinds):
+        raise DataError(f"parameter {parameter}: a kind named twice in {text!r}")
+    return tuple(pairs)
 
 
 def ewma(scores: np.ndarray, span: int, level: float = float("nan")) -> tuple[float, np.ndarray]:

@@ -34,7 +34,9 @@ Two threshold policies (config parameter ``threshold_policy``). ``ratio``, steps
 ``dynamic`` (Telemanom-style, :mod:`satwatch.pipeline.dynamic_threshold`; settings from the
 ``dt_<field>`` parameters): each score becomes its training z-score
 ``max(0, (score - median) / std)`` (statistics of the channel's training split), raised to
-``dt_z_power``, fused with ``max`` (:func:`~satwatch.pipeline.calibration.fused_z`),
+``dt_z_power`` and multiplied by its detector kind's weight (``dt_z_weights``, kept in the
+channel's entry of ``thresholds.json``), fused with ``max``
+(:func:`~satwatch.pipeline.calibration.fused_z`),
 EWMA-smoothed (``final_result``) and decided on arrival by
 :func:`~satwatch.pipeline.dynamic_threshold.decide_on_arrival` (the threshold is re-chosen
 every ``dt_batch`` steps from the last ``dt_window`` smoothed values; steps in between use the
@@ -309,7 +311,7 @@ def _dynamic_stage(
             "threshold_policy dynamic: expected the channel's training statistics (median, "
             "std, floor from thresholds.json written by satwatch build), got thresholds only"
         )
-    fused = fused_z(scores, thresholds.scales, settings.dynamic.z_power)
+    fused = fused_z(scores, thresholds.scales, settings.dynamic.z_power, thresholds.weights)
     floor = thresholds.floor_for(len(scores))
     dynamic = replace(settings.dynamic, min_score=floor)
     assert state.carry is not None  # checked by the caller

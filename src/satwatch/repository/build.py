@@ -373,6 +373,7 @@ def _write_python_models(
             [k.train_scores for k in by.values()],
             [Threshold(k.threshold, k.baseline) for k in by.values()],
             dynamic,
+            [d.kind for d in by],
         )
         for c, by in calibrations.items()
     }

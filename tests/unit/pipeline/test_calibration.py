@@ -69,6 +69,32 @@ def test_training_floors_are_fitted_on_the_powered_z() -> None:
     assert rooted.floors[1] < plain.floors[1]  # the smoothed fused z exceeds 1 in training
 
 
+def test_fused_z_multiplies_each_powered_z_by_its_weight() -> None:
+    scales = [Threshold(3.0, 1.0), Threshold(0.3, 0.1)]
+    score1 = np.array([1.0, 9.0, 0.0], np.float32)  # z (score - 1) / 2: 0, 4, clipped 0
+    score2 = np.array([0.5, 0.1, 0.2], np.float32)  # z (score - 0.1) / 0.2: 2, 0, 0.5
+    fused = fused_z([score1, score2], scales, power=0.5, weights=(1.0, 0.5))
+    np.testing.assert_allclose(fused, [0.5 * np.sqrt(2.0), 2.0, 0.5 * np.sqrt(0.5)], rtol=1e-6)
+    with pytest.raises(DataError, match="expected a fusion weight for each of 2 scores"):
+        fused_z([score1, score2], scales, weights=(1.0,))
+
+
+def test_training_statistics_keep_each_kinds_weight_and_fit_the_floors_with_it() -> None:
+    rng = np.random.default_rng(2)
+    train = [rng.gamma(2.0, 1.0, 2000), rng.normal(0.0, 1.0, 2000)]
+    ratio = [Threshold(4.0), Threshold(3.0)]
+    dynamic = DynamicSettings(span=30, floor="max", z_weights=(("tranad", 0.5),))
+    plain = training_statistics(train, ratio, dynamic)  # no kinds: every score weighs 1
+    weighted = training_statistics(train, ratio, dynamic, ("omni", "tranad"))
+    assert plain.weights == () and weighted.weights == (1.0, 0.5)
+    assert weighted.head(1).weights == (1.0,)
+    fused = fused_z(train, weighted.scales, 1.0, (1.0, 0.5))
+    assert weighted.floors[1] == ewma(fused, 30)[1].max() != plain.floors[1]
+    assert weighted.floors[0] == plain.floors[0]  # omni alone weighs 1 either way
+    with pytest.raises(DataError, match="expected a kind for each of 2 scores"):
+        training_statistics(train, ratio, dynamic, ("omni",))
+
+
 def test_training_statistics_and_channel_lookup() -> None:
     rng = np.random.default_rng(0)
     train = [rng.normal(2.0, 0.5, 3000), rng.gamma(2.0, 1.0, 3000)]

@@ -25,6 +25,10 @@ def test_channel_entries_round_trip_with_statistics(tmp_path) -> None:
         (0.75, 1.25),
     )
     assert load_thresholds(save_thresholds(tmp_path / "t.json", {"A-1": entry})) == {"A-1": entry}
+    weighted = ChannelThresholds(entry.ratio, entry.scales, entry.floors, (1.0, 0.5))
+    path = save_thresholds(tmp_path / "w.json", {"A-1": weighted, "A-2": entry})
+    assert load_thresholds(path) == {"A-1": weighted, "A-2": entry}
+    assert "weights" not in json.loads(path.read_text(encoding="utf-8"))["A-2"]  # all 1
 
 
 def test_older_rows_and_broken_files(tmp_path) -> None:

@@ -134,8 +134,22 @@ def _dynamic_stream(scores, thresholds, settings, sizes):
     return np.concatenate(finals), np.concatenate(decisions), events
 
 
-@pytest.mark.parametrize("z_power", [1.0, 0.5])
-def test_dynamic_chunks_with_fp32_state_equal_the_whole_series(z_power: float) -> None:
+def test_dynamic_policy_weighs_each_score_as_its_entry_says() -> None:
+    settings = PostSettings(
+        threshold_policy="dynamic", dynamic=DynamicSettings(span=1, window=20, batch=5)
+    )
+    score1 = np.array([1.0, 9.0, 0.0], np.float32)  # z (score - 1) / 2: 0, 4, clipped 0
+    score2 = np.array([0.5, 0.1, 0.2], np.float32)  # z (score - 0.1) / 0.2: 2, 0, 0.5
+    entry = _entry()
+    weighted = ChannelThresholds(entry.ratio, entry.scales, entry.floors, (1.0, 0.25))
+    result = postprocess([score1, score2], weighted, settings)
+    np.testing.assert_allclose(result.final, [0.5, 4.0, 0.125], rtol=1e-6)
+
+
+@pytest.mark.parametrize(("z_power", "weights"), [(1.0, ()), (0.5, ()), (0.5, (1.0, 0.5))])
+def test_dynamic_chunks_with_fp32_state_equal_the_whole_series(
+    z_power: float, weights: tuple[float, ...]
+) -> None:
     rng = np.random.default_rng(5)
     length = 900
     scores = [rng.gamma(2.0, 0.5, length).astype(np.float32) for _ in range(2)]
@@ -145,7 +159,7 @@ def test_dynamic_chunks_with_fp32_state_equal_the_whole_series(z_power: float) -
     settings = PostSettings(
         threshold_policy="dynamic", dynamic=dynamic, min_event_length=1, merge_gap=20
     )
-    entry = ChannelThresholds(_entry().ratio, (Threshold(2.0, 1.0),) * 2, (0.5, 0.7))
+    entry = ChannelThresholds(_entry().ratio, (Threshold(2.0, 1.0),) * 2, (0.5, 0.7), weights)
     whole = postprocess(scores, entry, settings, PostState.start(5, 3, dynamic=True))
     final, decision, events = _dynamic_stream(scores, entry, settings, [1, 9, 13, 77, 200, 3, 597])
     np.testing.assert_array_equal(final, whole.final)
@@ -242,6 +256,19 @@ def test_settings_read_the_policy_and_the_dynamic_parameters() -> None:
     for bad in ("0", "-1", "nan"):
         with pytest.raises(DataError, match="z_power: expected above 0"):
             PostSettings.from_parameters({"dt_z_power": bad})
+    weights = PostSettings.from_parameters({"dt_z_weights": "tranad=0.5, omni=2"}).dynamic
+    assert weights.z_weights == (("tranad", 0.5), ("omni", 2.0))
+    assert (weights.weight_of("tranad"), weights.weight_of("nearest")) == (0.5, 1.0)
+    for bad, problem in [
+        ("tranad", "kind=weight pairs"),
+        ("tranad=half", "kind=weight pairs"),
+        ("=0.5", "kind=weight pairs"),
+        ("tranad=0.5,tranad=1", "named twice"),
+        ("tranad=0", "above 0 for 'tranad'"),
+        ("tranad=inf", "above 0 for 'tranad'"),
+    ]:
+        with pytest.raises(DataError, match=problem):
+            PostSettings.from_parameters({"dt_z_weights": bad})
 
 
 def test_events_widen_by_the_margin_within_the_steps_seen() -> None:

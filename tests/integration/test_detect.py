@@ -110,15 +110,18 @@ def test_an_event_across_a_chunk_boundary_comes_out_once(grpc, built, fault, mod
 
 @pytest.mark.parametrize("model", ["custom_logic", "steps", "multi_detector"])
 def test_a_fault_in_the_last_incomplete_batch_is_reported(grpc, built, shared_data, model) -> None:
-    # 1,609 steps: the last batch of 10 (steps 1600..1608) never completes; the fault is in it.
+    # 1,609 steps: the last batch of 10 (steps 1600..1608) never completes; the fault runs
+    # into it. It starts 20 steps earlier because the fused score is smoothed: two detectors
+    # alone (multi_detector) need more than the 8 faulty steps the last batch holds to cross
+    # the threshold. Were the last batch dropped, the event would end at 1599 or not at all.
     # E-1's first test steps hold no labelled anomaly (its events begin at 5000) that would
     # raise the dynamic threshold before the fault.
     raw = load_dataset(shared_data).channel("E-1").test[:1609].astype(np.float32).copy()
-    raw[1601:, 0] = 3.0
+    raw[1581:, 0] = 3.0
     run = _stream(grpc, model, raw, CHUNK)  # 5 chunks of 320, then one of 9 steps
     assert run.requests == 6
     # Events are widened by the served margin on both sides, so the fault's may start earlier.
-    last = [e for e in run.events if e.end >= 1601]
+    last = [e for e in run.events if e.end >= 1581]
     assert len(last) == 1 and last[0].end == 1608, run.events
     if model == "custom_logic":
         log = EventLog(built.repository / "python" / "custom_logic" / "events.db")

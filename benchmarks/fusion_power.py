@@ -43,7 +43,7 @@ from nearest_variants import fused_row, row_text, served_scores, study_parser
 
 from satwatch.data import load_dataset
 from satwatch.detectors import registry
-from satwatch.evaluation.offline import served_postprocessing
+from satwatch.repository.stages import served_postprocessing
 
 
 def main(argv: list[str] | None = None) -> int:

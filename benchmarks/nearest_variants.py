@@ -63,9 +63,10 @@ import numpy as np
 from satwatch.data import Channel, load_dataset
 from satwatch.detectors import nearest_window, registry
 from satwatch.evaluation.metrics import channel_metrics, summarize
-from satwatch.evaluation.offline import evaluate_detector, fused_decisions, served_postprocessing
+from satwatch.evaluation.offline import evaluate_detector, fused_decisions
 from satwatch.evaluation.study import training_calibration
 from satwatch.pipeline.calibration import Threshold, training_statistics
+from satwatch.repository.stages import served_postprocessing
 
 OTHERS = ("omni", "tranad", "predictor")
 """The served detectors each variant is fused with (in the served order, the variant third)."""

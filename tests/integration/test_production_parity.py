@@ -24,11 +24,11 @@ import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from satwatch.data import load_dataset
-from satwatch.evaluation.offline import latest_version
 from satwatch.export.torchscript import OUTPUT_NAMES as TRANAD_OUTPUTS
 from satwatch.export.torchscript import load_exported
 from satwatch.onnx_defaults import missing_defaults
 from satwatch.repository.production import production_findings
+from satwatch.repository.stages import latest_version
 from satwatch.server.sample_repository import build_sample_repository
 
 from .builders import Built, built_repository, served_repository, webhook_server

@@ -888,20 +888,12 @@ def inprocess_replay(
     statistics, every registered detector's exported file, postprocessing's function.
     """
     # torch and ONNX Runtime come with these: only the replay needs them.
-    from satwatch.evaluation.offline import (
-        exported_scorer,
-        fused_decisions,
-        latest_version,
-        served_postprocessing,
-    )
-    from satwatch.pipeline.preprocess import STATS_FILE, NormalisationTable, preprocess
+    from satwatch.evaluation.offline import exported_scorer, fused_decisions
+    from satwatch.repository.stages import ServedStages
 
     repository = Path(repository)
     loading = time.perf_counter()
-    table = NormalisationTable.load(
-        latest_version(repository / "python" / "preprocessing") / STATS_FILE
-    )
-    settings, thresholds = served_postprocessing(repository)
+    stages = ServedStages.load(repository)
     scorers: dict[tuple[str, str], Callable] = {}
     for declared in registry.detectors():
         shared = None
@@ -914,9 +906,9 @@ def inprocess_replay(
     started = time.perf_counter()
     results = {}
     for name in channels:
-        normalised = preprocess(raws[name], table.get(name))
+        normalised = stages.normalise(name, raws[name])
         scores = {kind: scorers[kind, name](None, normalised) for kind in registry.kinds()}
-        decisions = fused_decisions(list(scores.values()), name, settings, thresholds)
+        decisions = fused_decisions(list(scores.values()), name, stages.settings, stages.thresholds)
         results[name] = (scores, decisions)
     return results, time.perf_counter() - started, load_seconds
 

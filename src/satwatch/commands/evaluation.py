@@ -267,8 +267,8 @@ def _study_set(one: _ChannelSet, data: Path, profile: str, jobs: int):  # noqa: 
 def _has_channels(repository: Path, names: list[str]) -> bool:
     """True when the repository's shipped thresholds cover every channel in ``names`` and every
     registered detector's model of theirs is there (a detector added since is built)."""
-    from satwatch.evaluation.offline import served_postprocessing
     from satwatch.repository.build import is_built
+    from satwatch.repository.stages import served_postprocessing
 
     try:
         _, table = served_postprocessing(repository)

@@ -39,9 +39,8 @@ from satwatch.evaluation.metrics import METRIC_KEYS, ChannelMetrics, channel_met
 from satwatch.exceptions import ModelError
 from satwatch.paths import artifacts_dir, data_dir
 from satwatch.pipeline.calibration import ChannelThresholds, select_thresholds
-from satwatch.pipeline.calibration_file import THRESHOLDS_FILE, load_thresholds
 from satwatch.pipeline.postprocess import PostSettings, postprocess
-from satwatch.repository.config import load_config, parameter_dict
+from satwatch.repository.stages import latest_version, served_postprocessing
 
 LOGGER = logging.getLogger(__name__)
 
@@ -108,22 +107,6 @@ def evaluate_channel(
 Scorer = Callable[[torch.nn.Module, np.ndarray], np.ndarray]
 
 
-def latest_version(model_dir: Path) -> Path:
-    """The highest numbered version folder of a served model (what Triton serves by default).
-
-    Raises:
-        ModelError: If there is none.
-    """
-    model_dir = Path(model_dir)
-    versions = [p for p in model_dir.glob("*") if p.is_dir() and p.name.isdigit()]
-    if not versions:
-        raise ModelError(
-            f"{model_dir}: expected a served model with version folders (1/, 2/, ...), got none; "
-            "build the repository with `satwatch build`"
-        )
-    return max(versions, key=lambda p: int(p.name))
-
-
 def exported_scorer(
     repository: Path, detector: str, channel: str, spacecraft: str = "SMAP"
 ) -> Scorer:
@@ -186,18 +169,6 @@ def evaluate_detector(
         if on_channel is not None:
             on_channel(detector, name)
     return summarize({n: r.metrics for n, r in results.items()}), results
-
-
-def served_postprocessing(repository: Path) -> tuple[PostSettings, dict[str, ChannelThresholds]]:
-    """The settings and shipped per-channel thresholds of the repository's ``postprocessing``.
-
-    Raises:
-        RepositoryError: If its config is missing or invalid.
-        DataError: If its thresholds file is missing or malformed.
-    """
-    model_dir = Path(repository) / "python" / "postprocessing"
-    settings = PostSettings.from_parameters(parameter_dict(load_config(model_dir / "config.pbtxt")))
-    return settings, load_thresholds(latest_version(model_dir) / THRESHOLDS_FILE)
 
 
 def fused_decisions(
@@ -281,8 +252,6 @@ __all__ = [
     "evaluate_offline",
     "exported_scorer",
     "fused_decisions",
-    "latest_version",
     "normalised_test",
-    "served_postprocessing",
     "test_scores",
 ]

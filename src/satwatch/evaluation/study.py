@@ -46,10 +46,10 @@ from satwatch.evaluation.offline import (
     FUSED,
     evaluate_detector,
     fused_decisions,
-    served_postprocessing,
 )
 from satwatch.pipeline.calibration import ChannelThresholds, training_statistics
 from satwatch.pipeline.postprocess import PostSettings
+from satwatch.repository.stages import served_postprocessing
 
 STUDY_FILE = "study.json"
 STUDY_MARKDOWN = "study.md"

@@ -5,16 +5,16 @@ kinds ``COUNTER``, ``GAUGE`` and ``HISTOGRAM``) at ``:8002/metrics`` beside Trit
 ``nv_*`` ones. This module holds their names, help texts and label sets (:data:`SPECS`) and
 :class:`ModelMetrics`, a thin wrapper the models publish through:
 
-=========================================== ====================== =====================
+=========================================== ====================== ============================
 metric                                      labels                 published by
-=========================================== ====================== =====================
+=========================================== ====================== ============================
 ``satwatch_events_total``                   channel, subsystem     custom_logic
-``satwatch_fused_score_bucket``             channel, le            postprocessing
-``satwatch_fused_score_sum`` / ``_count``   channel                postprocessing
+``satwatch_fused_score_bucket``             channel, le            custom_logic, postprocessing
+``satwatch_fused_score_sum`` / ``_count``   channel                custom_logic, postprocessing
 ``satwatch_eventlog_write_failures_total``  model                  custom_logic
 ``satwatch_webhook_failures_total``         model                  custom_logic
 ``satwatch_model_starts_total``             model                  every Python model
-=========================================== ====================== =====================
+=========================================== ====================== ============================
 
 * **Events** are those ``custom_logic`` records as new in the event log (an event that later
   chunks report again, longer, is counted once).
@@ -86,13 +86,13 @@ FUSED_SCORE_BUCKET = MetricSpec(
 )
 FUSED_SCORE_SUM = MetricSpec(
     "satwatch_fused_score_sum",
-    "Sum of the fused scores (final_result) of every time step postprocessing answered.",
+    "Sum of the fused scores (final_result) of every time step answered.",
     ("channel",),
     kind="gauge",
 )
 FUSED_SCORE_COUNT = MetricSpec(
     "satwatch_fused_score_count",
-    "Time steps postprocessing answered a fused score (final_result) for.",
+    "Time steps answered a fused score (final_result) for (custom_logic or postprocessing).",
     ("channel",),
 )
 EVENTLOG_WRITE_FAILURES = MetricSpec(
@@ -122,7 +122,7 @@ SPECS = (
 """Every metric satwatch publishes."""
 PREPROCESSING = (MODEL_STARTS,)
 POSTPROCESSING = (MODEL_STARTS, *FUSED_SCORE)
-CUSTOM_LOGIC = (MODEL_STARTS, EVENTS, EVENTLOG_WRITE_FAILURES, WEBHOOK_FAILURES)
+CUSTOM_LOGIC = (MODEL_STARTS, EVENTS, *FUSED_SCORE, EVENTLOG_WRITE_FAILURES, WEBHOOK_FAILURES)
 """What each Python model publishes."""
 
 SCORE_BOUNDS = (0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0)

@@ -4,21 +4,25 @@ Inputs ``channel_id`` BYTES [1] and ``raw_input`` FP32 [-1, F] (F the channel's 
 for SMAP), plus the optional stream state of every detector (``encoder_state``,
 ``decoder_state`` for OmniAnomaly, ``context`` for TranAD) and ``post_state``
 (postprocessing); each comes back as ``<name>_out`` so a client streams chunks by passing
-them back; the optional ``end_of_stream`` BOOL [1] (a
-stream's last chunk) goes on to postprocessing. Outputs ``final_result``, ``decision``,
-``events`` [-1, 3], the channel's ``subsystem`` and each detector's own
+them back; the optional ``end_of_stream`` BOOL [1] marks a stream's last chunk
+(postprocessing then confirms its incomplete last batch). Outputs ``final_result``,
+``decision``, ``events`` [-1, 3], the channel's ``subsystem`` and each detector's own
 ``anomaly_score``/``anomaly_detected`` as ``<kind>_score``/``<kind>_detected`` (which
 detectors agreed on an event).
 
 Per request: the channel's subsystem, its detector models and the state each carries come
-from the SQLite catalog (cached, reread when the file changes); Business Logic Scripting
-(async BLS) calls ``preprocessing`` -> the channel's detectors (all at once) ->
-``postprocessing`` (``score1``, ``score2``... in catalog order; it finds the channel's
-thresholds by ``channel_id``); reported events go to the SQLite event log (new ones also to
-the webhook, from a background thread). An unknown channel is that request's ``INVALID_ARG``
-error naming it; a failing step is that request's error naming the step, with the step's code.
+from the SQLite catalog (cached, reread when the file changes); the raw telemetry is
+normalised as the ``preprocessing`` model does, Business Logic Scripting (async BLS) calls the
+channel's detectors (all at once), and their scores (catalog order) are fused, thresholded and
+made events as the ``postprocessing`` model does. Both stages run in this stub, with those two
+models' files (``satwatch.repository.stages``, reread when they change): a BLS call is a round
+trip through the server and another stub. Reported events go to the SQLite event log (new
+ones also to the webhook, from a background thread). An unknown channel is that request's
+``INVALID_ARG`` error naming it, as is bad telemetry or a foreign ``post_state``; a failing
+detector is that request's error naming the step, with the step's code.
 Parameters: ``satwatch.pipeline.configs``. Metrics (``satwatch.pipeline.metrics``): new events
-per channel and subsystem, event-log write and webhook failures, starts.
+per channel and subsystem, the fused score's histogram per channel, event-log write and
+webhook failures, starts.
 """
 
 import asyncio
@@ -35,12 +39,11 @@ from satwatch.pipeline.configs import event_log_path
 from satwatch.pipeline.eventlog import EventLog, WebhookNotifier
 from satwatch.pipeline.poststate import stream_id_of
 from satwatch.pipeline.serving import StepError
-
-RESULTS = ("final_result", "decision", "events")
+from satwatch.repository.stages import CachedStages
 
 
 class TritonPythonModel:
-    """Catalog lookup, BLS pipeline, event log and webhook."""
+    """Catalog lookup, preprocessing, BLS calls to the detectors, postprocessing, event log."""
 
     def initialize(self, args):
         """Open the catalog and the event log; start the webhook thread when configured."""
@@ -54,9 +57,13 @@ class TritonPythonModel:
         folder = serving.version_folder(args)
         self.catalog = Catalog(params.get("catalog") or folder / CATALOG_FILE)
         self.log = EventLog(event_log_path(params, folder.parent))
+        # The preprocessing and postprocessing models' files, run in this stub: two BLS
+        # round trips fewer per request (README, "Benchmark").
+        self.stages = CachedStages(folder.parent.parent.parent)
         with contextlib.suppress(SatwatchError):  # no catalog yet: series come with events
             for entry in map(self.catalog.lookup, self.catalog.channels()):
                 self.metrics.prepare_events(entry.channel, entry.subsystem)
+                self.metrics.prepare_scores(entry.channel)
         self.notifier = None
         if params.get("webhook_url"):
             self.notifier = WebhookNotifier(
@@ -86,17 +93,15 @@ class TritonPythonModel:
         channel = serving.decode_channel(channel_tensor)
         entry = self.catalog.lookup(channel)
         raw = serving.required_input(pb_utils, request, "raw_input")
-        channel_id = np.array([channel.encode()], dtype=np.object_)
-        preprocessed = await self._call(
-            "preprocessing", {"raw_input": raw, "channel_id": channel_id}, ["normalized"]
-        )
+        stages = self.stages.current()
+        normalized = stages.normalise(channel, raw)
         calls = []
         for model in entry.models:
             states = {s: serving.optional_input(pb_utils, request, s) for s in model.states}
             # A front only fills missing states: a chunk carrying them all skips its hop.
             carried = all(value is not None for value in states.values())
             target = model.core if model.core and carried else model.model
-            feeds = {"input_data": preprocessed["normalized"], **states}
+            feeds = {"input_data": normalized, **states}
             names = ["anomaly_score", "anomaly_detected", *(f"{s}_out" for s in model.states)]
             calls.append(self._call(target, feeds, names, passed_on=model.states))
         # The detectors run in their own stubs: score with all of them at once.
@@ -116,23 +121,24 @@ class TritonPythonModel:
             if name.endswith("_score") and name not in outputs:
                 outputs[name] = np.full(raw.shape[0], np.nan, np.float32)
                 outputs[name.replace("_score", "_detected")] = np.zeros(raw.shape[0], bool)
-        post_inputs = {f"score{i + 1}": score for i, score in enumerate(scores)}
-        # The channel picks its thresholds and training statistics (the calibration file).
-        post_inputs["channel_id"] = channel_id
-        post_inputs["post_state"] = serving.optional_input(pb_utils, request, "post_state")
-        post_inputs["end_of_stream"] = serving.optional_input(pb_utils, request, "end_of_stream")
-        outputs |= await self._call(
-            "postprocessing",
-            post_inputs,
-            [*RESULTS, "post_state_out"],
-            passed_on=("post_state", "end_of_stream"),
+        end = serving.optional_input(pb_utils, request, "end_of_stream")
+        result = stages.postprocess(
+            channel,
+            scores,
+            serving.optional_input(pb_utils, request, "post_state"),
+            end_of_stream=end is not None and bool(end.any()),
         )
+        self.metrics.observe_scores(result.final, channel)
+        outputs["final_result"], outputs["decision"] = result.final, result.decision
+        outputs["events"], outputs["post_state_out"] = result.events, result.state.to_array()
         stream_id = stream_id_of(outputs["post_state_out"])
         # Off the event loop: a durable SQLite commit must not hold up the other requests.
-        with self.metrics.failures(metrics.EVENTLOG_WRITE_FAILURES):  # counted, then raised
-            new = await asyncio.to_thread(
-                self.log.record, channel, entry.subsystem, stream_id, outputs["events"]
-            )
+        new = []
+        if outputs["events"].size:  # most chunks report none: no thread hop for them
+            with self.metrics.failures(metrics.EVENTLOG_WRITE_FAILURES):  # counted, then raised
+                new = await asyncio.to_thread(
+                    self.log.record, channel, entry.subsystem, stream_id, outputs["events"]
+                )
         if new:
             self.metrics.count_events(len(new), channel, entry.subsystem)
         if new and self.notifier is not None:

@@ -258,9 +258,20 @@ def _counts_at_or_below(rows: np.ndarray, cuts: np.ndarray) -> np.ndarray:
 
 
 def _prefix_sums_at(rows: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Per row, the sum of its first ``counts`` values (``counts`` ``(K, Z)``)."""
-    prefix = np.concatenate([np.zeros((rows.shape[0], 1)), np.cumsum(rows, axis=1)], axis=1)
-    return np.take_along_axis(prefix, counts, axis=1)
+    """Per row, the sum of its first ``counts`` values (``counts`` ``(K, Z)``, ascending in Z).
+
+    One ``add.reduceat`` over the stretches between a row's counts, then their running sum
+    along Z: a pass over the values without writing a full cumulative sum of every row.
+    """
+    width = rows.shape[1]
+    starts = np.arange(rows.shape[0])[:, None] * width
+    edges = np.concatenate([starts, starts + counts], axis=1).ravel()
+    # A trailing 0: a count of the whole row puts an edge just past the last value.
+    values = np.concatenate([np.ravel(rows), [0.0]])
+    stretches = np.add.reduceat(values, edges)
+    # reduceat gives the value at an edge, not 0, where a stretch is empty (equal edges).
+    stretches = np.where(np.diff(edges, append=values.size) > 0, stretches, 0.0)
+    return np.cumsum(stretches.reshape(counts.shape[0], -1)[:, :-1], axis=1)
 
 
 def surviving_runs(

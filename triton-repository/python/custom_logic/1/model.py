@@ -58,8 +58,9 @@ class TritonPythonModel:
         self.catalog = Catalog(params.get("catalog") or folder / CATALOG_FILE)
         self.log = EventLog(event_log_path(params, folder.parent))
         # The preprocessing and postprocessing models' files, run in this stub: two BLS
-        # round trips fewer per request (README, "Benchmark").
-        self.stages = CachedStages(folder.parent.parent.parent)
+        # round trips fewer per request (README, "Benchmark"). The version folder is
+        # <repository>/python/custom_logic/<version>.
+        self.stages = CachedStages(folder.parents[2])
         with contextlib.suppress(SatwatchError):  # no catalog yet: series come with events
             for entry in map(self.catalog.lookup, self.catalog.channels()):
                 self.metrics.prepare_events(entry.channel, entry.subsystem)

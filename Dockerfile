@@ -8,10 +8,12 @@ WORKDIR /opt/satwatch
 COPY pyproject.toml README.md ./
 COPY src ./src
 # --no-deps: the image's backends serve the detectors, so no torch/onnxruntime wheels here;
-# the Python models need only numpy, scipy and the satwatch package itself.
-RUN pip install --no-cache-dir "numpy<2" "scipy>=1.11" "pyyaml>=6" \
+# the Python models need only numpy, scipy, tritonclient's config schema with protobuf
+# (custom_logic reads postprocessing's config.pbtxt; the client of the image's Triton release)
+# and the satwatch package itself (tests/unit/server/test_compose.py follows their imports).
+RUN pip install --no-cache-dir "numpy<2" "scipy>=1.11" "pyyaml>=6" "tritonclient[grpc]==2.51.0" protobuf \
     && pip install --no-cache-dir --no-deps . \
-    && python3 -c "import satwatch, numpy, scipy"
+    && python3 -c "import satwatch.repository.stages, numpy, scipy"
 
 # Triton and the Python models run as an unprivileged user, not root: what is above was
 # installed as root, so that user can read it but not change it. The uid/gid is fixed so that a

@@ -231,3 +231,66 @@ def test_grafana_is_provisioned_with_the_datasource_and_the_dashboard(services):
     dashboard = json.loads((PROJECT_ROOT / dashboards / "satwatch.json").read_text())
     targets = [t for panel in dashboard["panels"] for t in panel.get("targets", [])]
     assert targets and {t["datasource"]["uid"] for t in targets} == {datasource["uid"]}
+
+
+def _module_imports(path) -> set[str]:  # noqa: ANN001
+    """Modules a file imports when it loads (module level; a function's own imports wait)."""
+    import ast  # noqa: PLC0415
+
+    names = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _loaded_third_party(entry) -> set[str]:  # noqa: ANN001
+    """Top-level packages outside satwatch and the standard library that ``entry`` loads,
+    following satwatch's own modules (and their packages' ``__init__``) as they import."""
+    import importlib.util  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    found, seen, pending = set(), set(), [entry]
+    while pending:
+        for name in _module_imports(pending.pop()):
+            top = name.split(".")[0]
+            if top != "satwatch":
+                if top not in sys.stdlib_module_names and top != "triton_python_backend_utils":
+                    found.add(top)
+                continue
+            parts = name.split(".")
+            for depth in range(1, len(parts) + 1):
+                module = ".".join(parts[:depth])
+                if module in seen:
+                    continue
+                seen.add(module)
+                try:
+                    spec = importlib.util.find_spec(module)
+                except (ImportError, AttributeError):  # a name imported from a module
+                    continue
+                if spec is not None and spec.origin and spec.origin.endswith(".py"):
+                    pending.append(Path(spec.origin))
+    return found
+
+
+def test_the_image_installs_what_the_python_models_import(dockerfile):
+    from importlib.metadata import packages_distributions  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    installed = set()
+    for keyword, arguments in dockerfile:
+        for command in arguments.split("&&"):
+            if keyword == "RUN" and "pip install" in command:
+                words = [w.strip("\"'") for w in command.split() if not w.startswith("-")]
+                installed |= {re.split(r"[\[<>=]", w)[0].lower() for w in words[2:]}
+    distributions = packages_distributions()
+    models = sorted((PROJECT_ROOT / "triton-repository" / "python").glob("*/1/model.py"))
+    assert models
+    for model in models:
+        for package in _loaded_third_party(Path(model)):
+            names = {d.lower() for d in distributions.get(package, [package])}
+            assert names & installed, f"{model.parent.parent.name} imports {package}: {names}"

@@ -61,13 +61,14 @@ def check_raw(raw: np.ndarray, features: int, channel: str | None = None) -> np.
     return array.astype(np.float32, copy=False)
 
 
-def preprocess(raw: np.ndarray, stats: Normalisation) -> np.ndarray:
+def preprocess(raw: np.ndarray, stats: Normalisation, channel: str | None = None) -> np.ndarray:
     """Normalise raw telemetry ``(T, F)`` with one channel's training statistics.
 
     Raises:
-        DataError: For a wrong shape or a non-finite value (see the module's policy).
+        DataError: For a wrong shape or a non-finite value (see the module's policy), naming
+            ``channel`` when given.
     """
-    return stats.apply(check_raw(raw, stats.n_features))
+    return stats.apply(check_raw(raw, stats.n_features, channel))
 
 
 @dataclass(frozen=True)

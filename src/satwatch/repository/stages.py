@@ -30,7 +30,7 @@ from satwatch.pipeline.calibration import ChannelThresholds, select_thresholds
 from satwatch.pipeline.calibration_file import THRESHOLDS_FILE, load_thresholds
 from satwatch.pipeline.postprocess import PostResult, PostSettings, postprocess
 from satwatch.pipeline.poststate import PostState
-from satwatch.pipeline.preprocess import STATS_FILE, NormalisationTable, check_raw
+from satwatch.pipeline.preprocess import STATS_FILE, NormalisationTable, preprocess
 from satwatch.repository.config import load_config, parameter_dict
 
 LOGGER = logging.getLogger(__name__)
@@ -100,9 +100,9 @@ class ServedStages:
             RepositoryError: If postprocessing's config is missing or invalid.
             DataError: If a statistics or thresholds file is missing or malformed.
         """
-        stats_file = _stage_files(repository)[0]
-        settings, thresholds = served_postprocessing(repository)
-        return cls(NormalisationTable.load(stats_file), settings, thresholds)
+        model_dir = Path(repository) / "python" / PREPROCESSING
+        normalisation = NormalisationTable.load(latest_version(model_dir) / STATS_FILE)
+        return cls(normalisation, *served_postprocessing(repository))
 
     @property
     def dynamic(self) -> bool:
@@ -116,8 +116,7 @@ class ServedStages:
             DataError: For a channel without statistics, a row of the wrong width or a
                 non-finite value (naming the channel and the rows).
         """
-        stats = self.normalisation.get(channel)
-        return stats.apply(check_raw(raw, stats.n_features, channel))
+        return preprocess(raw, self.normalisation.get(channel), channel)
 
     def postprocess(
         self,

@@ -37,18 +37,27 @@ STATES = ("hidden", "last_prediction", "steps_seen")
 """The served stream state: the GRU's state, the last prediction, how many steps came before."""
 
 
+CARD_DEFAULTS = {"layers": 1, "dropout": 0.0, "horizon": 1, "holdout": 0.0, "patience": 0}
+"""The settings added after the first cards were written, as those cards were trained."""
+
+
 @dataclass
 class Params:
     """Predictor hyperparameters (the same for every channel).
 
     Attributes:
-        hidden: GRU units.
+        hidden: GRU units per layer.
         window: Steps per training window (shorter when the training split is).
         stride: Steps between the starts of training windows.
         warm_up: Predictions at the start of each window left out of the loss.
-        epochs: Passes over the training windows.
+        epochs: The most passes over the training windows.
         batch_size: Windows per optimiser step.
         lr: Adam's learning rate.
+        layers: Stacked GRU layers.
+        dropout: Dropout between the layers and before the head, while training.
+        horizon: Values ahead each step predicts in training (the first is served).
+        holdout: Fraction of the training windows, the latest, held out to choose the epoch.
+        patience: Epochs without a better held-out loss before training stops (0: never).
     """
 
     hidden: int = 64
@@ -58,9 +67,14 @@ class Params:
     epochs: int = 10
     batch_size: int = 64
     lr: float = 1e-3
+    layers: int = 1
+    dropout: float = 0.0
+    horizon: int = 1
+    holdout: float = 0.0
+    patience: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("hidden", "window", "stride", "epochs", "batch_size"):
+        for name in ("hidden", "window", "stride", "epochs", "batch_size", "layers", "horizon"):
             value = getattr(self, name)
             if value < 1:
                 raise ModelError(f"predictor {name}: expected at least 1, got {value}")
@@ -68,6 +82,14 @@ class Params:
             raise ModelError(
                 f"predictor warm_up: expected 0 to window - 1 ({self.window - 1}), "
                 f"got {self.warm_up}"
+            )
+        for name in ("dropout", "holdout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ModelError(f"predictor {name}: expected 0 to 1, got {getattr(self, name)}")
+        if self.patience < 0 or (self.patience and not self.holdout):
+            raise ModelError(
+                f"predictor patience: expected 0, or at least 1 with a holdout, got "
+                f"{self.patience} with holdout {self.holdout}"
             )
 
     @classmethod
@@ -88,20 +110,31 @@ class NextValuePredictor(nn.Module):
         super().__init__()
         self.params = params
         self.n_features = n_features
-        self.gru = nn.GRU(n_features, params.hidden, batch_first=True)
-        self.head = nn.Linear(params.hidden, 1)
+        between = params.dropout if params.layers > 1 else 0.0
+        self.gru = nn.GRU(
+            n_features, params.hidden, num_layers=params.layers, batch_first=True, dropout=between
+        )
+        self.drop = nn.Dropout(params.dropout)
+        self.head = nn.Linear(params.hidden, params.horizon)
         self.register_buffer("threshold", torch.tensor(float("inf")))
+
+    def predict_ahead(self, rows: Tensor, hidden: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``(B, T, F)`` rows -> ``(B, T, horizon)`` predictions of the values ahead, and the
+        GRU state ``(layers, B, H)``."""
+        out, state = self.gru(rows, hidden)
+        return self.head(self.drop(out)), state
 
     def predict(self, rows: Tensor, hidden: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``(B, T, F)`` rows -> ``(B, T)`` next-value predictions and the GRU state."""
-        out, state = self.gru(rows, hidden)
-        return self.head(out)[..., 0], state
+        ahead, state = self.predict_ahead(rows, hidden)
+        return ahead[..., 0], state
 
     def forward(
         self, input_data: Tensor, hidden: Tensor, last_prediction: Tensor, steps_seen: Tensor
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """``(T, F), (1, H), (1, 1), (1, 1)`` -> reconstruction, score, detected, states out."""
-        predicted, state = self.predict(input_data.unsqueeze(0), hidden.unsqueeze(0))
+        """``(T, F), (layers, H), (1, 1), (1, 1)`` -> reconstruction, score, detected, states
+        out."""
+        predicted, state = self.predict(input_data.unsqueeze(0), hidden.unsqueeze(1))
         predicted = predicted[0]
         # Step t is judged by the prediction made at t - 1 (the state's for the first step).
         previous = torch.cat([last_prediction[0], predicted[:-1]])
@@ -115,7 +148,7 @@ class NextValuePredictor(nn.Module):
             reconstruction,
             score,
             score > self.threshold,
-            state[0],
+            state[:, 0],
             predicted[-1:].unsqueeze(0),
             steps_seen + ones.sum(),
         )
@@ -134,16 +167,44 @@ def _rows(series: np.ndarray, what: str) -> torch.Tensor:
 
 
 def training_windows(series: torch.Tensor, params: Params) -> torch.Tensor:
-    """``(N, L + 1, F)`` windows of a training series: ``L`` rows to predict from, plus the
-    last row, only a target. ``L`` is ``params.window``, or the series' length - 1 if shorter.
+    """``(N, L + horizon, F)`` windows of a training series: ``L`` rows to predict from, plus
+    the ``horizon`` rows after them, only targets. ``L`` is ``params.window``, or shorter when
+    the series is.
     """
-    length = min(params.window, series.shape[0] - 1)
+    length = min(params.window, series.shape[0] - params.horizon)
     if length <= params.warm_up:
         raise DataError(
-            f"predictor: expected more than {params.warm_up + 1} training steps, "
+            f"predictor: expected more than {params.warm_up + params.horizon} training steps, "
             f"got {series.shape[0]}"
         )
-    return series.unfold(0, length + 1, params.stride).permute(0, 2, 1).contiguous()
+    size = length + params.horizon
+    return series.unfold(0, size, params.stride).permute(0, 2, 1).contiguous()
+
+
+def _loss(model: NextValuePredictor, batch: Tensor) -> Tensor:
+    """Mean squared error of every scored prediction of a batch of training windows."""
+    params = model.params
+    length = batch.shape[1] - params.horizon
+    predicted, _ = model.predict_ahead(batch[:, :length])
+    # Row t's k-th output predicts the value at t + 1 + k.
+    targets = batch[:, 1:, 0].unfold(1, params.horizon, 1)
+    # The first predictions of a window start from a zero state: not scored.
+    error = predicted[:, params.warm_up :] - targets[:, params.warm_up :]
+    return (error**2).mean()
+
+
+def _held_out(count: int, holdout: float) -> int:
+    """How many of ``count`` training windows, the latest, are held out (0: none)."""
+    held = int(round(count * holdout))
+    return held if 0 < held < count else 0
+
+
+def _split(windows: Tensor, holdout: float) -> tuple[Tensor, Tensor | None]:
+    """The training windows and the held-out latest ones (None without a holdout)."""
+    held = _held_out(len(windows), holdout)
+    if not held:
+        return windows, None
+    return windows[:-held], windows[-held:]
 
 
 def fit(
@@ -152,37 +213,53 @@ def fit(
     seed: int,
     on_epoch: Callable[[int, float], None] | None = None,
 ) -> NextValuePredictor:
-    """Train on one channel's normalised training split (``train`` holds its one series)."""
+    """Train on one channel's normalised training split (``train`` holds its one series).
+
+    With a holdout, the weights kept are the epoch's with the lowest held-out loss.
+    """
     if len(train) != 1:
         raise ModelError(f"predictor: expected one training series, got {len(train)}")
     series = _rows(train[0], "training series")
-    windows = training_windows(series, params)
+    windows, held = _split(training_windows(series, params), params.holdout)
     torch.manual_seed(seed)
     model = build_model(params, series.shape[1])
     optimizer = torch.optim.Adam(model.parameters(), lr=params.lr)
     generator = torch.Generator().manual_seed(seed)
+    best, best_state, waited = float("inf"), None, 0
     for epoch in range(1, params.epochs + 1):
+        model.train()
         order = torch.randperm(len(windows), generator=generator)
         total = 0.0
         for start in range(0, len(order), params.batch_size):
             batch = windows[order[start : start + params.batch_size]]
-            predicted, _ = model.predict(batch[:, :-1])
-            # The first predictions of a window start from a zero state: not scored.
-            error = predicted[:, params.warm_up :] - batch[:, 1 + params.warm_up :, 0]
-            loss = (error**2).mean()
+            loss = _loss(model, batch)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             total += float(loss.detach()) * len(batch)
         if on_epoch is not None:
             on_epoch(epoch, total / len(windows))
+        if held is None:
+            continue
+        model.eval()
+        with torch.no_grad():
+            checked = float(_loss(model, held))
+        if checked < best:
+            best, waited = checked, 0
+            best_state = {k: v.clone() for k, v in model.state_dict().items()}
+        else:
+            waited += 1
+            if params.patience and waited >= params.patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
     return model.eval()
 
 
 @torch.inference_mode()
 def score(model: NextValuePredictor, series: np.ndarray) -> np.ndarray:
     """The per-step score of a whole series from a fresh stream, as served."""
-    hidden = torch.zeros(1, model.params.hidden)
+    hidden = torch.zeros(model.params.layers, model.params.hidden)
     out = model(_rows(series, "series"), hidden, torch.zeros(1, 1), torch.zeros(1, 1))
     return out[1].numpy()
 
@@ -194,10 +271,9 @@ def export_trained(folder: Path, path: Path) -> Path:
     """Write the artifact in ``folder`` as the served ONNX graph at ``path`` (threshold baked)."""
     model, card = load_trained(folder)
     model.threshold.fill_(float(card["threshold"]))
-    hidden = model.params.hidden
     example = (
         torch.zeros(300, model.n_features),
-        torch.zeros(1, hidden),
+        torch.zeros(model.params.layers, model.params.hidden),
         torch.zeros(1, 1),
         torch.zeros(1, 1),
     )

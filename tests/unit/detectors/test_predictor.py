@@ -87,3 +87,69 @@ def test_the_onnx_file_scores_as_the_module_and_chunks_as_the_whole(model, tmp_p
     np.testing.assert_array_equal(np.concatenate(parts), served)
     assert state["steps_seen"].tolist() == [[500.0]]
     assert served[150] > 0.5
+
+
+DEEP = pr.Params(
+    hidden=6, window=40, stride=4, warm_up=5, epochs=4, lr=1e-2, layers=2, dropout=0.2, horizon=3
+)
+
+
+def test_a_deeper_model_predicting_ahead_streams_and_exports_as_the_whole(tmp_path) -> None:
+    model = pr.fit([sine_series(400)], DEEP, seed=0)
+    assert not model.training  # dropout off when scoring
+    test = sine_series(300, seed=1)
+    whole = pr.score(model, test)
+    hidden = torch.zeros(DEEP.layers, DEEP.hidden)
+    last, seen, parts = torch.zeros(1, 1), torch.zeros(1, 1), []
+    with torch.inference_mode():
+        for start in range(0, 300, 41):
+            out = model(torch.as_tensor(test[start : start + 41]), hidden, last, seen)
+            hidden, last, seen = out[3], out[4], out[5]
+            parts.append(out[1].numpy())
+    np.testing.assert_allclose(np.concatenate(parts), whole, atol=1e-6)
+    assert hidden.shape == (DEEP.layers, DEEP.hidden)
+    card = {"detector": "predictor", "params": DEEP.__dict__, "n_features": 3, "threshold": 0.5}
+    save_trained(tmp_path, model, card)
+    path = pr.export_trained(tmp_path, tmp_path / "model.onnx")
+    np.testing.assert_allclose(fresh_stream_scorer(path)(test), whole, atol=1e-5)
+
+
+def test_the_windows_hold_the_targets_ahead_and_the_holdout_is_the_latest() -> None:
+    series = torch.arange(100, dtype=torch.float32).reshape(50, 2)
+    windows = pr.training_windows(series, pr.Params(window=10, stride=5, warm_up=0, horizon=3))
+    assert windows.shape == (8, 13, 2)
+    np.testing.assert_array_equal(windows[1, :, 0], series[5:18, 0])
+    kept, held = pr._split(windows, 0.25)
+    assert len(kept) == 6 and torch.equal(held, windows[6:])
+    assert pr._split(windows, 0.0)[1] is None
+
+
+def test_the_held_out_epoch_is_kept_and_patience_stops_training() -> None:
+    params = pr.Params(hidden=8, window=40, stride=4, warm_up=5, lr=5e-2, holdout=0.25)
+    series = torch.as_tensor(sine_series(400))
+    _, held = pr._split(pr.training_windows(series, params), params.holdout)
+
+    def held_out_loss(epochs: int) -> float:
+        model = pr.fit([sine_series(400)], pr.Params(**{**params.__dict__, "epochs": epochs}), 0)
+        with torch.no_grad():
+            return float(pr._loss(model, held))
+
+    # The same seed walks the same epochs: with more of them the kept loss can only fall.
+    losses = [held_out_loss(epochs) for epochs in (1, 3, 6)]
+    assert losses[0] >= losses[1] >= losses[2] and losses[2] < losses[0]
+    epochs_run = []
+    diverging = pr.Params(**{**params.__dict__, "lr": 5.0, "epochs": 30, "patience": 2})
+    pr.fit([sine_series(400)], diverging, 0, on_epoch=lambda e, loss: epochs_run.append(e))
+    assert 3 <= len(epochs_run) < 30
+
+
+def test_settings_out_of_range_are_refused() -> None:
+    for bad, match in (
+        ({"layers": 0}, "layers"),
+        ({"horizon": 0}, "horizon"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"holdout": -0.1}, "holdout"),
+        ({"patience": 3}, "patience"),
+    ):
+        with pytest.raises(ModelError, match=match):
+            pr.Params(**bad)

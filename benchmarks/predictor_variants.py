@@ -10,14 +10,13 @@ predictor's mean squared error on the normal test steps, a label-light check tha
 itself predicts better, and the training time per channel.
 
 Chosen on the validation channels (the 27 SMAP channels outside the seed), never on the
-reported ones. The results are in the module doc of the served settings,
-:class:`satwatch.detectors.predictor.Params`.
+reported ones. The results are in the README ("Where it stands").
 
 Usage::
 
     python benchmarks/predictor_variants.py --artifacts runs/study/artifacts \\
         --repository runs/study/repository --cache runs/predictor_variants -j 2 \\
-        --variants "quick;b16=batch_size=16;b16e20=batch_size=16,epochs=20"
+        --variants "quick;h10=horizon=10;kc=known_commands=1"
 """
 
 from __future__ import annotations
@@ -49,7 +48,8 @@ def parse_variant(text: str) -> tuple[str, dict]:
         key, _, value = pair.partition("=")
         if key not in types:
             raise SystemExit(f"variant {name}: unknown predictor setting {key!r}")
-        out[key] = float(value) if types[key] in ("float", float) else int(value)
+        kind = {"float": float, "bool": lambda text: bool(int(text))}.get(types[key], int)
+        out[key] = kind(value)
     return name, out
 
 

@@ -251,7 +251,12 @@ def test_custom_logic_streams_chunks_like_the_whole_window(http, built, window) 
         decisions.append(out["decision"])
         events |= {int(row[0]): tuple(row[:2]) for row in out["events"]}
     final = np.concatenate(finals)
-    np.testing.assert_allclose(final, whole["final_result"], atol=1e-5)
+    # The detectors' scores agree to float rounding (TranAD's matrix products take other shapes
+    # in chunks: about 1e-7 apart), but the fusion raises each z-score to dt_z_power (0.5).
+    # Where a score sits at its training median (z near 0, as TranAD's does on E-1) a square
+    # root turns a z difference d into up to sqrt(d): 1e-6 becomes 1e-3 before the weight and
+    # the smoothing shrink it.
+    np.testing.assert_allclose(final, whole["final_result"], atol=1e-3)
     clear = np.abs(whole["final_result"] - 1.0) > 1e-4
     np.testing.assert_array_equal(np.concatenate(decisions)[clear], whole["decision"][clear])
     assert sorted(events.values()) == [tuple(row[:2]) for row in whole["events"]]

@@ -10,8 +10,8 @@ layer over the rows and a linear head, trained on windows of the training split 
 ``warm_up`` predictions (made from a zero state) are not scored.
 
 Served, the model runs once over each chunk with its state carried (``hidden``, the GRU's
-state; ``last_prediction``, the prediction made at the chunk's last step; ``steps_seen``), so
-a stream of chunks scores as the whole series.
+state, whose top layer the prediction for the next chunk's first step is made from;
+``steps_seen``), so a stream of chunks scores as the whole series.
 
 Example::
 
@@ -33,11 +33,18 @@ from satwatch.detectors.artifacts import load_trained
 from satwatch.detectors.onnx_file import export_stream_graph
 from satwatch.exceptions import DataError, ModelError
 
-STATES = ("hidden", "last_prediction", "steps_seen")
-"""The served stream state: the GRU's state, the last prediction, how many steps came before."""
+STATES = ("hidden", "steps_seen")
+"""The served stream state: the GRU's state and how many steps came before."""
 
 
-CARD_DEFAULTS = {"layers": 1, "dropout": 0.0, "horizon": 1, "holdout": 0.0, "patience": 0}
+CARD_DEFAULTS = {
+    "layers": 1,
+    "dropout": 0.0,
+    "horizon": 1,
+    "holdout": 0.0,
+    "patience": 0,
+    "known_commands": False,
+}
 """The settings added after the first cards were written, as those cards were trained."""
 
 
@@ -58,6 +65,9 @@ class Params:
         horizon: Values ahead each step predicts in training (the first is served).
         holdout: Fraction of the training windows, the latest, held out to choose the epoch.
         patience: Epochs without a better held-out loss before training stops (0: never).
+        known_commands: Each step's prediction also reads that step's command columns:
+            commands are known when sent, and a command that moves the value moves it on the
+            step it is sent.
     """
 
     hidden: int = 64
@@ -72,6 +82,7 @@ class Params:
     horizon: int = 1
     holdout: float = 0.0
     patience: int = 0
+    known_commands: bool = False
 
     def __post_init__(self) -> None:
         for name in ("hidden", "window", "stride", "epochs", "batch_size", "layers", "horizon"):
@@ -115,43 +126,40 @@ class NextValuePredictor(nn.Module):
             n_features, params.hidden, num_layers=params.layers, batch_first=True, dropout=between
         )
         self.drop = nn.Dropout(params.dropout)
-        self.head = nn.Linear(params.hidden, params.horizon)
+        commands = n_features - 1 if params.known_commands else 0
+        self.head = nn.Linear(params.hidden + commands, params.horizon)
         self.register_buffer("threshold", torch.tensor(float("inf")))
 
-    def predict_ahead(self, rows: Tensor, hidden: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """``(B, T, F)`` rows -> ``(B, T, horizon)`` predictions of the values ahead, and the
-        GRU state ``(layers, B, H)``."""
-        out, state = self.gru(rows, hidden)
-        return self.head(self.drop(out)), state
+    def head_of(self, out: Tensor, next_rows: Tensor) -> Tensor:
+        """The predictions from the GRU's output at each step and the rows of the step after
+        (``(..., H)``, ``(..., F)`` -> ``(..., horizon)``); the rows' command columns are read
+        only with ``known_commands``."""
+        if self.params.known_commands:
+            out = torch.cat([out, next_rows[..., 1:]], -1)
+        return self.head(self.drop(out))
 
-    def predict(self, rows: Tensor, hidden: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """``(B, T, F)`` rows -> ``(B, T)`` next-value predictions and the GRU state."""
-        ahead, state = self.predict_ahead(rows, hidden)
-        return ahead[..., 0], state
+    def predict_ahead(self, rows: Tensor, next_rows: Tensor) -> Tensor:
+        """``(B, T, F)`` rows and the ``(B, T, F)`` rows one step later -> ``(B, T, horizon)``
+        predictions of the values ahead, from a zero state."""
+        out, _ = self.gru(rows)
+        return self.head_of(out, next_rows)
 
     def forward(
-        self, input_data: Tensor, hidden: Tensor, last_prediction: Tensor, steps_seen: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """``(T, F), (layers, H), (1, 1), (1, 1)`` -> reconstruction, score, detected, states
-        out."""
-        predicted, state = self.predict(input_data.unsqueeze(0), hidden.unsqueeze(1))
-        predicted = predicted[0]
-        # Step t is judged by the prediction made at t - 1 (the state's for the first step).
-        previous = torch.cat([last_prediction[0], predicted[:-1]])
+        self, input_data: Tensor, hidden: Tensor, steps_seen: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """``(T, F), (layers, H), (1, 1)`` -> reconstruction, score, detected, states out."""
+        out, state = self.gru(input_data.unsqueeze(0), hidden.unsqueeze(1))
+        # Step t is judged by the prediction made from the GRU's output at t - 1 (the carried
+        # top layer's for the chunk's first step) and, with known_commands, step t's commands.
+        before = torch.cat([hidden[-1:], out[0, :-1]])
+        predicted = self.head_of(before, input_data)[:, 0]
         ones = torch.ones_like(input_data[:, 0])
         position = torch.cumsum(ones, dim=0) - 1.0
         first = position + steps_seen[0] < 0.5
-        score = torch.where(first, 0.0, torch.abs(input_data[:, 0] - previous))
+        score = torch.where(first, 0.0, torch.abs(input_data[:, 0] - predicted))
         # The "reconstruction": the predicted value in column 0, the commands as sent.
-        reconstruction = torch.cat([previous.unsqueeze(1), input_data[:, 1:]], 1)
-        return (
-            reconstruction,
-            score,
-            score > self.threshold,
-            state[:, 0],
-            predicted[-1:].unsqueeze(0),
-            steps_seen + ones.sum(),
-        )
+        reconstruction = torch.cat([predicted.unsqueeze(1), input_data[:, 1:]], 1)
+        return reconstruction, score, score > self.threshold, state[:, 0], steps_seen + ones.sum()
 
 
 def build_model(params: Params, n_features: int = 25) -> NextValuePredictor:
@@ -185,7 +193,7 @@ def _loss(model: NextValuePredictor, batch: Tensor) -> Tensor:
     """Mean squared error of every scored prediction of a batch of training windows."""
     params = model.params
     length = batch.shape[1] - params.horizon
-    predicted, _ = model.predict_ahead(batch[:, :length])
+    predicted = model.predict_ahead(batch[:, :length], batch[:, 1 : length + 1])
     # Row t's k-th output predicts the value at t + 1 + k.
     targets = batch[:, 1:, 0].unfold(1, params.horizon, 1)
     # The first predictions of a window start from a zero state: not scored.
@@ -260,7 +268,7 @@ def fit(
 def score(model: NextValuePredictor, series: np.ndarray) -> np.ndarray:
     """The per-step score of a whole series from a fresh stream, as served."""
     hidden = torch.zeros(model.params.layers, model.params.hidden)
-    out = model(_rows(series, "series"), hidden, torch.zeros(1, 1), torch.zeros(1, 1))
+    out = model(_rows(series, "series"), hidden, torch.zeros(1, 1))
     return out[1].numpy()
 
 
@@ -274,7 +282,6 @@ def export_trained(folder: Path, path: Path) -> Path:
     example = (
         torch.zeros(300, model.n_features),
         torch.zeros(model.params.layers, model.params.hidden),
-        torch.zeros(1, 1),
         torch.zeros(1, 1),
     )
     return export_stream_graph(model, example, path, STATES)

@@ -178,7 +178,7 @@ PREDICTOR = Detector(
     name_pattern="predictor_{spacecraft}_{channel}",
     exporter="satwatch.detectors.predictor:export_trained",
     served_scorer="satwatch.detectors.onnx_file:fresh_stream_scorer",
-    states=("hidden", "last_prediction", "steps_seen"),
+    states=("hidden", "steps_seen"),
 )
 
 _REGISTERED: dict[str, Detector] = {

@@ -35,16 +35,11 @@ def test_training_learns_the_next_value_and_a_jump_scores_high(model) -> None:
 def test_a_stream_of_chunks_scores_as_the_wholesine_series(model) -> None:
     test = sine_series(300, seed=1)
     whole = pr.score(model, test)
-    hidden, last, seen, parts = (
-        torch.zeros(1, PARAMS.hidden),
-        torch.zeros(1, 1),
-        torch.zeros(1, 1),
-        [],
-    )
+    hidden, seen, parts = torch.zeros(1, PARAMS.hidden), torch.zeros(1, 1), []
     with torch.inference_mode():
         for start in range(0, test.shape[0], 37):
-            out = model(torch.as_tensor(test[start : start + 37]), hidden, last, seen)
-            hidden, last, seen = out[3], out[4], out[5]
+            out = model(torch.as_tensor(test[start : start + 37]), hidden, seen)
+            hidden, seen = out[3], out[4]
             parts.append(out[1].numpy())
     np.testing.assert_allclose(np.concatenate(parts), whole, atol=1e-6)
     assert seen.item() == 300
@@ -73,7 +68,6 @@ def test_the_onnx_file_scores_as_the_module_and_chunks_as_the_whole(model, tmp_p
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = list(pr.STATES)
     state = {"hidden": np.zeros((1, PARAMS.hidden), np.float32)}
-    state |= {"last_prediction": np.zeros((1, 1), np.float32)}
     state |= {"steps_seen": np.zeros((1, 1), np.float32)}
     outputs = ["anomaly_score", "anomaly_detected", *(f"{n}_out" for n in names)]
     parts = []
@@ -90,7 +84,16 @@ def test_the_onnx_file_scores_as_the_module_and_chunks_as_the_whole(model, tmp_p
 
 
 DEEP = pr.Params(
-    hidden=6, window=40, stride=4, warm_up=5, epochs=4, lr=1e-2, layers=2, dropout=0.2, horizon=3
+    hidden=6,
+    window=40,
+    stride=4,
+    warm_up=5,
+    epochs=4,
+    lr=1e-2,
+    layers=2,
+    dropout=0.2,
+    horizon=3,
+    known_commands=True,
 )
 
 
@@ -99,12 +102,11 @@ def test_a_deeper_model_predicting_ahead_streams_and_exports_as_the_whole(tmp_pa
     assert not model.training  # dropout off when scoring
     test = sine_series(300, seed=1)
     whole = pr.score(model, test)
-    hidden = torch.zeros(DEEP.layers, DEEP.hidden)
-    last, seen, parts = torch.zeros(1, 1), torch.zeros(1, 1), []
+    hidden, seen, parts = torch.zeros(DEEP.layers, DEEP.hidden), torch.zeros(1, 1), []
     with torch.inference_mode():
         for start in range(0, 300, 41):
-            out = model(torch.as_tensor(test[start : start + 41]), hidden, last, seen)
-            hidden, last, seen = out[3], out[4], out[5]
+            out = model(torch.as_tensor(test[start : start + 41]), hidden, seen)
+            hidden, seen = out[3], out[4]
             parts.append(out[1].numpy())
     np.testing.assert_allclose(np.concatenate(parts), whole, atol=1e-6)
     assert hidden.shape == (DEEP.layers, DEEP.hidden)
@@ -153,3 +155,24 @@ def test_settings_out_of_range_are_refused() -> None:
     ):
         with pytest.raises(ModelError, match=match):
             pr.Params(**bad)
+
+
+def test_known_commands_predict_a_commanded_step_that_history_cannot() -> None:
+    """A command that moves the value on the step it is sent: only a model reading that step's
+    commands can predict the move."""
+    rng = np.random.default_rng(0)
+
+    def commanded(steps: int) -> np.ndarray:
+        rows = np.zeros((steps, 2), np.float32)
+        rows[:, 1] = rng.random(steps) < 0.05
+        rows[:, 0] = np.where(rows[:, 1] > 0, 1.0, 0.0) + 0.01 * rng.standard_normal(steps)
+        return rows
+
+    base = {"hidden": 8, "window": 50, "stride": 5, "warm_up": 2, "epochs": 30, "lr": 1e-2}
+    train, test = commanded(1500), commanded(600)
+    sent = test[1:, 1] > 0
+    errors = {}
+    for known in (False, True):
+        model = pr.fit([train], pr.Params(**base, known_commands=known), seed=0)
+        errors[known] = pr.score(model, test)[1:][sent].mean()
+    assert errors[True] < 0.2 < 0.5 < errors[False]

@@ -39,23 +39,14 @@ from __future__ import annotations
 import sys
 from dataclasses import replace
 
-from nearest_variants import fused_row, row_text, served_scores, study_parser
-
-from satwatch.data import load_dataset
-from satwatch.detectors import registry
-from satwatch.repository.stages import served_postprocessing
+from nearest_variants import fused_row, row_text, served_study, study_parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = study_parser(__doc__.splitlines()[0])
     parser.add_argument("--powers", default="1,0.75,0.67,0.6,0.5,0.4,0.33")
     args = parser.parse_args(argv)
-    dataset = load_dataset(args.data)
-    channels = dataset.resolve_channels(args.channels)
-    settings, _ = served_postprocessing(args.repository)
-    kinds = tuple(registry.kinds())
-    scores = served_scores(channels, args.data, args.artifacts, args.repository, kinds)
-    pairs = {c: [scores[k][c] for k in kinds] for c in channels}
+    dataset, settings, kinds, pairs = served_study(args)
     for power in (float(p) for p in args.powers.split(",")):
         chosen = replace(settings, dynamic=replace(settings.dynamic, z_power=power))
         row = fused_row(pairs, dataset, chosen, kinds)

@@ -37,15 +37,12 @@ import sys
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from nearest_variants import fused_row, row_text, served_scores, study_parser
+from nearest_variants import fused_row, row_text, served_study, study_parser
 
-from satwatch.data import load_dataset
-from satwatch.detectors import registry
 from satwatch.evaluation.metrics import channel_metrics, summarize
 from satwatch.evaluation.offline import fused_decisions
 from satwatch.pipeline import calibration
 from satwatch.pipeline.calibration import Threshold, training_statistics
-from satwatch.repository.stages import served_postprocessing
 
 
 def top_mean(count: int) -> Callable[[Sequence[np.ndarray], str], np.ndarray]:
@@ -76,12 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = study_parser(__doc__.splitlines()[0])
     parser.add_argument("--rules", default="max;top2;top3;top4;or", help="';'-separated")
     args = parser.parse_args(argv)
-    dataset = load_dataset(args.data)
-    channels = dataset.resolve_channels(args.channels)
-    settings, _ = served_postprocessing(args.repository)
-    kinds = tuple(registry.kinds())
-    scores = served_scores(channels, args.data, args.artifacts, args.repository, kinds)
-    pairs = {c: [scores[k][c] for k in kinds] for c in channels}
+    dataset, settings, kinds, pairs = served_study(args)
     served_fuse = calibration.fuse
     for rule in args.rules.split(";"):
         if rule == "or":

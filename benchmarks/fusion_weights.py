@@ -40,12 +40,9 @@ from __future__ import annotations
 import sys
 from dataclasses import replace
 
-from nearest_variants import fused_row, row_text, served_scores, study_parser
+from nearest_variants import fused_row, row_text, served_study, study_parser
 
-from satwatch.data import load_dataset
-from satwatch.detectors import registry
 from satwatch.pipeline.dynamic_threshold import DynamicSettings
-from satwatch.repository.stages import served_postprocessing
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,12 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         help="weight sets separated by ';', each as dt_z_weights takes it ('none': all 1)",
     )
     args = parser.parse_args(argv)
-    dataset = load_dataset(args.data)
-    channels = dataset.resolve_channels(args.channels)
-    settings, _ = served_postprocessing(args.repository)
-    kinds = tuple(registry.kinds())
-    scores = served_scores(channels, args.data, args.artifacts, args.repository, kinds)
-    pairs = {c: [scores[k][c] for k in kinds] for c in channels}
+    dataset, settings, kinds, pairs = served_study(args)
     for text in args.weights.split(";"):
         parameters = {} if text.strip() == "none" else {"dt_z_weights": text}
         weights = DynamicSettings.from_parameters(parameters).z_weights

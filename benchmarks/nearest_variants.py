@@ -164,6 +164,19 @@ def study_parser(description: str) -> argparse.ArgumentParser:
     return parser
 
 
+def served_study(args: argparse.Namespace) -> tuple:
+    """``(dataset, settings, kinds, pairs)`` of a :func:`study_parser` command's arguments:
+    the served postprocessing settings, every registered kind, and ``{channel: [(train,
+    test), ...]}`` of every served detector's scores, in registry order."""
+    dataset = load_dataset(args.data)
+    channels = dataset.resolve_channels(args.channels)
+    settings, _ = served_postprocessing(args.repository)
+    kinds = tuple(registry.kinds())
+    scores = served_scores(channels, args.data, args.artifacts, args.repository, kinds)
+    pairs = {c: [scores[k][c] for k in kinds] for c in channels}
+    return dataset, settings, kinds, pairs
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = study_parser(__doc__.splitlines()[0])
     parser.add_argument("--variants", default="raw40,shape20,commanded20,learned20,served20")

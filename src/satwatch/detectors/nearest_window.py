@@ -180,13 +180,14 @@ class NearestWindow(nn.Module):
         relative = torch.cumsum(changes[rows], dim=1)
         windows = torch.cat([torch.zeros_like(relative[:, :1]), relative], dim=1)
         windows = windows - windows.mean(dim=1, keepdim=True)
-        # Then one matrix product with every training window.
-        distances = (
-            (windows * windows).sum(dim=1, keepdim=True)
-            + self.kernel_norms.unsqueeze(0)
-            - 2.0 * (windows @ self.kernels)
-        )
-        nearest, index = distances.min(dim=1)
+        # Then one matrix product with every training window gives |k|^2 - 2 w.k for each
+        # training window k: the ones column picks up the norms row. The (steps x training
+        # windows) matrix is written once, with no sums over it before its row minima are
+        # found; |w|^2 is the same along a row, so it is added after.
+        augmented = torch.cat([windows, torch.ones_like(windows[:, :1])], dim=1)
+        weights = torch.cat([-2.0 * self.kernels, self.kernel_norms.unsqueeze(0)], dim=0)
+        partial, index = (augmented @ weights).min(dim=1)
+        nearest = (windows * windows).sum(dim=1) + partial
         complete = position + steps_seen[0] >= float(window - 1)
         score = torch.where(complete, torch.sqrt(torch.clamp(nearest, min=0.0)), 0.0)
         # The "reconstruction": the nearest training window's last value in column 0.

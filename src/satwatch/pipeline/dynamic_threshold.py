@@ -219,25 +219,27 @@ def choose_epsilons(windows: np.ndarray, settings: DynamicSettings) -> np.ndarra
     A chunk's batch ends are thresholded together: one call per chunk instead of one per
     batch, the numpy overhead of ~20 small operations paid once (each row's answer is the
     same whatever the other rows).
+
+    Only the values above the smallest candidate ``epsilon`` can be above any candidate, and
+    ``z_min`` standard deviations above the mean leaves at most ``1 / z_min ** 2`` of a window
+    there (Chebyshev), so the statistics of each candidate are taken over those few values:
+    the counts, sums and squares above it, the window's totals less those for below it. No
+    window is sorted.
     """
     values = np.asarray(windows, np.float64)
     size = values.shape[1]
     mean, std = values.mean(axis=1), values.std(axis=1)
     z_values = settings.z_values
-    fallback = mean + float(z_values[-1]) * std
-    # All candidate z at once from sorted values (O(W log W) per window, no W x z matrix).
-    # Values above epsilon: a suffix of the sorted values. A run starts at each step above
-    # epsilon whose predecessor is not, so runs = #(v > e) - #(min(v, previous v) > e).
     epsilons = mean[:, None] + z_values[None, :] * std[:, None]
-    centred = np.sort(values - mean[:, None], axis=1)
-    previous = np.concatenate([np.full((values.shape[0], 1), -np.inf), values[:, :-1]], axis=1)
-    both = np.sort(np.minimum(values, previous), axis=1)
-    bounds = _counts_at_or_below(centred, epsilons - mean[:, None])
-    n_above = size - bounds
-    n_sequences = n_above - (size - _counts_at_or_below(both, epsilons))
-    n_below = bounds
-    sums = _prefix_sums_at(centred, bounds)
-    squares = _prefix_sums_at(centred * centred, bounds)
+    centred = values - mean[:, None]
+    # A run starts at each step above epsilon whose predecessor is not, so runs =
+    # #(v > e) - #(min(v, previous v) > e); the first step has no predecessor above.
+    n_above, sums_above, squares_above = _above(centred, epsilons - mean[:, None])
+    n_both, _, _ = _above(np.minimum(values[:, 1:], values[:, :-1]), epsilons)
+    n_sequences = n_above - n_both
+    n_below = size - n_above
+    sums = centred.sum(axis=1)[:, None] - sums_above
+    squares = np.einsum("kw,kw->k", centred, centred)[:, None] - squares_above
     with np.errstate(invalid="ignore", divide="ignore"):
         below_centred = sums / n_below
         below_var = np.maximum(squares / n_below - below_centred**2, 0.0)
@@ -249,29 +251,27 @@ def choose_epsilons(windows: np.ndarray, settings: DynamicSettings) -> np.ndarra
     # argmax keeps the smallest z among ties, as a loop over ascending z with ">" does.
     best_z = z_values[np.argmax(score, axis=1)]
     chosen = mean + best_z * std
-    return np.where((std > 0) & valid.any(axis=1), chosen, fallback)
+    return np.where((std > 0) & valid.any(axis=1), chosen, epsilons[:, -1])
 
 
-def _counts_at_or_below(rows: np.ndarray, cuts: np.ndarray) -> np.ndarray:
-    """Per row of sorted ``rows`` ``(K, W)``, how many values are at or below each of ``cuts``."""
-    return np.stack([np.searchsorted(r, c, side="right") for r, c in zip(rows, cuts, strict=True)])
+def _above(rows: np.ndarray, cuts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row of ``rows`` ``(K, W)`` and each of its ascending ``cuts`` ``(K, Z)``: how many
+    values are above the cut, their sum and their sum of squares, each ``(K, Z)``.
 
-
-def _prefix_sums_at(rows: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Per row, the sum of its first ``counts`` values (``counts`` ``(K, Z)``, ascending in Z).
-
-    One ``add.reduceat`` over the stretches between a row's counts, then their running sum
-    along Z: a pass over the values without writing a full cumulative sum of every row.
+    The values above a row's lowest cut are picked out first; each row's figures are summed
+    over its own values only, so a row's answer does not depend on the others.
     """
-    width = rows.shape[1]
-    starts = np.arange(rows.shape[0])[:, None] * width
-    edges = np.concatenate([starts, starts + counts], axis=1).ravel()
-    # A trailing 0: a count of the whole row puts an edge just past the last value.
-    values = np.concatenate([np.ravel(rows), [0.0]])
-    stretches = np.add.reduceat(values, edges)
-    # reduceat gives the value at an edge, not 0, where a stretch is empty (equal edges).
-    stretches = np.where(np.diff(edges, append=values.size) > 0, stretches, 0.0)
-    return np.cumsum(stretches.reshape(counts.shape[0], -1)[:, :-1], axis=1)
+    count, width = cuts.shape
+    row, column = np.nonzero(rows > cuts[:, :1])
+    picked = rows[row, column]
+    above = picked[:, None] > cuts[row]
+    # One bincount per figure: bin row * width + z, so each row and cut sums apart.
+    bins = (row[:, None] * width + np.arange(width)).ravel()
+    totals = []
+    for weights in (above, above * picked[:, None], above * (picked * picked)[:, None]):
+        summed = np.bincount(bins, weights=weights.ravel(), minlength=count * width)
+        totals.append(summed.reshape(count, width))
+    return totals[0], totals[1], totals[2]
 
 
 def surviving_runs(

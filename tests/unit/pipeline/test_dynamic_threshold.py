@@ -57,6 +57,38 @@ def test_windows_thresholded_together_equal_one_by_one() -> None:
     assert together[4] == pytest.approx(windows[4].mean() + 12.0 * windows[4].std())
 
 
+def _epsilon_by_the_formula(values: np.ndarray, settings: DynamicSettings) -> float:
+    """The module doc's step 2 written out plainly: every z tried on the whole window."""
+    mean, std = values.mean(), values.std()
+    best, best_score = mean + settings.z_max * std, -np.inf
+    for z in settings.z_values:
+        epsilon = mean + z * std
+        above = values > epsilon
+        n_above = int(above.sum())
+        n_runs = int((above & ~np.concatenate([[False], above[:-1]])).sum())
+        if not (0 < n_above < values.size / 2 and n_runs <= settings.max_sequences):
+            continue
+        below = values[~above]
+        d_mean = (mean - below.mean()) / mean if mean > 0 else 0.0
+        score = (d_mean + (std - below.std()) / std) / (n_above + n_runs**2)
+        if score > best_score:
+            best, best_score = epsilon, score
+    return float(best)
+
+
+def test_windows_choose_the_z_the_formula_chooses() -> None:
+    # Only the values above the smallest candidate are looked at: the choice must still be
+    # the one the formula makes over the whole window, spikes, plateaus and runs included.
+    rng = np.random.default_rng(7)
+    settings = DynamicSettings(max_sequences=3)
+    for trial in range(60):
+        window = rng.gamma(rng.uniform(0.3, 3.0), 1.0, 500)
+        window[rng.integers(0, 500, trial % 6)] += rng.uniform(2.0, 30.0)
+        window[100 : 100 + trial % 40] += trial % 5  # a plateau of a few steps
+        expected = _epsilon_by_the_formula(window, settings)
+        assert choose_epsilon(window, settings) == pytest.approx(expected, rel=1e-12), trial
+
+
 def test_pruning_keeps_runs_down_to_the_last_big_drop() -> None:
     # Run maxima 10 (step 3), 9.5 (step 5), 5 (step 1); largest value below epsilon 4.6.
     # Drops: 10 -> 9.5 is 5 % (< 13 %), 9.5 -> 5 is 47 % (keep the top two), 5 -> 4.6 is 8 %.

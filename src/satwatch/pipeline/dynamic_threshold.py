@@ -54,7 +54,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from satwatch.exceptions import DataError
-from satwatch.pipeline.event_finder import runs
 
 LOGGER = logging.getLogger(__name__)
 
@@ -280,22 +279,23 @@ def surviving_runs(
     """Runs of ``values > epsilon`` that survive pruning (step 3 of the module doc)."""
     values = np.asarray(values)
     above = values > epsilon
-    found = runs(above)
-    if not found:
+    steps = np.flatnonzero(above)
+    if not steps.size:
         return []
-    starts = np.asarray([start for start, _ in found])
-    # Each run's maximum: every value below epsilon is masked out, so the segment from one
-    # run's start to the next one's holds that run's values only.
-    maxima = np.maximum.reduceat(np.where(above, values, -np.inf), starts)
-    rest = values[~above]
-    floor = float(rest.max()) if rest.size else 0.0
+    # The few steps above epsilon, not the whole window: a run ends where the next of them
+    # is not the step after it.
+    breaks = np.flatnonzero(np.diff(steps) > 1) + 1
+    firsts = np.concatenate([[0], breaks])
+    lasts = np.concatenate([breaks - 1, [steps.size - 1]])
+    maxima = np.maximum.reduceat(values[steps], firsts)
+    floor = float(values.max(where=~above, initial=-np.inf)) if steps.size < values.size else 0.0
     order = np.argsort(-maxima, kind="stable")
     chain = np.concatenate([maxima[order], [floor]])
     with np.errstate(invalid="ignore", divide="ignore"):
         drops = np.where(chain[:-1] > 0, (chain[:-1] - chain[1:]) / chain[:-1], 0.0)
     big = np.flatnonzero(drops >= min_decrease)
     keep = int(big[-1]) + 1 if big.size else 0
-    return [found[j] for j in sorted(order[:keep].tolist())]
+    return [(int(steps[firsts[j]]), int(steps[lasts[j]])) for j in sorted(order[:keep].tolist())]
 
 
 @dataclass(frozen=True)

@@ -225,9 +225,9 @@ def choose_epsilons(windows: np.ndarray, settings: DynamicSettings) -> np.ndarra
 
     Only the values above the smallest candidate ``epsilon`` can be above any candidate, and
     ``z_min`` standard deviations above the mean leaves at most ``1 / z_min ** 2`` of a window
-    there (Chebyshev), so the statistics of each candidate are taken over those few values:
-    the counts, sums and squares above it, the window's totals less those for below it. No
-    window is sorted.
+    there (Chebyshev), so each candidate's count, sum and sum of squares above it are taken
+    over those few values; below it, they are the window's totals less those. No window is
+    sorted.
     """
     values = np.asarray(windows, np.float64)
     size = values.shape[1]
@@ -237,8 +237,8 @@ def choose_epsilons(windows: np.ndarray, settings: DynamicSettings) -> np.ndarra
     centred = values - mean[:, None]
     # A run starts at each step above epsilon whose predecessor is not, so runs =
     # #(v > e) - #(min(v, previous v) > e); the first step has no predecessor above.
-    n_above, sums_above, squares_above = _above(centred, epsilons - mean[:, None])
-    n_both, _, _ = _above(np.minimum(values[:, 1:], values[:, :-1]), epsilons)
+    n_above, sums_above, squares_above = _above(centred, epsilons - mean[:, None], (0, 1, 2))
+    (n_both,) = _above(np.minimum(values[:, 1:], values[:, :-1]), epsilons, (0,))
     n_sequences = n_above - n_both
     n_below = size - n_above
     sums = centred.sum(axis=1)[:, None] - sums_above
@@ -257,9 +257,10 @@ def choose_epsilons(windows: np.ndarray, settings: DynamicSettings) -> np.ndarra
     return np.where((std > 0) & valid.any(axis=1), chosen, epsilons[:, -1])
 
 
-def _above(rows: np.ndarray, cuts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per row of ``rows`` ``(K, W)`` and each of its ascending ``cuts`` ``(K, Z)``: how many
-    values are above the cut, their sum and their sum of squares, each ``(K, Z)``.
+def _above(rows: np.ndarray, cuts: np.ndarray, powers: tuple[int, ...]) -> list[np.ndarray]:
+    """Per row of ``rows`` ``(K, W)`` and each of its ascending ``cuts`` ``(K, Z)``: for each of
+    ``powers``, the sum of ``value ** power`` over the values above the cut, ``(K, Z)`` (power
+    0: how many there are).
 
     The values above a row's lowest cut are picked out first; each row's figures are summed
     over its own values only, so a row's answer does not depend on the others.
@@ -268,13 +269,14 @@ def _above(rows: np.ndarray, cuts: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
     row, column = np.nonzero(rows > cuts[:, :1])
     picked = rows[row, column]
     above = picked[:, None] > cuts[row]
-    # One bincount per figure: bin row * width + z, so each row and cut sums apart.
+    # One bincount per power: bin row * width + z, so each row and cut sums apart.
     bins = (row[:, None] * width + np.arange(width)).ravel()
-    totals = []
-    for weights in (above, above * picked[:, None], above * (picked * picked)[:, None]):
-        summed = np.bincount(bins, weights=weights.ravel(), minlength=count * width)
-        totals.append(summed.reshape(count, width))
-    return totals[0], totals[1], totals[2]
+    return [
+        np.bincount(
+            bins, weights=(above * picked[:, None] ** p).ravel(), minlength=count * width
+        ).reshape(count, width)
+        for p in powers
+    ]
 
 
 def surviving_runs(

@@ -14,14 +14,23 @@ centred on their own mean. Two things are taken out of the value before comparin
   says it does not.
 
 Telemetry that repeats what training saw scores near 0; a shape training never showed
-(a spike, a burst of noise, a frozen value, a jump no command explains) scores high.
+(a spike, a burst of noise, a jump no command explains) scores high.
+
+A **frozen value** is the exception: a flat window is close to the quietest training windows.
+So a value held unchanged longer than the channel's training ever held one
+(:func:`frozen_limit`: ``FROZEN_FACTOR`` times its longest training run, at least
+``FROZEN_MINIMUM`` steps) scores at least the largest training score times the run over that
+limit. Channels whose training holds a value for ``FROZEN_FRACTION`` of its length or more
+hold values as normal behaviour; they never score a frozen run
+(``benchmarks/frozen_runs.py`` measured the three settings on the validation channels).
 
 Served, the model keeps every training window: one matrix product gives the dot products of
 the chunk's windows with all training windows, so a step costs O(training length x window).
 The stream state is the last ``window - 1`` changes of the value, with the explained ones
-taken out (``recent_changes``), the last raw value (``last_value``) and the count of steps
-seen (``steps_seen``): a window not yet complete at a stream's start scores 0, and a stream
-of chunks passing the state on scores as the whole series does.
+taken out (``recent_changes``), the last raw value (``last_value``), the count of steps
+seen (``steps_seen``) and how many steps in a row repeated the value before
+(``unchanged``): a window not yet complete at a stream's start scores 0, and a stream of
+chunks passing the state on scores as the whole series does.
 
 Calibration scores the training split against itself with the trivial matches (windows
 overlapping by more than three quarters) left out, :func:`training_scores`: the score a normal
@@ -53,9 +62,18 @@ LOGGER = logging.getLogger(__name__)
 THRESHOLD_RULE = "pot-clamped"
 """The anomaly_detected threshold: just above the largest training (self-join) score."""
 
-STATES = ("recent_changes", "last_value", "steps_seen")
+STATES = ("recent_changes", "last_value", "steps_seen", "unchanged")
 """The served stream state: the last ``window - 1`` corrected changes, the last raw value,
-and how many steps came before."""
+how many steps came before, and the run of steps repeating the value so far."""
+
+FROZEN_FACTOR = 2.0
+"""A held value is frozen once its run is this many times the longest training run ..."""
+
+FROZEN_MINIMUM = 50
+"""... and longer than this many steps."""
+
+FROZEN_FRACTION = 0.1
+"""Training holding a value for this fraction of its length makes held values normal."""
 
 QUIET_QUANTILE = 99.0
 """A command explains jumps when its training steps' median change exceeds this percentile
@@ -113,6 +131,21 @@ def corrected_values(series: np.ndarray, explaining: np.ndarray) -> np.ndarray:
     return values[0] + np.cumsum(change)
 
 
+def longest_unchanged_run(values: np.ndarray) -> int:
+    """The most steps in a row that repeat the value of the step before."""
+    breaks = np.flatnonzero(np.r_[True, np.diff(values) != 0, True])
+    return int(np.diff(breaks).max()) - 1
+
+
+def frozen_limit(train: np.ndarray) -> float:
+    """The run of an unchanged value beyond which the channel's value counts as frozen
+    (``inf`` where training itself holds values; see the module doc)."""
+    longest = longest_unchanged_run(train[:, 0])
+    if longest >= FROZEN_FRACTION * train.shape[0]:
+        return float("inf")
+    return max(FROZEN_FACTOR * longest, float(FROZEN_MINIMUM))
+
+
 def centred_windows(values: np.ndarray, window: int) -> np.ndarray:
     """Every window of ``values`` as a row, minus its own mean."""
     windows = np.lib.stride_tricks.sliding_window_view(values, window)
@@ -131,6 +164,8 @@ class NearestWindow(nn.Module):
         self.register_buffer("kernel_norms", torch.zeros(n_windows))
         self.register_buffer("last_values", torch.zeros(n_windows))
         self.register_buffer("threshold", torch.tensor(float("inf")))
+        self.register_buffer("frozen_limit", torch.tensor(float("inf")))
+        self.register_buffer("frozen_scale", torch.tensor(0.0))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # noqa: ANN001
         # The training windows' count is the saved state's: size the buffers to it first.
@@ -148,6 +183,8 @@ class NearestWindow(nn.Module):
         self.kernel_norms = torch.as_tensor((windows**2).sum(axis=1)).float()
         last = train[self.params.window - 1 :, 0]
         self.last_values = torch.as_tensor(np.ascontiguousarray(last, dtype=np.float32))
+        self.frozen_limit = torch.tensor(frozen_limit(train))
+        self.frozen_scale = torch.tensor(float(training_scores(self, train).max()))
 
     def _changes(self, input_data: Tensor, last_value: Tensor, started: Tensor) -> Tensor:
         """The chunk's step-to-step changes of column 0, 0 where a command explains them."""
@@ -159,10 +196,33 @@ class NearestWindow(nn.Module):
             change = torch.where(explained, 0.0, change)
         return change
 
+    def _unchanged(
+        self, input_data: Tensor, last_value: Tensor, started: Tensor, unchanged: Tensor
+    ) -> Tensor:
+        """Per step, how many steps in a row (ending there) repeat the raw value before."""
+        values = input_data[:, 0]
+        previous = torch.cat([last_value[0], values[:-1]])
+        position = torch.cumsum(torch.ones_like(values), dim=0) - 1.0
+        # A stream's first step repeats nothing.
+        breaks = (values != previous) | ((position == 0.0) & ~started)
+        # Runs restart at each break: a step's run is its distance to the last break, found
+        # by the break count up to it (its segment) and each segment's first position.
+        segment = torch.cumsum(breaks.long(), dim=0)
+        starts = torch.zeros_like(torch.cat([values[:1], values]))
+        starts = starts.index_put((segment[breaks],), position[breaks])
+        carried = position + 1.0 + unchanged[0]
+        return torch.where(segment == 0, carried, position - starts[segment])
+
     def forward(
-        self, input_data: Tensor, recent_changes: Tensor, last_value: Tensor, steps_seen: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """``(T, F), (1, W-1), (1, 1), (1, 1)`` -> reconstruction, score, detected, states out.
+        self,
+        input_data: Tensor,
+        recent_changes: Tensor,
+        last_value: Tensor,
+        steps_seen: Tensor,
+        unchanged: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """``(T, F), (1, W-1), (1, 1), (1, 1), (1, 1)`` -> reconstruction, score, detected,
+        states out.
 
         The states are rank 2, as the other detectors' are, so ``custom_logic`` declares them
         all alike.
@@ -190,6 +250,9 @@ class NearestWindow(nn.Module):
         nearest = (windows * windows).sum(dim=1) + partial
         complete = position + steps_seen[0] >= float(window - 1)
         score = torch.where(complete, torch.sqrt(torch.clamp(nearest, min=0.0)), 0.0)
+        runs = self._unchanged(input_data, last_value, started, unchanged)
+        frozen = self.frozen_scale * runs / self.frozen_limit
+        score = torch.where(runs > self.frozen_limit, torch.maximum(score, frozen), score)
         # The "reconstruction": the nearest training window's last value in column 0.
         reconstruction = torch.cat([self.last_values[index].unsqueeze(1), input_data[:, 1:]], 1)
         return (
@@ -199,6 +262,7 @@ class NearestWindow(nn.Module):
             changes[-(window - 1) :].unsqueeze(0),
             input_data[-1:, :1],
             steps_seen + ones.sum(),
+            runs[-1:].unsqueeze(0),
         )
 
 
@@ -235,9 +299,10 @@ def fit(
     return model.eval()
 
 
-def zero_states(model: NearestWindow) -> tuple[Tensor, Tensor, Tensor]:
+def zero_states(model: NearestWindow) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The states of a fresh stream."""
-    return torch.zeros(1, model.params.window - 1), torch.zeros(1, 1), torch.zeros(1, 1)
+    window = model.params.window
+    return torch.zeros(1, window - 1), torch.zeros(1, 1), torch.zeros(1, 1), torch.zeros(1, 1)
 
 
 @torch.inference_mode()

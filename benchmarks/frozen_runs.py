@@ -30,12 +30,18 @@ from pathlib import Path
 import numpy as np
 
 from satwatch.data.dataset import Channel, load_dataset
+from satwatch.detectors.nearest_window import (
+    FROZEN_FRACTION,
+    frozen_limit,
+    longest_unchanged_run,
+)
 from satwatch.evaluation.events import decisions_to_events
 from satwatch.evaluation.metrics import event_counts, prf
 
 
 def unchanged_runs(values: np.ndarray) -> np.ndarray:
-    """Per step, how many steps in a row (ending there) repeat the value of the step before."""
+    """Per step, how many steps in a row (ending there) repeat the value of the step before
+    (what the served graph computes chunk by chunk)."""
     same = np.r_[False, np.diff(values) == 0]
     runs = np.zeros(values.size, dtype=np.int64)
     for step in np.flatnonzero(same):
@@ -44,16 +50,14 @@ def unchanged_runs(values: np.ndarray) -> np.ndarray:
 
 
 def stuck_decisions(channel: Channel, factor: float, minimum: int, fraction: float) -> np.ndarray:
-    """The rule of the module doc on one channel's test split."""
-    longest = int(unchanged_runs(channel.train[:, 0]).max())
-    if longest >= fraction * channel.train.shape[0]:
-        return np.zeros(channel.test.shape[0], bool)
-    return unchanged_runs(channel.test[:, 0]) > max(factor * longest, minimum)
+    """The rule of the module doc on one channel's test split (the served limit's function)."""
+    limit = frozen_limit(channel.train, factor, minimum, fraction)
+    return unchanged_runs(channel.test[:, 0]) > limit
 
 
 def describe(channel: Channel) -> str:
     """One line: the longest runs in training, normal test steps and each event."""
-    train = int(unchanged_runs(channel.train[:, 0]).max())
+    train = longest_unchanged_run(channel.train[:, 0])
     runs = unchanged_runs(channel.test[:, 0])
     normal = int(runs[~channel.labels].max(initial=0))
     inside = [int(runs[e.start : e.end + 1].max()) for e in channel.events]
@@ -69,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--channels", default="validation", help="channel selection")
     parser.add_argument("--factors", default="1.5,2,2.5,3")
     parser.add_argument("--minimums", default="25,50,100")
-    parser.add_argument("--fraction", type=float, default=0.1)
+    parser.add_argument("--fraction", type=float, default=FROZEN_FRACTION)
     args = parser.parse_args(argv)
     dataset = load_dataset(args.data)
     channels = [dataset.channel(name) for name in dataset.resolve_channels(args.channels)]

@@ -137,13 +137,19 @@ def longest_unchanged_run(values: np.ndarray) -> int:
     return int(np.diff(breaks).max()) - 1
 
 
-def frozen_limit(train: np.ndarray) -> float:
+def frozen_limit(
+    train: np.ndarray,
+    factor: float = FROZEN_FACTOR,
+    minimum: int = FROZEN_MINIMUM,
+    fraction: float = FROZEN_FRACTION,
+) -> float:
     """The run of an unchanged value beyond which the channel's value counts as frozen
-    (``inf`` where training itself holds values; see the module doc)."""
+    (``inf`` where training itself holds values; see the module doc). The served settings
+    are the defaults; ``benchmarks/frozen_runs.py`` passes others."""
     longest = longest_unchanged_run(train[:, 0])
-    if longest >= FROZEN_FRACTION * train.shape[0]:
+    if longest >= fraction * train.shape[0]:
         return float("inf")
-    return max(FROZEN_FACTOR * longest, float(FROZEN_MINIMUM))
+    return max(factor * longest, float(minimum))
 
 
 def centred_windows(values: np.ndarray, window: int) -> np.ndarray:

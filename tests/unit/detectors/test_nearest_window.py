@@ -92,7 +92,9 @@ def test_the_frozen_limit_comes_from_training_and_channels_that_hold_values_have
     assert nw.frozen_limit(stepped) == float("inf")
     model = nw.fit([stepped], nw.Params(window=WINDOW), seed=0)
     held = frozen(sine_series(1000, seed=1), 100, 600)
-    np.testing.assert_array_equal(nw.score(model, held), nw.score(without_frozen_runs(model), held))
+    # Once the window is all held values its shape distance is constant; a frozen run's
+    # score would grow with the run.
+    assert np.ptp(nw.score(model, held)[120:700]) == 0.0
 
 
 def test_a_frozen_run_crossing_chunks_scores_as_in_the_whole_series(model) -> None:

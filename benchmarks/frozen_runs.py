@@ -30,23 +30,14 @@ from pathlib import Path
 import numpy as np
 
 from satwatch.data.dataset import Channel, load_dataset
-from satwatch.detectors.nearest_window import (
+from satwatch.detectors.frozen import (
     FROZEN_FRACTION,
     frozen_limit,
     longest_unchanged_run,
+    unchanged_runs,
 )
 from satwatch.evaluation.events import decisions_to_events
 from satwatch.evaluation.metrics import event_counts, prf
-
-
-def unchanged_runs(values: np.ndarray) -> np.ndarray:
-    """Per step, how many steps in a row (ending there) repeat the value of the step before
-    (what the served graph computes chunk by chunk)."""
-    same = np.r_[False, np.diff(values) == 0]
-    runs = np.zeros(values.size, dtype=np.int64)
-    for step in np.flatnonzero(same):
-        runs[step] = runs[step - 1] + 1
-    return runs
 
 
 def stuck_decisions(channel: Channel, factor: float, minimum: int, fraction: float) -> np.ndarray:

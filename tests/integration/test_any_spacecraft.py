@@ -10,6 +10,7 @@ evaluation equals the offline one exactly, and a row of SMAP's width is refused 
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from satwatch.evaluation.run import load_run
 from satwatch.pipeline.catalog import read_catalog
 from satwatch.repository.build import build_repository
 from satwatch.repository.config import load_config
+from satwatch.repository.stages import ServedStages
 
 from .builders import TINY
 
@@ -157,3 +159,30 @@ def test_a_row_of_another_width_is_refused_naming_the_width(built, served, model
         _infer(served, model, raw, channels[0])
     answered = _infer(served, model, np.zeros((4, FEATURES), np.float32), channels[0])
     assert answered.get_response() is not None
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_postprocessing_makes_a_frozen_value_an_event_whatever_the_scores(
+    built, served, protocol
+) -> None:
+    _, channels, _ = built
+    stages = ServedStages.load(served.repository)
+    channel = next(c for c in channels if math.isfinite(stages.thresholds[c].frozen_limit))
+    limit = int(stages.thresholds[channel].frozen_limit)
+    telemetry = np.sin(np.arange(400) / 7).astype(np.float32)
+    telemetry[100:300] = telemetry[100]  # 199 repeats, past the limit from step 101 + limit
+    # Every detector at its training median: a fused z of 0 at every step.
+    scores = [np.full(400, s.baseline, np.float32) for s in stages.thresholds[channel].scales]
+    inputs = {f"score{i + 1}": score for i, score in enumerate(scores)}
+    inputs |= {"channel_id": np.array([channel.encode()], object)}
+    inputs |= {"end_of_stream": np.array([True])}
+    address = served.http_address if protocol == "http" else served.grpc_address
+    with Connection(protocol, address) as connection:
+        frozen = connection.infer("postprocessing", {**inputs, "telemetry": telemetry}, ["events"])
+        without = connection.infer("postprocessing", inputs, ["events"])
+    offline = stages.postprocess(channel, scores, None, True, telemetry)
+    np.testing.assert_array_equal(frozen["events"].reshape(-1, 3), offline.events)
+    [(start, end, _)] = offline.events
+    margin = stages.settings.event_margin
+    assert (start, end) == (101 + limit - margin, 299 + margin)
+    assert without["events"].size == 0

@@ -908,7 +908,9 @@ def inprocess_replay(
     for name in channels:
         normalised = stages.normalise(name, raws[name])
         scores = {kind: scorers[kind, name](None, normalised) for kind in registry.kinds()}
-        decisions = fused_decisions(list(scores.values()), name, stages.settings, stages.thresholds)
+        decisions = fused_decisions(
+            list(scores.values()), name, stages.settings, stages.thresholds, raws[name][:, 0]
+        )
         results[name] = (scores, decisions)
     return results, time.perf_counter() - started, load_seconds
 

@@ -233,6 +233,8 @@ class StepsTarget(Target):
                 "channel_id": ids,
                 "post_state": state.get("post_state"),
                 "end_of_stream": _end_of_stream(last),
+                # The telemetry value, for postprocessing's stuck-value rule.
+                "telemetry": np.ascontiguousarray(raw[:, 0], np.float32),
             },
             [*RESULTS, "post_state_out"],
         )

@@ -17,12 +17,9 @@ Telemetry that repeats what training saw scores near 0; a shape training never s
 (a spike, a burst of noise, a jump no command explains) scores high.
 
 A **frozen value** is the exception: a flat window is close to the quietest training windows.
-So a value held unchanged longer than the channel's training ever held one
-(:func:`frozen_limit`: ``FROZEN_FACTOR`` times its longest training run, at least
-``FROZEN_MINIMUM`` steps) scores at least the largest training score times the run over that
-limit. Channels whose training holds a value for ``FROZEN_FRACTION`` of its length or more
-hold values as normal behaviour; they never score a frozen run
-(``benchmarks/frozen_runs.py`` measured the three settings on the validation channels).
+So a value held unchanged longer than the channel's training ever held one (the limit of
+:mod:`satwatch.detectors.frozen`) scores at least the largest training score times the run
+over that limit.
 
 Served, the model keeps every training window: one matrix product gives the dot products of
 the chunk's windows with all training windows, so a step costs O(training length x window).
@@ -54,6 +51,7 @@ import torch
 from torch import Tensor, nn
 
 from satwatch.detectors.artifacts import load_trained
+from satwatch.detectors.frozen import frozen_limit
 from satwatch.detectors.onnx_file import export_stream_graph
 from satwatch.exceptions import DataError, ModelError
 
@@ -65,15 +63,6 @@ THRESHOLD_RULE = "pot-clamped"
 STATES = ("recent_changes", "last_value", "steps_seen", "unchanged")
 """The served stream state: the last ``window - 1`` corrected changes, the last raw value,
 how many steps came before, and the run of steps repeating the value so far."""
-
-FROZEN_FACTOR = 2.0
-"""A held value is frozen once its run is this many times the longest training run ..."""
-
-FROZEN_MINIMUM = 50
-"""... and longer than this many steps."""
-
-FROZEN_FRACTION = 0.1
-"""Training holding a value for this fraction of its length makes held values normal."""
 
 QUIET_QUANTILE = 99.0
 """A command explains jumps when its training steps' median change exceeds this percentile
@@ -129,27 +118,6 @@ def corrected_values(series: np.ndarray, explaining: np.ndarray) -> np.ndarray:
     change = np.diff(values, prepend=values[0])
     change[(series[:, 1:][:, explaining] > 0.5).any(axis=1)] = 0.0
     return values[0] + np.cumsum(change)
-
-
-def longest_unchanged_run(values: np.ndarray) -> int:
-    """The most steps in a row that repeat the value of the step before."""
-    breaks = np.flatnonzero(np.r_[True, np.diff(values) != 0, True])
-    return int(np.diff(breaks).max()) - 1
-
-
-def frozen_limit(
-    train: np.ndarray,
-    factor: float = FROZEN_FACTOR,
-    minimum: int = FROZEN_MINIMUM,
-    fraction: float = FROZEN_FRACTION,
-) -> float:
-    """The run of an unchanged value beyond which the channel's value counts as frozen
-    (``inf`` where training itself holds values; see the module doc). The served settings
-    are the defaults; ``benchmarks/frozen_runs.py`` passes others."""
-    longest = longest_unchanged_run(train[:, 0])
-    if longest >= fraction * train.shape[0]:
-        return float("inf")
-    return max(factor * longest, float(minimum))
 
 
 def centred_windows(values: np.ndarray, window: int) -> np.ndarray:

@@ -176,16 +176,18 @@ def fused_decisions(
     channel: str,
     settings: PostSettings,
     table: dict[str, ChannelThresholds],
+    values: np.ndarray | None = None,
 ) -> np.ndarray:
     """The steps inside the events the served postprocessing reports over a whole series.
 
     The same stage the ``postprocessing`` model runs, in one call with ``end_of_stream``
     (a stream of chunks carrying its state gives the same events), judged as the served
-    evaluation judges it: every step of a reported event counts as flagged.
+    evaluation judges it: every step of a reported event counts as flagged. ``values``, the
+    series' telemetry value, turns on the stuck-value rule as ``custom_logic`` serves it.
     """
     dynamic = settings.threshold_policy == "dynamic"
     thresholds = select_thresholds(table, len(scores), channel, None, dynamic)
-    result = postprocess(scores, thresholds, settings, None, end_of_stream=True)
+    result = postprocess(scores, thresholds, settings, None, end_of_stream=True, values=values)
     spans = [(int(start), int(end)) for start, end, _ in result.events]
     return events_to_decisions(spans, len(scores[0]))
 
@@ -203,8 +205,8 @@ def evaluate_fused(
     kinds = registry.kinds()
     for name in results[kinds[0]]:
         scores = [results[detector][name].scores for detector in kinds]
-        decisions = fused_decisions(scores, name, settings, table)
         channel = dataset.channel(name)
+        decisions = fused_decisions(scores, name, settings, table, channel.test[:, 0])
         per_channel[name] = channel_metrics(decisions, channel.labels, channel.events)
     return summarize(per_channel)
 

@@ -10,6 +10,8 @@ report once), scored exactly as served:
    shipped thresholds (:func:`~satwatch.evaluation.offline.fused_decisions`);
 3. each detector alone goes through the same function with only its own training statistics
    (:func:`alone_thresholds`), so its row says what it would find if it were served alone;
+   the ``frozen`` row is postprocessing's stuck-value rule alone (:mod:`satwatch.pipeline.stuck`),
+   which ``fused`` includes;
 4. every labelled event is listed with the rows that overlap it (or missed), and every
    ``fused`` false alarm with the rows that also flag it.
 
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +52,9 @@ from satwatch.evaluation.offline import (
 from satwatch.pipeline.calibration import ChannelThresholds, training_statistics
 from satwatch.pipeline.postprocess import PostSettings
 from satwatch.repository.stages import served_postprocessing
+
+FROZEN = "frozen"
+"""The study row of postprocessing's stuck-value rule alone."""
 
 STUDY_FILE = "study.json"
 STUDY_MARKDOWN = "study.md"
@@ -103,6 +108,17 @@ def alone_thresholds(
 ) -> ChannelThresholds:
     """The entry a channel's thresholds would have if detector ``index`` were served alone."""
     return training_statistics([train_scores], [entry.ratio[index]], settings.dynamic)
+
+
+def frozen_alone(
+    entry: ChannelThresholds, values: np.ndarray, channel: str, settings: PostSettings
+) -> np.ndarray:
+    """The events of postprocessing's stuck-value rule alone: the served function given a
+    score that never rises, with the channel's frozen limit."""
+    silent = np.zeros(values.size, np.float32)
+    alone = alone_thresholds(entry, 0, silent, settings)
+    alone = replace(alone, frozen_limit=entry.frozen_limit)
+    return fused_decisions([silent], channel, settings, {channel: alone}, values)
 
 
 def training_calibration(
@@ -169,7 +185,7 @@ def study_channels(
         if on_step is not None:
             on_step(f"scored {detector.kind}")
     per_row: dict[str, dict[str, ChannelMetrics]] = {d.kind: {} for d in detectors}
-    per_row[FUSED] = {}
+    per_row[FROZEN], per_row[FUSED] = {}, {}
     study = StudyTable(title, list(channels))
     shared: dict[Path, tuple] = {}
     for name in channels:
@@ -180,7 +196,9 @@ def study_channels(
             train = training_calibration(detector, channel, artifacts, spacecraft, shared)
             alone = {name: alone_thresholds(table[name], index, train, settings)}
             decisions[detector.kind] = fused_decisions([tests[index]], name, settings, alone)
-        decisions[FUSED] = fused_decisions(tests, name, settings, table)
+        values = channel.test[:, 0]
+        decisions[FROZEN] = frozen_alone(table[name], values, name, settings)
+        decisions[FUSED] = fused_decisions(tests, name, settings, table, values)
         for row, decided in decisions.items():
             per_row[row][name] = channel_metrics(decided, channel.labels, channel.events)
         labelled = [(e.start, e.end, e.kind) for e in channel.events]

@@ -120,12 +120,15 @@ class ChannelThresholds(Sequence[Threshold]):
             ``floor`` rule of the dynamic settings).
         weights: Each score's fusion weight (its detector kind's ``z_weights``), the ones the
             floors were fitted with; empty: all 1.
+        frozen_limit: The run of an unchanged telemetry value beyond which a step is
+            anomalous by itself (:mod:`satwatch.pipeline.stuck`); ``inf``: never.
     """
 
     ratio: tuple[Threshold, ...]
     scales: tuple[Threshold, ...] = ()
     floors: tuple[float, ...] = ()
     weights: tuple[float, ...] = ()
+    frozen_limit: float = float("inf")
 
     def __getitem__(self, index):  # noqa: ANN001, ANN204  (int or slice, as a tuple)
         return self.ratio[index]
@@ -139,7 +142,11 @@ class ChannelThresholds(Sequence[Threshold]):
     def head(self, count: int) -> ChannelThresholds:
         """The entry for the first ``count`` scores."""
         return ChannelThresholds(
-            self.ratio[:count], self.scales[:count], self.floors, self.weights[:count]
+            self.ratio[:count],
+            self.scales[:count],
+            self.floors,
+            self.weights[:count],
+            self.frozen_limit,
         )
 
     def floor_for(self, count: int) -> float:

@@ -7,10 +7,12 @@ record per channel::
     {"E-1": {"ratio": [[threshold, baseline], ...],
              "scale": [[median + std, median], ...],
              "floors": [floor for 1 score, floor for 2 scores, ...],
-             "weights": [fusion weight of each score, ...]}}
+             "weights": [fusion weight of each score, ...],
+             "frozen_limit": run}}
 
-``scale``, ``floors`` and ``weights`` (the ``dynamic`` policy's statistics) may be absent
-(``weights`` absent: every score weighs 1), and an older file
+``scale``, ``floors``, ``weights`` and ``frozen_limit`` (the ``dynamic`` policy's statistics)
+may be absent (``weights`` absent: every score weighs 1; ``frozen_limit`` absent: no limit,
+as for a channel whose training holds values), and an older file
 may hold plain ``{channel: [[threshold, baseline], ...]}`` rows.
 
 Example::
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -52,6 +55,8 @@ def save_thresholds(path: Path, table: Mapping[str, Sequence[Threshold]]) -> Pat
             record["floors"] = list(thresholds.floors)
             if thresholds.weights:
                 record["weights"] = list(thresholds.weights)
+            if math.isfinite(thresholds.frozen_limit):  # JSON has no infinity
+                record["frozen_limit"] = thresholds.frozen_limit
         data[channel] = record
     path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
     return path
@@ -73,11 +78,13 @@ def load_thresholds(path: Path) -> dict[str, ChannelThresholds]:
             scales: tuple[Threshold, ...] = ()
             floors: tuple[float, ...] = ()
             weights: tuple[float, ...] = ()
+            limit = float("inf")
             if isinstance(record, dict) and "scale" in record:
                 scales = tuple(Threshold(float(t), float(b)) for t, b in record["scale"])
                 floors = tuple(float(f) for f in record["floors"])
                 weights = tuple(float(w) for w in record.get("weights", ()))
-            table[channel] = ChannelThresholds(ratio, scales, floors, weights)
+                limit = float(record.get("frozen_limit", limit))
+            table[channel] = ChannelThresholds(ratio, scales, floors, weights, limit)
         return table
     except (OSError, ValueError, TypeError, KeyError) as error:
         raise DataError(f"{path}: expected per-channel thresholds JSON: {error}") from error

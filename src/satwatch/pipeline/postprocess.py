@@ -91,6 +91,7 @@ from satwatch.pipeline.dynamic_threshold import (
 from satwatch.pipeline.event_finder import EventRow, find_events
 from satwatch.pipeline.fusion import FUSIONS, fuse
 from satwatch.pipeline.poststate import PostState
+from satwatch.pipeline.stuck import StuckState, stuck_steps
 
 LOGGER = logging.getLogger(__name__)
 
@@ -209,8 +210,13 @@ def postprocess(
     settings: PostSettings,
     state: PostState | None = None,
     end_of_stream: bool = False,
+    values: np.ndarray | None = None,
 ) -> PostResult:
     """Normalise, fuse, smooth, decide and find events for one chunk (see the module doc).
+
+    ``values`` is the chunk's telemetry value, ``(T,)``: with the dynamic policy, a step
+    whose value has repeated for longer than the channel's ``frozen_limit`` is anomalous
+    whatever its fused score (:mod:`~satwatch.pipeline.stuck`). ``None`` turns that rule off.
 
     ``end_of_stream`` marks the stream's last chunk: the dynamic policy then also confirms
     the steps after the last completed batch, by the window ending at its last step
@@ -244,10 +250,10 @@ def postprocess(
             f"got one of the other policy"
         )
     flat = [np.asarray(s).reshape(-1) for s in scores]
-    carry = None
+    carry = stuck = None
     if dynamic:
-        fused, final, decision, carry, confirmed = _dynamic_stage(
-            flat, thresholds, settings, state, end_of_stream
+        fused, final, decision, (carry, stuck), confirmed = _dynamic_stage(
+            flat, thresholds, settings, state, end_of_stream, values
         )
         # Events come from the decisions confirmed at the end of each batch (module doc).
         confirmed_final, confirmed_decision, confirmed_state = confirmed
@@ -260,7 +266,7 @@ def postprocess(
         report, run = _events(final, decision, settings, state)
     joined = np.concatenate([state.history, fused])
     history = joined[joined.size - state.history.size :]
-    new_state = PostState(state.stream_id, state.offset + fused.size, history, run, carry)
+    new_state = PostState(state.stream_id, state.offset + fused.size, history, run, carry, stuck)
     last_step = state.offset + fused.size - 1
     widened = [widen(row, settings.event_margin, last_step) for row in report]
     events = np.asarray(widened, np.float32).reshape(-1, 3)
@@ -298,13 +304,16 @@ def _dynamic_stage(
     settings: PostSettings,
     state: PostState,
     end_of_stream: bool = False,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, ArrivalState, tuple]:
-    """``(fused z, smoothed, decision, carry, confirmed)`` of the dynamic policy for one chunk.
+    values: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[ArrivalState, StuckState], tuple]:
+    """``(fused z, smoothed, decision, (carry, stuck), confirmed)`` of the dynamic policy for
+    one chunk.
 
     ``confirmed`` is what events are made of: ``(smoothed, decision, state)`` of the steps whose
     batch completed in this chunk, decided at the end of the batch (``state.offset`` = the
     first of them), as :func:`~satwatch.pipeline.dynamic_threshold.decide_and_confirm` gives;
-    at the end of the stream, the steps of its incomplete last batch follow.
+    at the end of the stream, the steps of its incomplete last batch follow. Each of those
+    decisions is also true where the stuck-value rule flags its step.
     """
     if not isinstance(thresholds, ChannelThresholds) or not thresholds.scales:
         raise DataError(
@@ -325,8 +334,16 @@ def _dynamic_stage(
         decided, _ = decide_tail(history, rest, first, dynamic)
         smoothed = np.concatenate([smoothed, history[history.size - rest :].astype(np.float32)])
         decisions = np.concatenate([decisions, decided])
+    before = state.stuck or StuckState()
+    # The flags of the steps still waiting for their batch came with the previous chunk.
+    flags, stuck = stuck_steps(
+        values, fused.size, thresholds.frozen_limit, before, keep=dynamic.batch - 1
+    )
+    first_flagged = state.offset - before.recent.size
+    flags = flags[result.confirmed_first - first_flagged :][: decisions.size]
+    decisions = decisions | flags
     confirmed = (smoothed, decisions, replace(state, offset=result.confirmed_first))
-    return fused, result.smoothed, result.decision, result.state, confirmed
+    return fused, result.smoothed, result.decision, (result.state, stuck), confirmed
 
 
 def confirmed_smoothed(result: ArrivalResult, before: ArrivalState, offset: int) -> np.ndarray:

@@ -6,7 +6,8 @@ Everything a later chunk of a stream needs travels in the vector the previous ch
 - a header ``[version, stream id, steps seen, smoothing window, open event start, end, peak]``
   (an open event's start is -1 when there is none);
 - the last ``smoothing_window - 1`` fused values (the moving average's history);
-- for the ``dynamic`` threshold policy, the dynamic threshold's state
+- for the ``dynamic`` threshold policy, the stuck-value rule's state
+  (:meth:`~satwatch.pipeline.stuck.StuckState.to_array`) and the dynamic threshold's
   (:meth:`~satwatch.pipeline.dynamic_threshold.ArrivalState.to_array`) appended.
 
 Indices and stream ids are exact in FP32 up to 2**24.
@@ -28,10 +29,11 @@ import numpy as np
 from satwatch.exceptions import DataError
 from satwatch.pipeline.dynamic_threshold import ArrivalState
 from satwatch.pipeline.event_finder import EventRow
+from satwatch.pipeline.stuck import StuckState
 
 LOGGER = logging.getLogger(__name__)
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: the stuck-value rule's state came in
 _HEADER = 7  # version, stream id, offset, window, run start, run end, run peak
 _MAX_STREAM_ID = 2**24  # exact in FP32
 
@@ -46,6 +48,7 @@ class PostState:
         history: The last ``window - 1`` fused values, oldest first (zeros before the start).
         run: The open event ``(start, end, peak)`` or ``None``.
         carry: The dynamic policy's state (appended to the vector), ``None`` for ``ratio``.
+        stuck: The stuck-value rule's state (dynamic policy; before ``carry`` in the vector).
     """
 
     stream_id: int
@@ -53,14 +56,15 @@ class PostState:
     history: np.ndarray
     run: EventRow | None = None
     carry: ArrivalState | None = None
+    stuck: StuckState | None = None
 
     @classmethod
     def start(cls, window: int, stream_id: int | None = None, dynamic: bool = False) -> PostState:
         """The state of a new stream (a random stream id unless given)."""
         if stream_id is None:
             stream_id = int(np.random.default_rng().integers(1, _MAX_STREAM_ID))
-        carry = ArrivalState() if dynamic else None
-        return cls(int(stream_id), 0, np.zeros(window - 1, np.float32), carry=carry)
+        carry, stuck = (ArrivalState(), StuckState()) if dynamic else (None, None)
+        return cls(int(stream_id), 0, np.zeros(window - 1, np.float32), carry=carry, stuck=stuck)
 
     def to_array(self) -> np.ndarray:
         """The flat FP32 ``post_state`` vector."""
@@ -69,6 +73,7 @@ class PostState:
         head = [STATE_VERSION, self.stream_id, self.offset, window, start, end, peak]
         parts = [np.asarray(head, np.float32), self.history.astype(np.float32)]
         if self.carry is not None:
+            parts.append((self.stuck or StuckState()).to_array())
             parts.append(self.carry.to_array())
         return np.concatenate(parts)
 
@@ -82,7 +87,7 @@ class PostState:
             dynamic: Whether the dynamic policy's state is appended (and expected).
 
         Raises:
-            DataError: If it is not a version-1 state of this smoothing window and policy.
+            DataError: If it is not a state of this version, smoothing window and policy.
         """
         flat = np.asarray(values, np.float32).reshape(-1)
         expected = _HEADER + window - 1
@@ -97,8 +102,11 @@ class PostState:
             )
         start = int(flat[4])
         run = (start, int(flat[5]), float(flat[6])) if start >= 0 else None
-        carry = ArrivalState.from_array(flat[expected:]) if dynamic else None
-        return cls(int(flat[1]), int(flat[2]), flat[_HEADER:expected].copy(), run, carry)
+        carry = stuck = None
+        if dynamic:
+            stuck, rest = StuckState.from_array(flat[expected:])
+            carry = ArrivalState.from_array(rest)
+        return cls(int(flat[1]), int(flat[2]), flat[_HEADER:expected].copy(), run, carry, stuck)
 
 
 def stream_id_of(values: np.ndarray) -> int:

@@ -40,7 +40,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +49,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from satwatch.data import load_dataset, subsystem_of
 from satwatch.detectors import registry
 from satwatch.detectors.artifacts import artifact_dir, card_params, load_trained
+from satwatch.detectors.frozen import frozen_limit
 from satwatch.detectors.normalization import Normalisation
 from satwatch.detectors.registry import Detector
 from satwatch.detectors.training import calibration_scores, plan_jobs, run_jobs
@@ -357,6 +358,7 @@ def _write_python_models(
     repository: Path,
     calibrations: Mapping[str, Mapping[Detector, Calibration]],
     spacecraft: str,
+    frozen_limits: Mapping[str, float],
 ) -> None:
     python = repository / "python"
     kept = {c: k for c, k in kept_channels(repository, spacecraft).items() if c not in calibrations}
@@ -369,11 +371,14 @@ def _write_python_models(
     served = parameter_dict(postprocessing_config(repository))
     dynamic = PostSettings.from_parameters(served).dynamic
     thresholds = {
-        c: training_statistics(
-            [k.train_scores for k in by.values()],
-            [Threshold(k.threshold, k.baseline) for k in by.values()],
-            dynamic,
-            [d.kind for d in by],
+        c: replace(
+            training_statistics(
+                [k.train_scores for k in by.values()],
+                [Threshold(k.threshold, k.baseline) for k in by.values()],
+                dynamic,
+                [d.kind for d in by],
+            ),
+            frozen_limit=frozen_limits[c],
         )
         for c, by in calibrations.items()
     }
@@ -492,7 +497,9 @@ def build_repository(
 
     progress("python models", step, total)
     started = time.perf_counter()
-    _write_python_models(repository, calibrations, spacecraft)
+    # Postprocessing's stuck-value rule: each channel's limit from its training split.
+    frozen_limits = {c: frozen_limit(train) for c, train in trains.items()}
+    _write_python_models(repository, calibrations, spacecraft, frozen_limits)
     report.seconds["python"] = time.perf_counter() - started
     step += 1
 

@@ -154,6 +154,8 @@ def postprocessing_config(repository: Path | None = None) -> mc.ModelConfig:
             tensor("thresholds", "FP32", [-1], optional=True),
             tensor("post_state", "FP32", [-1], optional=True),
             tensor("end_of_stream", "BOOL", [1], optional=True),
+            # The telemetry value of each step, for the stuck-value rule (pipeline/stuck.py).
+            tensor("telemetry", "FP32", [-1], optional=True),
         ],
         output=[
             output("final_result", "FP32", [-1]),

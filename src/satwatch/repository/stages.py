@@ -124,11 +124,12 @@ class ServedStages:
         scores: Sequence[np.ndarray],
         state: np.ndarray | None = None,
         end_of_stream: bool = False,
+        values: np.ndarray | None = None,
     ) -> PostResult:
         """Postprocessing: one chunk's scores (catalog order) fused, decided, made events.
 
         ``state`` is the ``post_state`` vector the previous chunk returned (None for a new
-        stream).
+        stream); ``values`` the chunk's telemetry value, for the stuck-value rule.
 
         Raises:
             DataError: For an unknown channel, a ``post_state`` of other settings, or
@@ -138,7 +139,7 @@ class ServedStages:
         if state is not None:
             post_state = PostState.from_array(state, self.settings.smoothing_window, self.dynamic)
         thresholds = select_thresholds(self.thresholds, len(scores), channel, None, self.dynamic)
-        return postprocess(scores, thresholds, self.settings, post_state, end_of_stream)
+        return postprocess(scores, thresholds, self.settings, post_state, end_of_stream, values)
 
 
 class CachedStages:

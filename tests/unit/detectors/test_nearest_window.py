@@ -10,6 +10,7 @@ import pytest
 import torch
 from sine_series import sine_series  # the helper beside this file
 
+from satwatch.detectors import frozen as fr
 from satwatch.detectors import nearest_window as nw
 from satwatch.detectors.artifacts import load_trained, save_trained
 from satwatch.detectors.onnx_file import fresh_stream_scorer
@@ -66,7 +67,7 @@ def without_frozen_runs(model: nw.NearestWindow) -> nw.NearestWindow:
 def test_a_value_frozen_longer_than_training_holds_one_scores_higher_the_longer_it_holds(
     model,
 ) -> None:
-    assert model.frozen_limit.item() == nw.FROZEN_MINIMUM  # a noisy sine never repeats
+    assert model.frozen_limit.item() == fr.FROZEN_MINIMUM  # a noisy sine never repeats
     scale = model.frozen_scale.item()
     assert scale == pytest.approx(nw.training_scores(model, sine_series(400)).max())
     plain = without_frozen_runs(model)
@@ -74,22 +75,22 @@ def test_a_value_frozen_longer_than_training_holds_one_scores_higher_the_longer_
     scores, shapes = nw.score(model, held), nw.score(plain, held)
     # A step's run counts the steps before it repeating the held value: 349 on the last.
     runs = np.arange(350, dtype=np.float32)
-    expected = np.maximum(shapes[100:450], scale * runs / nw.FROZEN_MINIMUM)
-    active = runs > nw.FROZEN_MINIMUM
+    expected = np.maximum(shapes[100:450], scale * runs / fr.FROZEN_MINIMUM)
+    active = runs > fr.FROZEN_MINIMUM
     np.testing.assert_allclose(scores[100:450][active], expected[active], rtol=1e-5)
     assert scores[449] > shapes[449]  # the run outweighs the flat shape's distance
     np.testing.assert_array_equal(scores[100:450][~active], shapes[100:450][~active])
     np.testing.assert_array_equal(scores[450:], shapes[450:])  # moving again
-    short = frozen(sine_series(400, seed=1), 100, nw.FROZEN_MINIMUM)
+    short = frozen(sine_series(400, seed=1), 100, fr.FROZEN_MINIMUM)
     np.testing.assert_array_equal(nw.score(model, short), nw.score(plain, short))
 
 
 def test_the_frozen_limit_comes_from_training_and_channels_that_hold_values_have_none() -> None:
     train = frozen(sine_series(1000), 300, 40)  # training holds a value for 39 steps
-    assert nw.longest_unchanged_run(train[:, 0]) == 39
-    assert nw.frozen_limit(train) == nw.FROZEN_FACTOR * 39
+    assert fr.longest_unchanged_run(train[:, 0]) == 39
+    assert fr.frozen_limit(train) == fr.FROZEN_FACTOR * 39
     stepped = frozen(sine_series(1000), 300, 120)  # held for over a tenth of training
-    assert nw.frozen_limit(stepped) == float("inf")
+    assert fr.frozen_limit(stepped) == float("inf")
     model = nw.fit([stepped], nw.Params(window=WINDOW), seed=0)
     held = frozen(sine_series(1000, seed=1), 100, 600)
     # Once the window is all held values its shape distance is constant; a frozen run's

@@ -20,7 +20,7 @@ def test_state_round_trip_and_wrong_state_refused() -> None:
         PostState.from_array(state.to_array(), window=3)
     with pytest.raises(DataError, match="post_state"):
         PostState.from_array(np.zeros(2, np.float32), window=5)
-    with pytest.raises(DataError, match="version-1 state, got 3 values"):
+    with pytest.raises(DataError, match="version-2 state, got 3 values"):
         stream_id_of(np.zeros(3, np.float32))
 
 

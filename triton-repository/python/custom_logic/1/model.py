@@ -14,7 +14,8 @@ Per request: the channel's subsystem, its detector models and the state each car
 from the SQLite catalog (cached, reread when the file changes); the raw telemetry is
 normalised as the ``preprocessing`` model does, Business Logic Scripting (async BLS) calls the
 channel's detectors (all at once), and their scores (catalog order) are fused, thresholded and
-made events as the ``postprocessing`` model does. Both stages run in this stub, with those two
+made events as the ``postprocessing`` model does (with the telemetry value, for its
+stuck-value rule). Both stages run in this stub, with those two
 models' files (``satwatch.repository.stages``, reread when they change): a BLS call is a round
 trip through the server and another stub. Reported events go to the SQLite event log (new
 ones also to the webhook, from a background thread). An unknown channel is that request's
@@ -128,6 +129,7 @@ class TritonPythonModel:
             scores,
             serving.optional_input(pb_utils, request, "post_state"),
             end_of_stream=end is not None and bool(end.any()),
+            values=raw[:, 0],  # the telemetry value: a frozen one is an anomaly by itself
         )
         self.metrics.observe_scores(result.final, channel)
         outputs["final_result"], outputs["decision"] = result.final, result.decision

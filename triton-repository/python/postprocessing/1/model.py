@@ -6,7 +6,9 @@ order of the catalog: ``score1`` OmniAnomaly, ``score2`` TranAD),
 absent), ``thresholds`` FP32 [-1] (one per score, or (threshold, baseline) pairs; overrides
 the shipped ones), ``post_state`` FP32 [-1] (what the previous chunk returned) and
 ``end_of_stream`` BOOL [1] (true on a stream's last chunk: the dynamic policy confirms its
-incomplete last batch too).
+incomplete last batch too) and ``telemetry`` FP32 [-1] (each step's telemetry value: with the
+dynamic policy a value frozen past the channel's limit is anomalous whatever the scores;
+without it that rule is off).
 Outputs ``final_result`` (smoothed fused score), ``decision``, ``events`` [-1, 3]
 (start, end, peak) and ``post_state_out``. The threshold policy (``ratio`` or ``dynamic``),
 fusion, smoothing and event rules come from the config ``parameters``; the stages are
@@ -71,7 +73,8 @@ class TritonPythonModel:
         last = end is not None and bool(end.any())
         channel = serving.channel_of(pb_utils, request, self.default_channel)
         thresholds = self._thresholds(request, len(scores), channel)
-        result = postprocess(scores, thresholds, self.settings, state, last)
+        telemetry = serving.optional_input(pb_utils, request, "telemetry")
+        result = postprocess(scores, thresholds, self.settings, state, last, telemetry)
         known = channel if channel in self.thresholds else metrics.OTHER_CHANNEL
         self.metrics.observe_scores(result.final, known)
         values = {

@@ -1,0 +1,85 @@
+"""How a frozen value should reach the fused decision: the served linear term, steeper ones, or OR.
+
+The nearest-window detector scores a run of an unchanged value past its limit
+(``frozen_limit``) as at least ``scale x run / limit`` (``scale``: its largest training
+score). In the fusion that term competes with every other score: a run just past its limit
+stays under the fused floor (G-1 on SMAP validation), and a large score elsewhere in the
+dynamic threshold's window can hide a long one. This script scores the four served detectors
+once, as ``satwatch study`` does, and judges each way of letting the run in through the served
+postprocessing function (event F1, TP/FP/FN):
+
+* ``linear``: the served score (reproduces the study's fused row);
+* ``powP``: past the limit the score is at least ``scale x (run / limit) ** P``;
+* ``or``: the served fused events, plus every run past its limit as an event of its own
+  (the stuck-value rule's decisions OR-ed with the fused ones).
+
+Choose on the validation sets only::
+
+    python benchmarks/frozen_fusion.py --artifacts runs/study/artifacts \\
+        --repository runs/study/repository
+    python benchmarks/frozen_fusion.py --data /tmp/syn/data --artifacts /tmp/syn/study/artifacts \\
+        --repository /tmp/syn/study/repository
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+from nearest_variants import fused_row, row_text, served_study, study_parser
+
+from satwatch.detectors.frozen import frozen_limit, unchanged_runs
+from satwatch.evaluation.metrics import channel_metrics, summarize
+from satwatch.evaluation.offline import fused_decisions
+from satwatch.pipeline.calibration import Threshold, training_statistics
+
+
+def steeper(pairs: dict, dataset, position: int, power: float) -> dict:
+    """``pairs`` with the nearest-window test scores raised to the ``power`` frozen term."""
+    out = {}
+    for name, scores in pairs.items():
+        channel = dataset.channel(name)
+        train, test = scores[position]
+        limit = frozen_limit(channel.train)
+        runs = unchanged_runs(channel.test[:, 0])
+        term = float(np.max(train)) * (runs / limit) ** power
+        raised = np.where(runs > limit, np.maximum(test, term), test).astype(np.float32)
+        out[name] = [*scores[:position], (train, raised), *scores[position + 1 :]]
+    return out
+
+
+def or_row(pairs: dict, dataset, settings, kinds: tuple[str, ...]) -> dict:
+    """The served fused events with every run past its limit added as an event."""
+    per_channel = {}
+    for name, scores in pairs.items():
+        channel = dataset.channel(name)
+        ones = [Threshold(1.0)] * len(scores)
+        entry = training_statistics([s[0] for s in scores], ones, settings.dynamic, kinds)
+        decided = fused_decisions([s[1] for s in scores], name, settings, {name: entry})
+        decided |= unchanged_runs(channel.test[:, 0]) > frozen_limit(channel.train)
+        per_channel[name] = channel_metrics(decided, channel.labels, channel.events)
+    return summarize(per_channel)["overall"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = study_parser(__doc__.splitlines()[0])
+    parser.add_argument("--variants", default="linear;pow2;pow3;or", help="';'-separated")
+    args = parser.parse_args(argv)
+    dataset, settings, kinds, pairs = served_study(args)
+    position = kinds.index("nearest")
+    for variant in args.variants.split(";"):
+        if variant == "linear":
+            row = fused_row(pairs, dataset, settings, kinds)
+        elif variant == "or":
+            row = or_row(pairs, dataset, settings, kinds)
+        elif variant.startswith("pow"):
+            raised = steeper(pairs, dataset, position, float(variant[3:]))
+            row = fused_row(raised, dataset, settings, kinds)
+        else:
+            parser.error(f"unknown variant {variant!r}")
+        print(f"{variant:8s} {row_text(row)}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -13,6 +13,19 @@ postprocessing function (event F1, TP/FP/FN):
 * ``or``: the served fused events, plus every run past its limit as an event of its own
   (the stuck-value rule's decisions OR-ed with the fused ones).
 
+Measured on 2026-12-04 against the detectors ``satwatch study`` had built (event F1,
+TP/FP/FN):
+
+    variant   SMAP validation   synthetic validation (Z-1..Z-27)
+    linear    0.839 (26/2/8)    0.917 (44/2/6)
+    pow2      0.839 (26/2/8)    0.894 (42/2/8)
+    pow3      0.839 (26/2/8)    0.905 (43/2/7)
+    or        0.857 (27/2/7)    0.928 (45/2/5)
+
+OR wins on both sets and is served: postprocessing's stuck-value rule
+(``satwatch.pipeline.stuck``), which OR-s the rule into the confirmed decisions before events
+are made (so its events are merged and widened as the others are).
+
 Choose on the validation sets only::
 
     python benchmarks/frozen_fusion.py --artifacts runs/study/artifacts \\

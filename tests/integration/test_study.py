@@ -17,6 +17,7 @@ from satwatch.cli import app
 from satwatch.data import load_dataset
 from satwatch.detectors import registry
 from satwatch.evaluation.offline import FUSED, evaluate_offline
+from satwatch.evaluation.study import FROZEN
 from satwatch.repository.build import build_repository
 
 from .builders import TINY, Built, built_repository, webhook_server
@@ -70,7 +71,7 @@ def test_every_labelled_event_is_listed_once_and_the_counts_agree(study, shared_
             for e in dataset.channel(name).events
         ]
         assert [(e["channel"], e["start"], e["end"]) for e in table["events"]] == labelled
-        assert list(table["rows"]) == [*registry.kinds(), FUSED]
+        assert list(table["rows"]) == [*registry.kinds(), FROZEN, FUSED]
         for row, section in table["rows"].items():
             found = sum(row in e["found_by"] for e in table["events"])
             overall = section["overall"]

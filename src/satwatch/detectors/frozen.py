@@ -7,9 +7,9 @@ and at least ``FROZEN_MINIMUM`` steps. A channel whose training holds one value 
 ``FROZEN_FRACTION`` of its length or more holds values as normal behaviour and has no limit
 (``benchmarks/frozen_runs.py`` measured the three settings on the validation channels).
 
-The nearest-window detector scores a frozen run (``nearest_window``), and postprocessing
-turns every frozen step into an anomalous one whatever the fused score
-(``satwatch.pipeline.stuck``). This module is numpy only, so the served stages can use it.
+Postprocessing turns every frozen step into an anomalous one whatever the fused score
+(``satwatch.pipeline.stuck``; the build fits the limit). This module is numpy only, so the
+served stages can use it.
 
 Example::
 

@@ -16,17 +16,14 @@ centred on their own mean. Two things are taken out of the value before comparin
 Telemetry that repeats what training saw scores near 0; a shape training never showed
 (a spike, a burst of noise, a jump no command explains) scores high.
 
-A **frozen value** is the exception: a flat window is close to the quietest training windows.
-So a value held unchanged longer than the channel's training ever held one (the limit of
-:mod:`satwatch.detectors.frozen`) scores at least the largest training score times the run
-over that limit.
+A **frozen value** is the exception: a flat window is close to the quietest training windows,
+so it scores low. Postprocessing's stuck-value rule finds those (:mod:`satwatch.pipeline.stuck`).
 
 Served, the model keeps every training window: one matrix product gives the dot products of
 the chunk's windows with all training windows, so a step costs O(training length x window).
 The stream state is the last ``window - 1`` changes of the value, with the explained ones
-taken out (``recent_changes``), the last raw value (``last_value``), the count of steps
-seen (``steps_seen``) and how many steps in a row repeated the value before
-(``unchanged``): a window not yet complete at a stream's start scores 0, and a stream of
+taken out (``recent_changes``), the last raw value (``last_value``) and the count of steps
+seen (``steps_seen``): a window not yet complete at a stream's start scores 0, and a stream of
 chunks passing the state on scores as the whole series does.
 
 Calibration scores the training split against itself with the trivial matches (windows
@@ -51,7 +48,6 @@ import torch
 from torch import Tensor, nn
 
 from satwatch.detectors.artifacts import load_trained
-from satwatch.detectors.frozen import frozen_limit
 from satwatch.detectors.onnx_file import export_stream_graph
 from satwatch.exceptions import DataError, ModelError
 
@@ -60,9 +56,9 @@ LOGGER = logging.getLogger(__name__)
 THRESHOLD_RULE = "pot-clamped"
 """The anomaly_detected threshold: just above the largest training (self-join) score."""
 
-STATES = ("recent_changes", "last_value", "steps_seen", "unchanged")
-"""The served stream state: the last ``window - 1`` corrected changes, the last raw value,
-how many steps came before, and the run of steps repeating the value so far."""
+STATES = ("recent_changes", "last_value", "steps_seen")
+"""The served stream state: the last ``window - 1`` corrected changes, the last raw value and
+how many steps came before."""
 
 QUIET_QUANTILE = 99.0
 """A command explains jumps when its training steps' median change exceeds this percentile
@@ -138,14 +134,16 @@ class NearestWindow(nn.Module):
         self.register_buffer("kernel_norms", torch.zeros(n_windows))
         self.register_buffer("last_values", torch.zeros(n_windows))
         self.register_buffer("threshold", torch.tensor(float("inf")))
-        self.register_buffer("frozen_limit", torch.tensor(float("inf")))
-        self.register_buffer("frozen_scale", torch.tensor(0.0))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # noqa: ANN001
         # The training windows' count is the saved state's: size the buffers to it first.
         for name in ("kernels", "kernel_norms", "last_values"):
             if prefix + name in state_dict:
                 setattr(self, name, torch.empty_like(state_dict[prefix + name]))
+        # Artifacts of the weeks when this graph scored frozen runs itself carry its two
+        # buffers; the rule is postprocessing's now, and the rest of such an artifact is sound.
+        for name in ("frozen_limit", "frozen_scale"):
+            state_dict.pop(prefix + name, None)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def set_training(self, train: np.ndarray) -> None:
@@ -157,8 +155,6 @@ class NearestWindow(nn.Module):
         self.kernel_norms = torch.as_tensor((windows**2).sum(axis=1)).float()
         last = train[self.params.window - 1 :, 0]
         self.last_values = torch.as_tensor(np.ascontiguousarray(last, dtype=np.float32))
-        self.frozen_limit = torch.tensor(frozen_limit(train))
-        self.frozen_scale = torch.tensor(float(training_scores(self, train).max()))
 
     def _changes(self, input_data: Tensor, last_value: Tensor, started: Tensor) -> Tensor:
         """The chunk's step-to-step changes of column 0, 0 where a command explains them."""
@@ -170,33 +166,14 @@ class NearestWindow(nn.Module):
             change = torch.where(explained, 0.0, change)
         return change
 
-    def _unchanged(
-        self, input_data: Tensor, last_value: Tensor, started: Tensor, unchanged: Tensor
-    ) -> Tensor:
-        """Per step, how many steps in a row (ending there) repeat the raw value before."""
-        values = input_data[:, 0]
-        previous = torch.cat([last_value[0], values[:-1]])
-        position = torch.cumsum(torch.ones_like(values), dim=0) - 1.0
-        # A stream's first step repeats nothing.
-        breaks = (values != previous) | ((position == 0.0) & ~started)
-        # Runs restart at each break: a step's run is its distance to the last break, found
-        # by the break count up to it (its segment) and each segment's first position.
-        segment = torch.cumsum(breaks.long(), dim=0)
-        starts = torch.zeros_like(torch.cat([values[:1], values]))
-        starts = starts.index_put((segment[breaks],), position[breaks])
-        carried = position + 1.0 + unchanged[0]
-        return torch.where(segment == 0, carried, position - starts[segment])
-
     def forward(
         self,
         input_data: Tensor,
         recent_changes: Tensor,
         last_value: Tensor,
         steps_seen: Tensor,
-        unchanged: Tensor,
-    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """``(T, F), (1, W-1), (1, 1), (1, 1), (1, 1)`` -> reconstruction, score, detected,
-        states out.
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """``(T, F), (1, W-1), (1, 1), (1, 1)`` -> reconstruction, score, detected, states out.
 
         The states are rank 2, as the other detectors' are, so ``custom_logic`` declares them
         all alike.
@@ -224,9 +201,6 @@ class NearestWindow(nn.Module):
         nearest = (windows * windows).sum(dim=1) + partial
         complete = position + steps_seen[0] >= float(window - 1)
         score = torch.where(complete, torch.sqrt(torch.clamp(nearest, min=0.0)), 0.0)
-        runs = self._unchanged(input_data, last_value, started, unchanged)
-        frozen = self.frozen_scale * runs / self.frozen_limit
-        score = torch.where(runs > self.frozen_limit, torch.maximum(score, frozen), score)
         # The "reconstruction": the nearest training window's last value in column 0.
         reconstruction = torch.cat([self.last_values[index].unsqueeze(1), input_data[:, 1:]], 1)
         return (
@@ -236,7 +210,6 @@ class NearestWindow(nn.Module):
             changes[-(window - 1) :].unsqueeze(0),
             input_data[-1:, :1],
             steps_seen + ones.sum(),
-            runs[-1:].unsqueeze(0),
         )
 
 
@@ -273,10 +246,10 @@ def fit(
     return model.eval()
 
 
-def zero_states(model: NearestWindow) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def zero_states(model: NearestWindow) -> tuple[Tensor, Tensor, Tensor]:
     """The states of a fresh stream."""
     window = model.params.window
-    return torch.zeros(1, window - 1), torch.zeros(1, 1), torch.zeros(1, 1), torch.zeros(1, 1)
+    return torch.zeros(1, window - 1), torch.zeros(1, 1), torch.zeros(1, 1)
 
 
 @torch.inference_mode()

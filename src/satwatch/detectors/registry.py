@@ -166,7 +166,7 @@ NEAREST_WINDOW = Detector(
     name_pattern="nearest_{spacecraft}_{channel}",
     exporter="satwatch.detectors.nearest_window:export_trained",
     served_scorer="satwatch.detectors.onnx_file:fresh_stream_scorer",
-    states=("recent_changes", "last_value", "steps_seen", "unchanged"),
+    states=("recent_changes", "last_value", "steps_seen"),
 )
 
 PREDICTOR = Detector(

@@ -1,11 +1,17 @@
-"""The frozen-value rule's runs: streamed chunks give the whole series' runs."""
+"""The frozen-value rule: its limit from training, and runs that stream as the whole series."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from satwatch.detectors.frozen import unchanged_runs
+from satwatch.detectors.frozen import (
+    FROZEN_FACTOR,
+    FROZEN_MINIMUM,
+    frozen_limit,
+    longest_unchanged_run,
+    unchanged_runs,
+)
 
 
 def runs_step_by_step(values: np.ndarray) -> np.ndarray:
@@ -43,3 +49,14 @@ def test_chunks_carrying_the_last_value_and_run_give_the_whole_series_runs(size:
 def test_a_missing_value_repeats_nothing() -> None:
     values = np.array([1.0, np.nan, np.nan, 2.0, 2.0], np.float32)
     np.testing.assert_array_equal(unchanged_runs(values), [0, 0, 0, 0, 1])
+
+
+def test_the_limit_comes_from_training_and_channels_that_hold_values_have_none() -> None:
+    moving = np.sin(np.arange(1000) / 9.0)[:, None].astype(np.float32)
+    assert frozen_limit(moving) == FROZEN_MINIMUM  # never repeats: the minimum
+    held = moving.copy()
+    held[300:340, 0] = held[300, 0]  # training holds a value for 39 steps
+    assert longest_unchanged_run(held[:, 0]) == 39
+    assert frozen_limit(held) == FROZEN_FACTOR * 39
+    held[300:420, 0] = held[300, 0]  # held for over a tenth of training: normal there
+    assert frozen_limit(held) == float("inf")

@@ -45,6 +45,9 @@ its smoothed fused training z), never in the first ``dt_burn_in`` steps of a str
 (step 5) are made of the decisions *confirmed* at the end of each batch of ``dt_batch`` steps,
 over the window ending there (Telemanom's own rule, computed in the same pass:
 :func:`~satwatch.pipeline.dynamic_threshold.decide_and_confirm`).
+A step whose telemetry value (``values``) has repeated for longer than the channel's
+``frozen_limit`` is confirmed anomalous whatever its score: the stuck-value rule
+(:mod:`~satwatch.pipeline.stuck`), OR-ed in before events are made.
 A confirmation comes at most ``dt_batch - 1`` steps after its step, long before an event
 closes (``merge_gap`` quiet steps), and can differ from the on-arrival ``decision``, the
 immediate per-step alarm that could not wait. On the validation channels, events from

@@ -12,7 +12,8 @@ flags of the last steps, which postprocessing confirms a batch later than they a
 
 Example::
 
-    flags, state = stuck_steps(values, limit, StuckState(), keep=9)
+    flags, state = stuck_steps(values, values.size, limit, StuckState(), keep=9)
+    more, state = stuck_steps(next_values, next_values.size, limit, state, keep=9)
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ class StuckState:
 
     Attributes:
         last_value: The telemetry value of the last step (``nan`` before the first).
-        run: How many steps before and including the last repeated the value before them.
+        run: The run ending at the last step: how many steps in a row repeated the value of
+            the step before them.
         recent: The rule's flags of the last steps seen (at most ``keep``), oldest first.
     """
 
@@ -89,6 +91,8 @@ def stuck_steps(
             )
         runs = unchanged_runs(values, state.last_value, state.run)
         flags = runs > limit if math.isfinite(limit) else np.zeros(values.size, bool)
-        last, run = (float(values[-1]), int(runs[-1])) if values.size else (state.last_value, 0)
+        last, run = state.last_value, state.run
+        if values.size:
+            last, run = float(values[-1]), int(runs[-1])
     joined = np.concatenate([state.recent, flags])
     return joined, StuckState(last, run, joined[max(0, joined.size - keep) :].copy())

@@ -210,8 +210,9 @@ def study(
     """The quality study: the validation table, then the reported (seed) table.
 
     Each set is scored as served (the exported models and the served postprocessing
-    function): one row per detector alone and one for the fused detector, then every
-    labelled event with the rows that find it (or missed) and every fused false alarm.
+    function): one row per detector alone, one for postprocessing's stuck-value rule alone
+    (frozen) and one for the fused detector, then every labelled event with the rows that
+    find it (or missed) and every fused false alarm.
     Settings are chosen on the validation channels; the seed channels are reported once
     per final configuration.
     """

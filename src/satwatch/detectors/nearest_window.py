@@ -140,8 +140,8 @@ class NearestWindow(nn.Module):
         for name in ("kernels", "kernel_norms", "last_values"):
             if prefix + name in state_dict:
                 setattr(self, name, torch.empty_like(state_dict[prefix + name]))
-        # Artifacts of the weeks when this graph scored frozen runs itself carry its two
-        # buffers; the rule is postprocessing's now, and the rest of such an artifact is sound.
+        # Artifacts trained while this graph scored frozen runs itself carry two buffers for
+        # it; the rule is postprocessing's now, and the rest of such an artifact is sound.
         for name in ("frozen_limit", "frozen_scale"):
             state_dict.pop(prefix + name, None)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)

@@ -23,6 +23,9 @@ had it under the rule, and the same row without it gave the same counts on both 
     pow3      0.839 (26/2/8)    0.905 (43/2/7)
     or        0.857 (27/2/7)    0.928 (45/2/5)
 
+Rerun once the term was gone, the same commands gave those rows again (``pow1`` 0.839 and
+0.917 included) and ``shapes``, no rule at all, 0.839 (26/2/8) and 0.894 (42/2/8).
+
 OR wins on both sets and is served: postprocessing's stuck-value rule
 (``satwatch.pipeline.stuck``), which OR-s the rule into the confirmed decisions before events
 are made (so its events are merged and widened as the others are). The nearest-window graph's

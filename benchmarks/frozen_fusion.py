@@ -10,8 +10,9 @@ F1, TP/FP/FN):
 * ``powP``: past the limit the nearest-window score is at least
   ``scale x (run / limit) ** P`` (``scale``: its largest training score); ``pow1`` is what the
   nearest-window graph served from 2026-12-03 to 2026-12-04;
-* ``or``: the served fused events, plus every run past its limit as an event of its own (the
-  stuck-value rule's decisions OR-ed with the fused ones).
+* ``or``: the stuck-value rule's decisions OR-ed with the fused ones, as postprocessing now
+  serves it (before it was served, this row OR-ed the rule's raw steps into the fused events,
+  with the same counts).
 
 Measured on 2026-12-04 against the detectors ``satwatch study`` had built, while the
 nearest-window graph still scored frozen runs itself (its ``pow1`` term; the ``or`` row then
@@ -47,9 +48,6 @@ import numpy as np
 from nearest_variants import fused_row, row_text, served_study, study_parser
 
 from satwatch.detectors.frozen import frozen_limit, unchanged_runs
-from satwatch.evaluation.metrics import channel_metrics, summarize
-from satwatch.evaluation.offline import fused_decisions
-from satwatch.pipeline.calibration import Threshold, training_statistics
 
 
 def steeper(pairs: dict, dataset, position: int, power: float) -> dict:
@@ -66,19 +64,6 @@ def steeper(pairs: dict, dataset, position: int, power: float) -> dict:
     return out
 
 
-def or_row(pairs: dict, dataset, settings, kinds: tuple[str, ...]) -> dict:
-    """The fused events (the rule left out) with every run past its limit added as an event."""
-    per_channel = {}
-    for name, scores in pairs.items():
-        channel = dataset.channel(name)
-        ones = [Threshold(1.0)] * len(scores)
-        entry = training_statistics([s[0] for s in scores], ones, settings.dynamic, kinds)
-        decided = fused_decisions([s[1] for s in scores], name, settings, {name: entry})
-        decided |= unchanged_runs(channel.test[:, 0]) > frozen_limit(channel.train)
-        per_channel[name] = channel_metrics(decided, channel.labels, channel.events)
-    return summarize(per_channel)["overall"]
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = study_parser(__doc__.splitlines()[0])
     parser.add_argument("--variants", default="shapes;pow1;pow2;pow3;or", help="';'-separated")
@@ -89,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         if variant == "shapes":
             row = fused_row(pairs, dataset, settings, kinds)
         elif variant == "or":
-            row = or_row(pairs, dataset, settings, kinds)
+            row = fused_row(pairs, dataset, settings, kinds, stuck_rule=True)
         elif variant.startswith("pow"):
             raised = steeper(pairs, dataset, position, float(variant[3:]))
             row = fused_row(raised, dataset, settings, kinds)

@@ -62,10 +62,11 @@ import numpy as np
 
 from satwatch.data import Channel, load_dataset
 from satwatch.detectors import nearest_window, registry
+from satwatch.detectors.frozen import frozen_limit
 from satwatch.evaluation.metrics import channel_metrics, summarize
 from satwatch.evaluation.offline import evaluate_detector, fused_decisions
 from satwatch.evaluation.study import training_calibration
-from satwatch.pipeline.calibration import Threshold, training_statistics
+from satwatch.pipeline.calibration import ChannelThresholds, Threshold, training_statistics
 from satwatch.repository.stages import served_postprocessing
 
 OTHERS = ("omni", "tranad", "predictor")
@@ -136,14 +137,28 @@ def served_scores(
     return out
 
 
-def fused_row(pairs: dict[str, list], dataset, settings, kinds: tuple[str, ...]) -> dict:
-    """The fused event metrics of ``{channel: [(train, test), ...]}``, one pair per kind."""
+def served_entry(
+    scores: list, channel: Channel, settings, kinds: tuple[str, ...]
+) -> ChannelThresholds:
+    """The channel's ``thresholds.json`` entry as the build fits it from the training scores
+    of ``[(train, test), ...]`` (one pair per kind), its frozen-value limit included."""
+    ones = [Threshold(1.0)] * len(scores)
+    entry = training_statistics([s[0] for s in scores], ones, settings.dynamic, kinds)
+    return replace(entry, frozen_limit=frozen_limit(channel.train))
+
+
+def fused_row(
+    pairs: dict[str, list], dataset, settings, kinds: tuple[str, ...], stuck_rule: bool = False
+) -> dict:
+    """The fused event metrics of ``{channel: [(train, test), ...]}``, one pair per kind;
+    ``stuck_rule`` adds postprocessing's stuck-value rule as served (the studies before it
+    ran without)."""
     per_channel = {}
     for name, scores in pairs.items():
-        ones = [Threshold(1.0)] * len(scores)
-        entry = training_statistics([s[0] for s in scores], ones, settings.dynamic, kinds)
-        decided = fused_decisions([s[1] for s in scores], name, settings, {name: entry})
         channel = dataset.channel(name)
+        entry = served_entry(scores, channel, settings, kinds)
+        values = channel.test[:, 0] if stuck_rule else None
+        decided = fused_decisions([s[1] for s in scores], name, settings, {name: entry}, values)
         per_channel[name] = channel_metrics(decided, channel.labels, channel.events)
     return summarize(per_channel)["overall"]
 

@@ -30,15 +30,12 @@ Choose on the validation sets only::
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
 
 import numpy as np
-from nearest_variants import row_text, served_study, study_parser
+from nearest_variants import row_text, served_entry, served_study, study_parser
 
-from satwatch.detectors.frozen import frozen_limit
 from satwatch.evaluation.metrics import channel_metrics, summarize
 from satwatch.evaluation.offline import fused_decisions
-from satwatch.pipeline.calibration import Threshold, training_statistics
 
 
 def seeded_row(pairs: dict, dataset, settings, kinds: tuple[str, ...], steps: int) -> dict:
@@ -46,9 +43,7 @@ def seeded_row(pairs: dict, dataset, settings, kinds: tuple[str, ...], steps: in
     per_channel = {}
     for name, scores in pairs.items():
         channel = dataset.channel(name)
-        ones = [Threshold(1.0)] * len(scores)
-        entry = training_statistics([s[0] for s in scores], ones, settings.dynamic, kinds)
-        entry = replace(entry, frozen_limit=frozen_limit(channel.train))
+        entry = served_entry(scores, channel, settings, kinds)
         head = min(steps, min(s[0].size for s in scores))
         joined = [np.concatenate([s[0][s[0].size - head :], s[1]]) for s in scores]
         train_values = channel.train[channel.train.shape[0] - head :, 0]

@@ -23,8 +23,8 @@ Served, the model keeps every training window: one matrix product gives the dot 
 the chunk's windows with all training windows, so a step costs O(training length x window).
 The stream state is the last ``window - 1`` changes of the value, with the explained ones
 taken out (``recent_changes``), the last raw value (``last_value``) and the count of steps
-seen (``steps_seen``): a window not yet complete at a stream's start scores 0, and a stream of
-chunks passing the state on scores as the whole series does.
+seen (``steps_seen``): a window not yet complete at a stream's start scores 0, and a stream
+of chunks passing the state on scores as the whole series does.
 
 Calibration scores the training split against itself with the trivial matches (windows
 overlapping by more than three quarters) left out, :func:`training_scores`: the score a normal
@@ -57,8 +57,8 @@ THRESHOLD_RULE = "pot-clamped"
 """The anomaly_detected threshold: just above the largest training (self-join) score."""
 
 STATES = ("recent_changes", "last_value", "steps_seen")
-"""The served stream state: the last ``window - 1`` corrected changes, the last raw value and
-how many steps came before."""
+"""The served stream state: the last ``window - 1`` corrected changes, the last raw value,
+and how many steps came before."""
 
 QUIET_QUANTILE = 99.0
 """A command explains jumps when its training steps' median change exceeds this percentile
@@ -167,11 +167,7 @@ class NearestWindow(nn.Module):
         return change
 
     def forward(
-        self,
-        input_data: Tensor,
-        recent_changes: Tensor,
-        last_value: Tensor,
-        steps_seen: Tensor,
+        self, input_data: Tensor, recent_changes: Tensor, last_value: Tensor, steps_seen: Tensor
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
         """``(T, F), (1, W-1), (1, 1), (1, 1)`` -> reconstruction, score, detected, states out.
 
@@ -248,8 +244,7 @@ def fit(
 
 def zero_states(model: NearestWindow) -> tuple[Tensor, Tensor, Tensor]:
     """The states of a fresh stream."""
-    window = model.params.window
-    return torch.zeros(1, window - 1), torch.zeros(1, 1), torch.zeros(1, 1)
+    return torch.zeros(1, model.params.window - 1), torch.zeros(1, 1), torch.zeros(1, 1)
 
 
 @torch.inference_mode()

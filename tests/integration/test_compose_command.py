@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 import subprocess
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,7 @@ from tritonclient.utils import InferenceServerException
 
 from satwatch.paths import PROJECT_ROOT
 from satwatch.server.backends import assemble_backend_directory, find_distribution
-from satwatch.server.config import TritonServerConfig
+from satwatch.server.config import TritonServerConfig, configs_complete
 from satwatch.server.embedded import ServerPorts
 from satwatch.server.launcher import server_environment, stop_process_group
 
@@ -153,6 +154,14 @@ def repository_models(folders: list[Path]) -> set[str]:
     }
 
 
+class ServerExitedError(Exception):
+    """``tritonserver`` ended before it was ready."""
+
+
+UPSTREAM_CRASH = "boost::interprocess::lock_exception"
+"""The abort of an open Triton Python-backend bug (triton-inference-server/server#8882)."""
+
+
 def _wait_ready(server: ComposeServer, timeout: float) -> float:
     started = time.monotonic()
     with httpclient.InferenceServerClient(
@@ -160,7 +169,7 @@ def _wait_ready(server: ComposeServer, timeout: float) -> float:
     ) as client:
         while time.monotonic() - started < timeout:
             if server.process.poll() is not None:
-                pytest.fail(
+                raise ServerExitedError(
                     f"tritonserver exited with code {server.process.returncode} before it was "
                     f"ready:\n{server.log_tail()}"
                 )
@@ -171,6 +180,21 @@ def _wait_ready(server: ComposeServer, timeout: float) -> float:
                 pass
             time.sleep(0.2)
     pytest.fail(f"tritonserver not ready within {timeout:.0f} s:\n{server.log_tail()}")
+
+
+def _start(args: list[str], ports: ServerPorts, repository: Path, log_file: Path) -> ComposeServer:
+    distribution = find_distribution()
+    environment = server_environment(distribution, TritonServerConfig(served_folders(args)))
+    with log_file.open("wb") as log:
+        process = subprocess.Popen(
+            [str(distribution.server), *args],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=environment,
+            start_new_session=True,
+        )
+    return ComposeServer(args, process, ports, repository, log_file)
 
 
 @pytest.fixture(scope="module")
@@ -192,24 +216,24 @@ def server(tmp_path_factory: pytest.TempPathFactory, built: Built) -> Iterator[C
     # The build makes every backend folder, tensorrt/ too (empty without a GPU): Triton
     # never gets ready on a --model-repository that is missing.
     assert all(folder.is_dir() for folder in served_folders(args))
-    distribution = find_distribution()
-    environment = server_environment(distribution, TritonServerConfig(served_folders(args)))
-    log_file = tmp_path_factory.mktemp("compose") / "triton.log"
-    with log_file.open("wb") as log:
-        process = subprocess.Popen(
-            [str(distribution.server), *args],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=environment,
-            start_new_session=True,
-        )
-    started = ComposeServer(args, process, ports, built.repository, log_file)
+    folder = tmp_path_factory.mktemp("compose")
+    # Compose restarts the container once it exits (`restart: unless-stopped`); here one
+    # restart covers only the upstream abort, which 1 full test run in about 10 met at
+    # start-up. Any other exit, or a second abort, fails.
+    for attempt in (1, 2):
+        started = _start(args, ports, built.repository, folder / f"triton-{attempt}.log")
+        try:
+            _wait_ready(started, READY_WITHIN)
+            break
+        except ServerExitedError as exited:
+            stop_process_group(started.process.pid, timeout=30, process=started.process)
+            if attempt == 2 or UPSTREAM_CRASH not in started.log_tail():
+                pytest.fail(str(exited))
+            warnings.warn(f"restarted after the upstream abort: {exited}", stacklevel=1)
     try:
-        _wait_ready(started, READY_WITHIN)
         yield started
     finally:
-        stop_process_group(process.pid, timeout=30, process=process)
+        stop_process_group(started.process.pid, timeout=30, process=started.process)
 
 
 def test_only_the_machine_flags_are_added_to_the_compose_command_line(server, built):
@@ -282,3 +306,12 @@ def test_the_wheel_runs_the_triton_version_of_the_compose_image(server):
     with httpclient.InferenceServerClient(server.http_address) as client:
         version = client.get_server_metadata()["version"]
     assert version.rsplit(".", 1)[0] == TRITON_OF_NGC_RELEASE[release], (version, base)
+
+
+def test_compose_turns_auto_complete_off_only_over_complete_configs(server):
+    # --disable-auto-complete-config leaves a config without its tensors unusable, so every
+    # config compose may read (the GPU's config.pbtxt and this machine's cpu.pbtxt) declares
+    # its inputs and outputs.
+    assert "--disable-auto-complete-config" in compose_command()
+    folders = served_folders(server.args)
+    assert configs_complete(folders, None) and configs_complete(folders, "cpu")

@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import logging
 from array import array
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -257,6 +257,11 @@ def choose_epsilons(windows: np.ndarray, settings: DynamicSettings) -> np.ndarra
     return np.where((std > 0) & valid.any(axis=1), chosen, epsilons[:, -1])
 
 
+def _nonzero(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.nonzero`` of a 2-D mask, row-major: ~10x faster through the flat indices."""
+    return np.divmod(np.flatnonzero(mask), mask.shape[1])
+
+
 def _above(rows: np.ndarray, cuts: np.ndarray, powers: tuple[int, ...]) -> list[np.ndarray]:
     """Per row of ``rows`` ``(K, W)`` and each of its ascending ``cuts`` ``(K, Z)``: for each of
     ``powers``, the sum of ``value ** power`` over the values above the cut, ``(K, Z)`` (power
@@ -266,7 +271,7 @@ def _above(rows: np.ndarray, cuts: np.ndarray, powers: tuple[int, ...]) -> list[
     over its own values only, so a row's answer does not depend on the others.
     """
     count, width = cuts.shape
-    row, column = np.nonzero(rows > cuts[:, :1])
+    row, column = _nonzero(rows > cuts[:, :1])
     picked = rows[row, column]
     above = picked[:, None] > cuts[row]
     # One bincount per power: bin row * width + z, so each row and cut sums apart.
@@ -283,25 +288,57 @@ def surviving_runs(
     values: np.ndarray, epsilon: float, min_decrease: float
 ) -> list[tuple[int, int]]:
     """Runs of ``values > epsilon`` that survive pruning (step 3 of the module doc)."""
-    values = np.asarray(values)
-    above = values > epsilon
-    steps = np.flatnonzero(above)
-    if not steps.size:
-        return []
-    # The few steps above epsilon, not the whole window: a run ends where the next of them
-    # is not the step after it.
-    breaks = np.flatnonzero(np.diff(steps) > 1) + 1
-    firsts = np.concatenate([[0], breaks])
-    lasts = np.concatenate([breaks - 1, [steps.size - 1]])
-    maxima = np.maximum.reduceat(values[steps], firsts)
-    floor = float(values.max(where=~above, initial=-np.inf)) if steps.size < values.size else 0.0
-    order = np.argsort(-maxima, kind="stable")
-    chain = np.concatenate([maxima[order], [floor]])
+    values = np.asarray(values, np.float64)
+    return surviving_runs_of_rows(values[None, :], np.array([epsilon]), min_decrease)[0]
+
+
+def surviving_runs_of_rows(
+    windows: np.ndarray, epsilons: np.ndarray, min_decrease: float
+) -> list[list[tuple[int, int]]]:
+    """:func:`surviving_runs` of each row of ``windows`` ``(K, W)`` with its own epsilon.
+
+    A chunk's batch ends are pruned together, as :func:`choose_epsilons` thresholds them:
+    the runs of all rows are found, ranked and cut in a few array operations instead of ~15
+    small ones per row. Each row's runs are computed from that row alone, with the same
+    arithmetic as for one window, so the answer is the same bit for bit.
+
+    Returns:
+        Per row, its surviving runs ``(first, last)`` (column indices), in step order.
+    """
+    windows = np.asarray(windows, np.float64)
+    count, width = windows.shape
+    above = windows > np.asarray(epsilons, np.float64)[:, None]
+    row, column = _nonzero(above)  # row-major: each row's steps in order
+    runs: list[list[tuple[int, int]]] = [[] for _ in range(count)]
+    if not row.size:
+        return runs
+    # A run starts at a row's first step above epsilon or after a step that is not above.
+    starts = np.ones(row.size, bool)
+    starts[1:] = (row[1:] != row[:-1]) | (column[1:] - column[:-1] > 1)
+    firsts = np.flatnonzero(starts)
+    lasts = np.append(firsts[1:] - 1, row.size - 1)
+    maxima = np.maximum.reduceat(windows[row, column], firsts)
+    run_rows = row[firsts]
+    # Each row's chain ends at its largest value below epsilon (0 when every value is above).
+    floors = np.where(above, -np.inf, windows).max(axis=1)
+    floors[above.all(axis=1)] = 0.0
+    # Per row, maxima in decreasing order, ties in step order (a stable sort).
+    order = np.lexsort((-maxima, run_rows))
+    ranked_rows, ranked = run_rows[order], maxima[order]
+    last_of_row = np.append(ranked_rows[1:] != ranked_rows[:-1], True)
+    following = np.where(last_of_row, floors[ranked_rows], np.append(ranked[1:], 0.0))
     with np.errstate(invalid="ignore", divide="ignore"):
-        drops = np.where(chain[:-1] > 0, (chain[:-1] - chain[1:]) / chain[:-1], 0.0)
-    big = np.flatnonzero(drops >= min_decrease)
-    keep = int(big[-1]) + 1 if big.size else 0
-    return [(int(steps[firsts[j]]), int(steps[lasts[j]])) for j in sorted(order[:keep].tolist())]
+        drops = np.where(ranked > 0, (ranked - following) / ranked, 0.0)
+    first_of_row = np.searchsorted(ranked_rows, ranked_rows)
+    rank = np.arange(ranked.size) - first_of_row
+    # Every run down to the row's last big drop survives.
+    keep = np.zeros(count, np.int64)
+    big = drops >= min_decrease
+    np.maximum.at(keep, ranked_rows[big], rank[big] + 1)
+    survivors = np.sort(order[rank < keep[ranked_rows]])
+    for j in survivors.tolist():
+        runs[int(run_rows[j])].append((int(column[firsts[j]]), int(column[lasts[j]])))
+    return runs
 
 
 @dataclass(frozen=True)
@@ -404,15 +441,14 @@ def decide_and_confirm(
     epsilon, cut, flagged = state.epsilon, state.cut, state.flagged
     decision = np.zeros(smoothed.size, bool)
     confirmed: list[np.ndarray] = []
-    # The chunk's batch ends, thresholded together before the step-by-step pass.
+    # The chunk's batch ends, thresholded and pruned together before the step-by-step pass.
     batch_ends = np.arange((-offset - 1) % settings.batch, smoothed.size, settings.batch)
-    epsilons = iter(_window_epsilons(joined, base + batch_ends + 1, settings))
+    choices = _batch_choices(joined, base + batch_ends + 1, settings)
     for i, value in enumerate(smoothed):
         if (offset + i + 1) % settings.batch == 0:
             end = base + i + 1
             window = joined[max(0, end - settings.window) : end]
-            chosen = float(next(epsilons))
-            kept = surviving_runs(window, chosen, settings.min_decrease)
+            chosen, kept = next(choices)
             first = offset + i + 1 - settings.batch
             confirmed.append(_tail_decisions(window, kept, settings.batch, first, settings))
             flagged = bool(kept) and kept[-1][1] == window.size - 1
@@ -443,17 +479,28 @@ def decide_and_confirm(
     )
 
 
-def _window_epsilons(values: np.ndarray, ends: np.ndarray, settings: DynamicSettings) -> np.ndarray:
-    """:func:`choose_epsilon` of the window ending before each of ``ends`` (indices into
-    ``values``): full windows in one call, the shorter ones of a stream's start one by one."""
+def _batch_choices(
+    values: np.ndarray, ends: np.ndarray, settings: DynamicSettings
+) -> Iterator[tuple[float, list[tuple[int, int]]]]:
+    """``(epsilon, surviving runs)`` of the window ending before each of ``ends`` (indices
+    into ``values``): full windows in one call each, the shorter ones of a stream's start one
+    by one."""
     epsilons = np.empty(ends.size, np.float64)
-    full = ends >= settings.window
-    if full.any():
+    runs: list[list[tuple[int, int]]] = [[] for _ in range(ends.size)]
+    full = np.flatnonzero(ends >= settings.window)
+    if full.size:
         windows = np.lib.stride_tricks.sliding_window_view(values, settings.window)
-        epsilons[full] = choose_epsilons(windows[ends[full] - settings.window], settings)
-    for k in np.flatnonzero(~full):
-        epsilons[k] = choose_epsilon(values[: ends[k]], settings)
-    return epsilons
+        rows = windows[ends[full] - settings.window]
+        epsilons[full] = choose_epsilons(rows, settings)
+        pruned = surviving_runs_of_rows(rows, epsilons[full], settings.min_decrease)
+        for k, kept in zip(full.tolist(), pruned, strict=True):
+            runs[k] = kept
+    for k in np.flatnonzero(ends < settings.window).tolist():
+        window = values[: ends[k]]
+        epsilons[k] = choose_epsilon(window, settings)
+        runs[k] = surviving_runs(window, epsilons[k], settings.min_decrease)
+    for k in range(ends.size):
+        yield float(epsilons[k]), runs[k]
 
 
 def decide_tail(

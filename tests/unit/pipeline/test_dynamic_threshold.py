@@ -19,6 +19,7 @@ from satwatch.pipeline.dynamic_threshold import (
     decide_tail,
     ewma,
     surviving_runs,
+    surviving_runs_of_rows,
 )
 
 
@@ -98,6 +99,47 @@ def test_pruning_keeps_runs_down_to_the_last_big_drop() -> None:
     assert surviving_runs(np.array([9.0, 0.0, 10.0]), 9.5, 0.13) == []
     # A run of several steps counts once, by its maximum.
     assert surviving_runs(np.array([0.0, 3.0, 6.0, 0.0]), 1.0, 0.13) == [(1, 2)]
+
+
+def _runs_by_the_rule(values: np.ndarray, epsilon: float, min_decrease: float) -> list:
+    """Step 3 of the module doc written out plainly, one window, one step at a time."""
+    runs, start = [], None
+    for i, value in enumerate(values):
+        if value > epsilon and start is None:
+            start = i
+        if value <= epsilon and start is not None:
+            runs.append((start, i - 1))
+            start = None
+    if start is not None:
+        runs.append((start, len(values) - 1))
+    below = [v for v in values if v <= epsilon]
+    ranked = sorted(runs, key=lambda run: -max(values[run[0] : run[1] + 1]))  # stable: ties by step
+    chain = [max(values[s : e + 1]) for s, e in ranked] + [max(below) if below else 0.0]
+    keep = 0
+    for i in range(len(ranked)):
+        if chain[i] > 0 and (chain[i] - chain[i + 1]) / chain[i] >= min_decrease:
+            keep = i + 1
+    return sorted(ranked[:keep])
+
+
+def test_rows_are_pruned_together_as_each_alone_by_the_rule() -> None:
+    # A chunk's windows are pruned in one call; each row must get the rule's runs for it alone,
+    # ties between maxima, rows with every value above and rows with none included.
+    rng = np.random.default_rng(11)
+    for trial in range(200):
+        rows, width = int(rng.integers(1, 12)), int(rng.integers(1, 120))
+        windows = rng.gamma(rng.uniform(0.3, 3.0), 1.0, (rows, width))
+        if trial % 3 == 0:
+            windows = np.round(windows, 1)  # equal maxima
+        windows[rng.random((rows, width)) < 0.03] += rng.uniform(1.0, 20.0)
+        epsilons = np.quantile(windows, rng.uniform(0.6, 1.0), axis=1)
+        epsilons[0] = -1.0 if trial % 4 == 0 else epsilons[0]  # every value above
+        min_decrease = float(rng.choice([0.0, 0.13, 0.5]))
+        together = surviving_runs_of_rows(windows, epsilons, min_decrease)
+        for k in range(rows):
+            expected = _runs_by_the_rule(windows[k], epsilons[k], min_decrease)
+            assert together[k] == expected, (trial, k)
+            assert surviving_runs(windows[k], epsilons[k], min_decrease) == expected
 
 
 def test_ewma_smoothing_hand_computed() -> None:

@@ -267,21 +267,23 @@ def _above(rows: np.ndarray, cuts: np.ndarray, powers: tuple[int, ...]) -> list[
     ``powers``, the sum of ``value ** power`` over the values above the cut, ``(K, Z)`` (power
     0: how many there are).
 
-    The values above a row's lowest cut are picked out first; each row's figures are summed
-    over its own values only, so a row's answer does not depend on the others.
+    The values above a row's lowest cut are picked out first and binned by how many of the
+    row's cuts each exceeds; a cut's figure is the sum of the bins above it. Each row's
+    figures come from its own values only, so a row's answer does not depend on the others.
     """
     count, width = cuts.shape
     row, column = _nonzero(rows > cuts[:, :1])
     picked = rows[row, column]
-    above = picked[:, None] > cuts[row]
-    # One bincount per power: bin row * width + z, so each row and cut sums apart.
-    bins = (row[:, None] * width + np.arange(width)).ravel()
-    return [
-        np.bincount(
-            bins, weights=(above * picked[:, None] ** p).ravel(), minlength=count * width
-        ).reshape(count, width)
-        for p in powers
-    ]
+    # Band b (1..width): the value exceeds the row's b lowest cuts, so it counts for cuts 0..b-1.
+    bands = row * (width + 1) + (picked[:, None] > cuts[row]).sum(axis=1)
+    sums = []
+    for p in powers:
+        per_band = np.bincount(bands, weights=picked**p, minlength=count * (width + 1)).reshape(
+            count, width + 1
+        )
+        # Cut z: bands z+1..width, summed from the top band down.
+        sums.append(np.cumsum(per_band[:, :0:-1], axis=1)[:, ::-1])
+    return sums
 
 
 def surviving_runs(
@@ -438,35 +440,40 @@ def decide_and_confirm(
     level, smoothed = ewma(scores, settings.span, state.level)
     joined = np.concatenate([state.history, smoothed])
     base = state.history.size
-    epsilon, cut, flagged = state.epsilon, state.cut, state.flagged
-    decision = np.zeros(smoothed.size, bool)
+    epsilon, cut = state.epsilon, state.cut
     confirmed: list[np.ndarray] = []
-    # The chunk's batch ends, thresholded and pruned together before the step-by-step pass.
+    # Each step's epsilon and cut are the last completed batch's; a batch end sets its own
+    # decision (the steps between follow from it, below).
+    epsilons = np.full(smoothed.size, epsilon)
+    cuts = np.full(smoothed.size, cut)
+    set_at = np.zeros(smoothed.size, bool)
+    set_to = np.zeros(smoothed.size, bool)
+    # Only a step above min_score and past burn_in can be anomalous.
+    eligible = (smoothed > settings.min_score) & (
+        offset + np.arange(smoothed.size) >= settings.burn_in
+    )
+    # The chunk's batch ends, thresholded and pruned together.
     batch_ends = np.arange((-offset - 1) % settings.batch, smoothed.size, settings.batch)
     choices = _batch_choices(joined, base + batch_ends + 1, settings)
-    for i, value in enumerate(smoothed):
-        if (offset + i + 1) % settings.batch == 0:
-            end = base + i + 1
-            window = joined[max(0, end - settings.window) : end]
-            chosen, kept = next(choices)
-            first = offset + i + 1 - settings.batch
-            confirmed.append(_tail_decisions(window, kept, settings.batch, first, settings))
-            flagged = bool(kept) and kept[-1][1] == window.size - 1
-            flagged = flagged and value > settings.min_score
-            # float32 values: the state carries them exactly through an FP32 tensor.
-            epsilon = float(np.float32(chosen))
-            if kept:
-                cut = min(float(window[s : e + 1].max()) for s, e in kept)
-            else:
-                # Pruning would keep a lone new run whose maximum drops to everything else in
-                # the window by at least min_decrease.
-                cut = float(np.float32(float(window.max()) / (1 - settings.min_decrease)))
-        elif np.isnan(epsilon):
-            flagged = False
+    for i, (chosen, kept) in zip(batch_ends.tolist(), choices, strict=True):
+        end = base + i + 1
+        window = joined[max(0, end - settings.window) : end]
+        first = offset + i + 1 - settings.batch
+        confirmed.append(_tail_decisions(window, kept, settings.batch, first, settings))
+        set_at[i] = True
+        set_to[i] = bool(kept) and kept[-1][1] == window.size - 1 and eligible[i]
+        # float32 values: the state carries them exactly through an FP32 tensor.
+        epsilon = float(np.float32(chosen))
+        if kept:
+            cut = min(float(window[s : e + 1].max()) for s, e in kept)
         else:
-            flagged = value > epsilon and value > settings.min_score and (flagged or value >= cut)
-        flagged = flagged and offset + i >= settings.burn_in
-        decision[i] = flagged
+            # Pruning would keep a lone new run whose maximum drops to everything else in
+            # the window by at least min_decrease.
+            cut = float(np.float32(float(window.max()) / (1 - settings.min_decrease)))
+        epsilons[i + 1 :] = epsilon
+        cuts[i + 1 :] = cut
+    decision = _arrival_decisions(smoothed, epsilons, cuts, eligible, set_at, set_to, state.flagged)
+    flagged = bool(decision[-1]) if decision.size else state.flagged
     history = joined[max(0, joined.size - settings.window) :].copy()
     new_state = ArrivalState(level, epsilon, float(cut), flagged, history)
     pending = offset % settings.batch
@@ -477,6 +484,34 @@ def decide_and_confirm(
         offset - pending,
         np.concatenate(confirmed) if confirmed else np.zeros(0, bool),
     )
+
+
+def _arrival_decisions(
+    values: np.ndarray,
+    epsilons: np.ndarray,
+    cuts: np.ndarray,
+    eligible: np.ndarray,
+    set_at: np.ndarray,
+    set_to: np.ndarray,
+    flagged: bool,
+) -> np.ndarray:
+    """Each step's on-arrival decision (see :func:`decide_and_confirm`).
+
+    Between batch ends an ``eligible`` step is anomalous if its value is above its
+    ``epsilon`` and either the previous step was anomalous (a run goes on) or the value
+    reaches ``cut`` (a new run starts); any other step ends a run, and before the first
+    batch (``epsilon`` nan) every step is normal. A batch end (``set_at``) takes the
+    decision ``set_to`` its window gave. So each step copies the newest step at or before it
+    that decides by itself (a run starting or ending, or a batch end), or ``flagged``, the
+    previous chunk's last decision, when there is none: a few array passes, not a loop.
+    """
+    with np.errstate(invalid="ignore"):  # nan epsilon: every comparison is False
+        above = (values > epsilons) & eligible
+        starts = above & (values >= cuts)
+    decides = set_at | ~above | starts
+    outcome = np.where(set_at, set_to, starts)
+    newest = np.maximum.accumulate(np.where(decides, np.arange(values.size), -1))
+    return np.where(newest >= 0, outcome[np.maximum(newest, 0)], flagged)
 
 
 def _batch_choices(

@@ -169,6 +169,57 @@ def test_decisions_on_arrival_by_hand() -> None:
     assert state.cut == 10.0 and not state.flagged and state.history.size == 20
 
 
+def _arrival_by_the_rule(scores: np.ndarray, settings: DynamicSettings) -> np.ndarray:
+    """decide_and_confirm's on-arrival rule stepped plainly, one step at a time."""
+    smoothed = ewma(scores, settings.span)[1]
+    epsilon, cut, flagged, decisions = float("nan"), float("inf"), False, []
+    for i, value in enumerate(smoothed):
+        if (i + 1) % settings.batch == 0:
+            window = smoothed[max(0, i + 1 - settings.window) : i + 1]
+            epsilon = float(np.float32(choose_epsilon(window, settings)))
+            kept = surviving_runs(window, choose_epsilon(window, settings), settings.min_decrease)
+            flagged = bool(kept) and kept[-1][1] == window.size - 1 and value > settings.min_score
+            top = float(np.float32(window.max() / (1 - settings.min_decrease)))
+            cut = min(window[a : b + 1].max() for a, b in kept) if kept else top
+        elif epsilon != epsilon:
+            flagged = False
+        else:
+            flagged = value > epsilon and value > settings.min_score and (flagged or value >= cut)
+        flagged = flagged and i >= settings.burn_in
+        decisions.append(flagged)
+    return np.array(decisions)
+
+
+def test_decisions_on_arrival_are_the_rule_stepped_one_at_a_time() -> None:
+    # The served pass decides a chunk's steps in a few array operations; each decision must be
+    # the one the rule makes step by step, floor, burn-in and runs across batch ends included.
+    rng = np.random.default_rng(4)
+    for trial in range(40):
+        scores = rng.gamma(rng.uniform(0.5, 3.0), 0.5, int(rng.integers(100, 700)))
+        for start in rng.integers(0, scores.size, 4):
+            scores[start : start + int(rng.integers(1, 40))] += rng.uniform(0.5, 8.0)
+        scores[50:90] += rng.uniform(2.0, 6.0, 40)  # a run across the burn-in
+        settings = DynamicSettings(
+            window=int(rng.choice([40, 200])),
+            batch=int(rng.choice([1, 5, 10])),
+            span=int(rng.choice([1, 5])),
+            # Below epsilon, and where runs go in and out of it above epsilon.
+            min_score=float(rng.choice([0.0, np.quantile(scores, 0.97)])),
+            burn_in=int(rng.choice([0, 73])),  # inside a batch
+        )
+        _, decision, _ = decide_on_arrival(scores, ArrivalState(), 0, settings)
+        np.testing.assert_array_equal(decision, _arrival_by_the_rule(scores, settings), trial)
+    # A step at the floor ends the run, so the next step, above the floor but below the cut,
+    # is normal (step 32 at 6.5, step 33 at 7.1).
+    scores = np.zeros(60)
+    scores[28:37] = [4.8, 7.9, 7.2, 6.9, 6.5, 7.1, 6.1, 9.7, 5.8]
+    scores[45:50] = [9.8, 9.4, 9.1, 10.0, 9.2]
+    settings = DynamicSettings(window=60, batch=10, span=1, min_score=6.5, burn_in=23)
+    _, decision, _ = decide_on_arrival(scores, ArrivalState(), 0, settings)
+    np.testing.assert_array_equal(decision, _arrival_by_the_rule(scores, settings))
+    assert not decision[33]
+
+
 def test_floor_keeps_low_runs_normal() -> None:
     x = np.zeros(25)
     x[12:17] = 10.0

@@ -216,12 +216,15 @@ def choose_epsilon(values: np.ndarray, settings: DynamicSettings) -> float:
     return float(choose_epsilons(np.asarray(values, np.float64)[None, :], settings)[0])
 
 
-def choose_epsilons(windows: np.ndarray, settings: DynamicSettings) -> np.ndarray:
+def choose_epsilons(
+    windows: np.ndarray, settings: DynamicSettings, lengths: np.ndarray | None = None
+) -> np.ndarray:
     """:func:`choose_epsilon` of each row of ``windows`` ``(K, W)``, all rows at once.
 
     A chunk's batch ends are thresholded together: one call per chunk instead of one per
     batch, the numpy overhead of ~20 small operations paid once (each row's answer is the
-    same whatever the other rows).
+    same whatever the other rows). With ``lengths``, row ``k`` is the window of its first
+    ``lengths[k]`` values and ``-inf`` after them (the shorter windows of a stream's start).
 
     Only the values above the smallest candidate ``epsilon`` can be above any candidate, and
     ``z_min`` standard deviations above the mean leaves at most ``1 / z_min ** 2`` of a window
@@ -230,19 +233,25 @@ def choose_epsilons(windows: np.ndarray, settings: DynamicSettings) -> np.ndarra
     sorted.
     """
     values = np.asarray(windows, np.float64)
-    size = values.shape[1]
-    mean, std = values.mean(axis=1), values.std(axis=1)
+    if lengths is None:
+        size = np.full((values.shape[0], 1), values.shape[1])
+        mean, std = values.mean(axis=1), values.std(axis=1)
+        centred = values - mean[:, None]
+        totals = centred.sum(axis=1)
+        squared = np.einsum("kw,kw->k", centred, centred)
+    else:
+        size = np.asarray(lengths)[:, None]
+        mean, std, centred, totals, squared = _prefix_moments(values, size[:, 0])
     z_values = settings.z_values
     epsilons = mean[:, None] + z_values[None, :] * std[:, None]
-    centred = values - mean[:, None]
     # A run starts at each step above epsilon whose predecessor is not, so runs =
     # #(v > e) - #(min(v, previous v) > e); the first step has no predecessor above.
     n_above, sums_above, squares_above = _above(centred, epsilons - mean[:, None], (0, 1, 2))
     (n_both,) = _above(np.minimum(values[:, 1:], values[:, :-1]), epsilons, (0,))
     n_sequences = n_above - n_both
     n_below = size - n_above
-    sums = centred.sum(axis=1)[:, None] - sums_above
-    squares = np.einsum("kw,kw->k", centred, centred)[:, None] - squares_above
+    sums = totals[:, None] - sums_above
+    squares = squared[:, None] - squares_above
     with np.errstate(invalid="ignore", divide="ignore"):
         below_centred = sums / n_below
         below_var = np.maximum(squares / n_below - below_centred**2, 0.0)
@@ -255,6 +264,26 @@ def choose_epsilons(windows: np.ndarray, settings: DynamicSettings) -> np.ndarra
     best_z = z_values[np.argmax(score, axis=1)]
     chosen = mean + best_z * std
     return np.where((std > 0) & valid.any(axis=1), chosen, epsilons[:, -1])
+
+
+def _prefix_moments(values: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``(mean, std, centred, sum of centred, sum of squared centred)`` of each row's first
+    ``lengths`` values; ``centred`` is ``-inf`` after them.
+
+    Each row's reductions run over its own values alone, shaped as one full row is, so they
+    are the full-row figures bit for bit (a padded row would sum in another order).
+    """
+    count = values.shape[0]
+    mean, std, totals, squared = (np.empty(count) for _ in range(4))
+    centred = np.full_like(values, -np.inf)
+    for k, length in enumerate(lengths.tolist()):
+        row = values[k : k + 1, :length]
+        mean[k], std[k] = row.mean(axis=1)[0], row.std(axis=1)[0]
+        centred[k, :length] = row[0] - mean[k]
+        part = centred[k : k + 1, :length]
+        totals[k] = part.sum(axis=1)[0]
+        squared[k] = np.einsum("kw,kw->k", part, part)[0]
+    return mean, std, centred, totals, squared
 
 
 def _nonzero(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -295,9 +324,13 @@ def surviving_runs(
 
 
 def surviving_runs_of_rows(
-    windows: np.ndarray, epsilons: np.ndarray, min_decrease: float
+    windows: np.ndarray,
+    epsilons: np.ndarray,
+    min_decrease: float,
+    lengths: np.ndarray | None = None,
 ) -> list[list[tuple[int, int]]]:
-    """:func:`surviving_runs` of each row of ``windows`` ``(K, W)`` with its own epsilon.
+    """:func:`surviving_runs` of each row of ``windows`` ``(K, W)`` with its own epsilon
+    (``lengths``: as :func:`choose_epsilons` takes them, the rows ``-inf`` after their end).
 
     A chunk's batch ends are pruned together, as :func:`choose_epsilons` thresholds them:
     the runs of all rows are found, ranked and cut in a few array operations instead of ~15
@@ -323,7 +356,7 @@ def surviving_runs_of_rows(
     run_rows = row[firsts]
     # Each row's chain ends at its largest value below epsilon (0 when every value is above).
     floors = np.where(above, -np.inf, windows).max(axis=1)
-    floors[above.all(axis=1)] = 0.0
+    floors[above.sum(axis=1) == (width if lengths is None else np.asarray(lengths))] = 0.0
     # Per row, maxima in decreasing order, ties in step order (a stable sort).
     order = np.lexsort((-maxima, run_rows))
     ranked_rows, ranked = run_rows[order], maxima[order]
@@ -518,8 +551,8 @@ def _batch_choices(
     values: np.ndarray, ends: np.ndarray, settings: DynamicSettings
 ) -> Iterator[tuple[float, list[tuple[int, int]]]]:
     """``(epsilon, surviving runs)`` of the window ending before each of ``ends`` (indices
-    into ``values``): full windows in one call each, the shorter ones of a stream's start one
-    by one."""
+    into ``values``): the full windows in one call each, the shorter ones of a stream's start
+    in another."""
     epsilons = np.empty(ends.size, np.float64)
     runs: list[list[tuple[int, int]]] = [[] for _ in range(ends.size)]
     full = np.flatnonzero(ends >= settings.window)
@@ -530,10 +563,16 @@ def _batch_choices(
         pruned = surviving_runs_of_rows(rows, epsilons[full], settings.min_decrease)
         for k, kept in zip(full.tolist(), pruned, strict=True):
             runs[k] = kept
-    for k in np.flatnonzero(ends < settings.window).tolist():
-        window = values[: ends[k]]
-        epsilons[k] = choose_epsilon(window, settings)
-        runs[k] = surviving_runs(window, epsilons[k], settings.min_decrease)
+    short = np.flatnonzero(ends < settings.window)
+    if short.size:
+        # A stream's first windows start at its first step: each is a prefix of ``values``.
+        lengths = ends[short]
+        longest = int(lengths.max())
+        rows = np.where(np.arange(longest) < lengths[:, None], values[None, :longest], -np.inf)
+        epsilons[short] = choose_epsilons(rows, settings, lengths)
+        pruned = surviving_runs_of_rows(rows, epsilons[short], settings.min_decrease, lengths)
+        for k, kept in zip(short.tolist(), pruned, strict=True):
+            runs[k] = kept
     for k in range(ends.size):
         yield float(epsilons[k]), runs[k]
 

@@ -58,6 +58,30 @@ def test_windows_thresholded_together_equal_one_by_one() -> None:
     assert together[4] == pytest.approx(windows[4].mean() + 12.0 * windows[4].std())
 
 
+def test_a_streams_first_windows_thresholded_together_equal_one_by_one() -> None:
+    # Before the window fills, a chunk's batch ends see prefixes of the stream, shorter rows
+    # padded with -inf: each must get what it gets alone, bit for bit, and the same runs.
+    rng = np.random.default_rng(8)
+    stream = rng.gamma(1.5, 1.0, 400)
+    stream[[30, 31, 200]] += 25.0
+    stream[:12] = 3.0  # flat windows at the very start
+    stream[40:] *= rng.uniform(1.0, 1e4, 360)  # a wide range: the order of a sum shows
+    lengths = np.array([1, 2, 9, 12, 13, 31, 32, 57, 150, 201, 257, 333, 399, 400])
+    rows = np.where(np.arange(400) < lengths[:, None], stream[None, :], -np.inf)
+    settings = DynamicSettings(max_sequences=2)
+    together = choose_epsilons(rows, settings, lengths)
+    alone = [choose_epsilon(stream[:n], settings) for n in lengths]
+    assert together.tolist() == alone
+    runs = surviving_runs_of_rows(rows, together, 0.13, lengths)
+    expected = [surviving_runs(stream[:n], e, 0.13) for n, e in zip(lengths, alone, strict=True)]
+    assert runs == expected
+    assert any(runs)
+    # Every value above epsilon: the chain ends at 0, as for one window.
+    below_all = np.full(lengths.size, -1.0)
+    expected = [surviving_runs(stream[:n], -1.0, 0.13) for n in lengths]
+    assert surviving_runs_of_rows(rows, below_all, 0.13, lengths) == expected
+
+
 def _epsilon_by_the_formula(values: np.ndarray, settings: DynamicSettings) -> float:
     """The module doc's step 2 written out plainly: every z tried on the whole window."""
     mean, std = values.mean(), values.std()

@@ -76,3 +76,12 @@ def test_the_client_streams_without_loading_torch() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def test_the_command_line_starts_without_loading_torch_or_scipy() -> None:
+    # Every command pays for what `satwatch.cli` imports, `--help` included: the training
+    # libraries load inside the commands that train or build (about 4 s of start-up before).
+    code = "import sys, satwatch.cli; print(sorted({'torch', 'scipy.stats'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -26,7 +26,6 @@ from satwatch.commands._console import CONSOLE, fail
 from satwatch.data import load_dataset
 from satwatch.exceptions import SatwatchError
 from satwatch.paths import PROJECT_ROOT, artifacts_dir, data_dir, repository_dir
-from satwatch.repository.build import is_built
 
 LOGGER = logging.getLogger(__name__)
 
@@ -99,6 +98,7 @@ def run_pipeline_demo(data: Path | None, output: Path, report_dir: Path, jobs: i
     """Steps 1–6 of the module docstring; returns the report's path."""
     from satwatch.commands.client import served_evaluation
     from satwatch.report.html import build_report
+    from satwatch.repository.build import is_built
     from satwatch.server.embedded import ServerPorts, start_embedded_server
 
     started = time.perf_counter()

@@ -111,6 +111,8 @@ def test_bench_replays_custom_logic_beside_the_same_pipeline_in_process(
         ",".join(REPLAYED),
         "--baseline",
         "--replay",
+        "--replay-chunk",
+        "512",
     )
     _check_runs(data)
     # custom_logic has no one file to run in process: the baseline says so and is left out.
@@ -118,6 +120,7 @@ def test_bench_replays_custom_logic_beside_the_same_pipeline_in_process(
     assert not {"baseline", "ratio"} & set(data)
     replay = data["replay"]
     assert set(replay) >= REPLAY_KEYS
+    assert replay["chunk"] == 512 and data["chunk"] == CHUNK  # the replay's own chunk size
     dataset = load_dataset(shared_data)
     assert replay["steps"] == sum(dataset.channel(c).test.shape[0] for c in REPLAYED)
     assert replay["steps_per_s"] == pytest.approx(replay["steps"] / replay["seconds"], rel=5e-3)
@@ -170,6 +173,7 @@ def _error_line(args: list[str]) -> str:
         (["--concurrency", "a,b"], "error: --concurrency: expected whole numbers"),
         (["--duration", "0"], "error: --duration: expected seconds above 0, got 0"),
         (["--chunk", "0"], "error: chunk: expected at least 1 step, got 0"),
+        (["--replay", "--replay-chunk", "0"], "error: chunk: expected at least 1 step, got 0"),
         (["--protocol", "udp"], "error: --protocol: expected grpc or http, got 'udp'"),
         (["--model", "preprocessing"], "error: model: expected a detector (SMAP_<channel>"),
     ],

@@ -24,7 +24,7 @@ from satwatch.cli import app
 from satwatch.client.connection import Connection
 from satwatch.client.evaluate import evaluate_served
 from satwatch.client.sources import Telemetry, split
-from satwatch.client.stream import prepare_target, stream_channels
+from satwatch.client.stream import REPLAY_CHUNK, prepare_target, stream_channels
 from satwatch.data import SEED_CHANNELS, load_dataset
 from satwatch.detectors import registry
 from satwatch.evaluation.events import decisions_to_events, events_to_decisions
@@ -166,11 +166,22 @@ def test_evaluate_command_streams_through_the_server(served, built, tmp_path) ->
     assert channel.thresholds["omni"] == np.float32(card["threshold"])
 
 
-def test_detect_output_writes_the_run_folder(served, built, tmp_path) -> None:
+def _requests_answered(served, model: str) -> int:
+    with httpclient.InferenceServerClient(served.http_address) as http:
+        return http.get_inference_statistics(model)["model_stats"][0]["inference_count"]
+
+
+def test_detect_output_writes_the_run_folder(served, built, tmp_path, shared_data) -> None:
     out = tmp_path / "run"
     args = ["detect", "--channels", "E-1,A-1", "--url", served.grpc_address, "--output", str(out)]
+    before = _requests_answered(served, "custom_logic")
     result = RUNNER.invoke(app, [*args, "--artifacts", str(built.artifacts)])
     assert result.exit_code == 0, result.output
+    # A replay of the test split goes REPLAY_CHUNK steps a request unless --chunk says otherwise.
+    dataset = load_dataset(shared_data)
+    sizes = [dataset.channel(name).test.shape[0] for name in ("E-1", "A-1")]
+    expected = sum(-(-size // REPLAY_CHUNK) for size in sizes)
+    assert _requests_answered(served, "custom_logic") - before == expected
     with (out / "events.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert tuple(rows[0].keys()) == EVENT_COLUMNS if rows else True

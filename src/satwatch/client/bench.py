@@ -792,6 +792,7 @@ class Replay:
 
     Attributes:
         channels: Channels replayed.
+        chunk: Time steps per served request.
         steps: Time steps streamed.
         seconds: Served replay's wall time (the streams, ``workers`` channels at a time).
         inprocess_seconds: The same pipeline in this process (files loaded beforehand).
@@ -801,6 +802,7 @@ class Replay:
     """
 
     channels: list[str]
+    chunk: int
     steps: int
     seconds: float
     inprocess_seconds: float
@@ -827,6 +829,7 @@ class Replay:
             "inprocess_seconds": round(self.inprocess_seconds, 3),
             "ratio": round(self.ratio, 4),
             "channels": len(self.channels),
+            "chunk": self.chunk,
             "max_score_difference": self.max_score_difference,
             "decisions_equal": self.decisions_equal,
         }
@@ -876,7 +879,9 @@ def run_replay(
             difference = max(difference, worst)
         equal &= bool(np.array_equal(judged_decisions(run, "fused"), decisions))
     steps = sum(run.steps for run in runs.values())
-    return Replay(channels, steps, seconds, inprocess_seconds, load_seconds, difference, equal)
+    return Replay(
+        channels, chunk, steps, seconds, inprocess_seconds, load_seconds, difference, equal
+    )
 
 
 def inprocess_replay(

@@ -37,8 +37,8 @@ from satwatch.client.connection import Connection
 from satwatch.client.output import write_stream_runs
 from satwatch.client.sources import check_chunk, from_dataset
 from satwatch.client.stream import (
-    DEFAULT_CHUNK,
     DEFAULT_WORKERS,
+    REPLAY_CHUNK,
     OnChunk,
     OnEvent,
     StreamRun,
@@ -81,7 +81,7 @@ def evaluate_served(
     channels: Sequence[str],
     data: Path | None = None,
     *,
-    chunk: int = DEFAULT_CHUNK,
+    chunk: int = REPLAY_CHUNK,
     workers: int = DEFAULT_WORKERS,
     spacecraft: str = "SMAP",
     on_chunk: OnChunk | None = None,

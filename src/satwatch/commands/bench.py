@@ -15,7 +15,7 @@ from rich.table import Table
 
 from satwatch.client import bench as measure
 from satwatch.client.connection import PROTOCOLS, Connection
-from satwatch.client.stream import DEFAULT_CHUNK, DEFAULT_WORKERS
+from satwatch.client.stream import DEFAULT_CHUNK, DEFAULT_WORKERS, REPLAY_CHUNK
 from satwatch.commands._console import CONSOLE, DATA_OPTION, counting_progress, fail
 from satwatch.data import TelemetryDataset, load_dataset
 from satwatch.exceptions import ClientError, DataError, SatwatchError
@@ -63,7 +63,10 @@ def levels_table(report: measure.BenchReport) -> Table:
 
 def replay_table(replay: measure.Replay) -> Table:
     """Served replay through custom_logic beside the same pipeline in this process."""
-    table = Table(title=f"replay of {len(replay.channels)} channels' test telemetry")
+    table = Table(
+        title=f"replay of {len(replay.channels)} channels' test telemetry, "
+        f"chunks of {replay.chunk} steps"
+    )
     for name in ("pipeline", "steps", "seconds", "steps/s"):
         table.add_column(name, justify="left" if name == "pipeline" else "right")
     table.add_row(
@@ -224,6 +227,12 @@ def bench(
     workers: int = typer.Option(
         DEFAULT_WORKERS, "--workers", help="Channels --replay streams at the same time."
     ),
+    replay_chunk: int = typer.Option(
+        REPLAY_CHUNK,
+        "--replay-chunk",
+        help="Time steps per request of --replay (a recorded series: fewer, longer requests "
+        "than --chunk's).",
+    ),
     repository: Path | None = typer.Option(
         None,
         "--repository",
@@ -256,6 +265,8 @@ def bench(
             raise ClientError(f"--protocol: expected grpc or http, got {protocol!r}")
         levels = measure.parse_concurrency(concurrency)
         measure.check_settings(duration, chunk)
+        if replay:
+            measure.check_settings(duration, replay_chunk)
         dataset, missing = _dataset(data)
         names = dataset.resolve_channels(channels) if dataset is not None else []
         root = repository_dir(repository)
@@ -280,7 +291,7 @@ def bench(
             if replay and dataset is None:
                 CONSOLE.print(f"[yellow]--replay skipped:[/] {missing}")
             elif replay:
-                report.replay = _replay(connection, root, dataset, names, chunk, workers)
+                report.replay = _replay(connection, root, dataset, names, replay_chunk, workers)
                 CONSOLE.print(replay_table(report.replay))
         if output is not None:
             written = write_outputs(report, output)

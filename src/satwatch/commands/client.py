@@ -40,6 +40,7 @@ from satwatch.client.sources import Telemetry, check_chunk, from_dataset, from_f
 from satwatch.client.stream import (
     DEFAULT_CHUNK,
     DEFAULT_WORKERS,
+    REPLAY_CHUNK,
     StreamRun,
     prepare_target,
     stream_channels,
@@ -65,6 +66,10 @@ MODEL_HELP = (
 CHUNK_HELP = (
     "Time steps per request. Multiples of 16 give scores bit-identical to one request over "
     "the whole series; other sizes agree within ~4e-6."
+)
+DETECT_CHUNK_HELP = (
+    f"{CHUNK_HELP} Default: {REPLAY_CHUNK} for the channels' test split (a recorded series: "
+    f"fewer, longer requests), {DEFAULT_CHUNK} with --input."
 )
 
 
@@ -205,7 +210,7 @@ def detect(
     model_version: str = typer.Option(
         "", "--model-version", help="Version of --model (default: the server's latest)."
     ),
-    chunk: int = typer.Option(DEFAULT_CHUNK, "--chunk", help=CHUNK_HELP),
+    chunk: int | None = typer.Option(None, "--chunk", help=DETECT_CHUNK_HELP),
     workers: int = typer.Option(
         DEFAULT_WORKERS, "--workers", help="Channels streamed at the same time."
     ),
@@ -243,6 +248,8 @@ def detect(
     try:
         if protocol not in PROTOCOLS:
             raise ClientError(f"--protocol: expected grpc or http, got {protocol!r}")
+        if chunk is None:
+            chunk = DEFAULT_CHUNK if input_path is not None else REPLAY_CHUNK
         check_chunk(chunk)
         sources = _sources(channel, channels, input_path, chunk, data, spacecraft)
         with Connection(protocol, url, admin_key=admin_key) as connection:
@@ -278,7 +285,7 @@ def served_evaluation(
     output: Path | None = None,
     protocol: str = "grpc",
     url: str | None = None,
-    chunk: int = DEFAULT_CHUNK,
+    chunk: int = REPLAY_CHUNK,
     workers: int = DEFAULT_WORKERS,
     admin_key: str | None = None,
     spacecraft: str = "SMAP",

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from satwatch.client.stream import DEFAULT_WORKERS, REPLAY_CHUNK
 from satwatch.commands._console import (
     CONSOLE,
     DATA_OPTION,
@@ -62,8 +63,10 @@ def evaluate(
     url: str | None = typer.Option(
         None, "--url", help="Served: server address host:port (default 127.0.0.1:8001 / :8000)."
     ),
-    chunk: int = typer.Option(256, "--chunk", help="Served: time steps per request."),
-    workers: int = typer.Option(4, "--workers", help="Served: channels streamed at once."),
+    chunk: int = typer.Option(REPLAY_CHUNK, "--chunk", help="Served: time steps per request."),
+    workers: int = typer.Option(
+        DEFAULT_WORKERS, "--workers", help="Served: channels streamed at once."
+    ),
     admin_key: str | None = typer.Option(
         None,
         "--admin-key",

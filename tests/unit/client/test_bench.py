@@ -167,10 +167,11 @@ def test_the_ratio_is_the_best_level_over_the_in_process_baseline() -> None:
     report = BenchReport("SMAP_E-1", "grpc", "127.0.0.1:8001", 256, 1.0, "synthetic")
     report.runs = [_level(1, 100.0), _level(4, 300.0), _level(16, 250.0)]
     report.baseline = Throughput(400, 1.0, 400.0, 400.0 * 256)
-    report.replay = Replay(["E-1"], 1000, 2.0, 1.0, 0.5, 0.0, True)
+    report.replay = Replay(["E-1"], 1024, 1000, 2.0, 1.0, 0.5, 0.0, True)
     data = report.to_json()
     assert report.best is not None and report.best.concurrency == 4
     assert data["ratio"] == 0.75
     assert data["baseline"] == {"requests_per_s": 400.0, "steps_per_s": 102400.0}
     assert data["replay"]["steps_per_s"] == 500.0 and data["replay"]["ratio"] == 0.5
     assert data["replay"]["decisions_equal"] is True
+    assert data["replay"]["chunk"] == 1024

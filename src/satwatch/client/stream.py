@@ -44,9 +44,10 @@ REPLAY_CHUNK = 1024
 """Time steps per request when a recorded series is replayed (a channel's test split).
 
 Each request pays the pipeline's fixed costs (the BLS hops, the stubs, gRPC) whatever its
-length, so a replay sends four times fewer: the 27 seed channels took 11.1-12.3 s against
-17.4-18.6 s with 256-step chunks (`detect --channels seed`, 2 cores, 2026-12-04), with the
-same events. Decisions do not depend on the chunking.
+length, so a replay sends four times fewer: the 27 seed channels took 11.1-18.7 s against
+17.4-20.9 s with 256-step chunks (`detect --channels seed`, five alternating pairs, 2 cores,
+2026-12-04; README, "Benchmark"), with the same events. Decisions do not depend on the
+chunking.
 """
 DEFAULT_WORKERS = 4
 

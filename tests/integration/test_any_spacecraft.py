@@ -10,6 +10,7 @@ evaluation equals the offline one exactly, and a row of SMAP's width is refused 
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
 
@@ -186,3 +187,32 @@ def test_postprocessing_makes_a_frozen_value_an_event_whatever_the_scores(
     margin = stages.settings.event_margin
     assert (start, end) == (101 + limit - margin, 299 + margin)
     assert without["events"].size == 0
+
+
+def test_the_study_reports_another_spacecraft_as_served(built, tmp_path) -> None:
+    root, channels, _ = built
+    out = tmp_path / "study"
+    args = ["study", "--data", str(root / "data"), "--spacecraft", SPACECRAFT]
+    args += ["--validation", "none", "--report", "all", "--artifacts", str(root / "artifacts")]
+    args += ["--repository", str(root / "repository"), "--output", str(out)]
+    result = RUNNER.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    [table] = json.loads((out / "study.json").read_text())
+    assert (table["title"], table["channels"]) == (f"{SPACECRAFT} reported", channels)
+    offline = evaluate_offline(
+        list(registry.kinds()),
+        channels,
+        root / "data",
+        root / "artifacts",
+        repository=root / "repository",
+        spacecraft=SPACECRAFT,
+    )
+    assert table["rows"]["fused"] == offline["detectors"]["fused"]
+
+
+def test_a_study_of_no_channels_is_refused(built, tmp_path) -> None:
+    root, _, _ = built
+    args = ["study", "--data", str(root / "data"), "--spacecraft", SPACECRAFT]
+    result = RUNNER.invoke(app, [*args, "--validation", "none", "--report", "none"])
+    assert result.exit_code == 1
+    assert "nothing to study" in result.output

@@ -178,14 +178,19 @@ STUDY_FOLDER = PROJECT_ROOT / "runs" / "study"
 
 def study(
     data: Path | None = DATA_OPTION,
+    spacecraft: str = SPACECRAFT_OPTION,
     validation: str = typer.Option(
         "validation",
         "--validation",
         help="Channels to choose on: 'validation' (every SMAP channel outside the seed), "
-        "or a list such as 'A-6,B-1'.",
+        "'all', a list such as 'A-6,B-1', or 'none'.",
     ),
     report_channels: str = typer.Option(
-        "seed", "--report", help="Channels reported once the configuration is fixed."
+        "seed",
+        "--report",
+        help="Channels reported once the configuration is fixed: 'seed', 'all', a list, or "
+        "'none'. Another spacecraft's channels, never chosen on, are reported with "
+        "-s MSL --validation none --report all and their own --artifacts and --repository.",
     ),
     workdir: Path = typer.Option(
         STUDY_FOLDER,
@@ -224,13 +229,17 @@ def study(
 
     try:
         folder = data_dir(data)
-        dataset = load_dataset(folder)
+        dataset = load_dataset(folder, spacecraft)
         sets = [
-            _ChannelSet("validation", dataset.resolve_channels(validation),
+            _ChannelSet("validation", _selection(dataset, validation), dataset.spacecraft,
                         workdir / "artifacts", workdir / "repository", always_build=True),
-            _ChannelSet("seed", dataset.resolve_channels(report_channels),
+            _ChannelSet(_report_title(dataset, report_channels),
+                        _selection(dataset, report_channels), dataset.spacecraft,
                         artifacts_dir(artifacts), repository_dir(repository)),
         ]  # fmt: skip
+        sets = [one for one in sets if one.channels]
+        if not sets:
+            raise SatwatchError("--validation and --report are both 'none': nothing to study")
         tables = [_study_set(one, folder, profile, jobs) for one in sets]
     except SatwatchError as err:
         raise fail(err) from err
@@ -244,16 +253,33 @@ class _ChannelSet:
 
     title: str
     channels: list[str]
+    spacecraft: str
     artifacts: Path
     repository: Path
     always_build: bool = False
+
+
+NO_CHANNELS = "none"
+"""``--validation none`` or ``--report none``: leave that table out."""
+
+
+def _selection(dataset, spec: str) -> list[str]:  # noqa: ANN001 - a TelemetryDataset
+    """The channels of a ``--validation``/``--report`` value; none for ``none``."""
+    return [] if spec.strip().lower() == NO_CHANNELS else dataset.resolve_channels(spec)
+
+
+def _report_title(dataset, spec: str) -> str:  # noqa: ANN001 - a TelemetryDataset
+    """``seed`` for SMAP's seed channels; otherwise ``reported`` with the spacecraft's name."""
+    if dataset.spacecraft == "SMAP" and spec.strip().lower() == "seed":
+        return "seed"
+    return f"{dataset.spacecraft} reported"
 
 
 def _study_set(one: _ChannelSet, data: Path, profile: str, jobs: int):  # noqa: ANN202
     """Build the set's repository if needed, score it as served, print its tables."""
     from satwatch.evaluation.study import study_channels
 
-    if one.always_build or not _has_channels(one.repository, one.channels):
+    if one.always_build or not _has_channels(one.repository, one.channels, one.spacecraft):
         _build(one, data, profile, jobs)
     with counting_progress(f"{one.title}:", transient=True) as bar:
         task = bar.add_task("scoring", total=len(one.channels) + len(kinds()))
@@ -262,13 +288,14 @@ def _study_set(one: _ChannelSet, data: Path, profile: str, jobs: int):  # noqa: 
             bar.update(task, advance=1, description=step)
 
         table = study_channels(
-            one.channels, data, one.artifacts, one.repository, one.title, on_step=on_step
-        )
+            one.channels, data, one.artifacts, one.repository, one.title, one.spacecraft,
+            on_step=on_step,
+        )  # fmt: skip
     _print_study(table)
     return table
 
 
-def _has_channels(repository: Path, names: list[str]) -> bool:
+def _has_channels(repository: Path, names: list[str], spacecraft: str) -> bool:
     """True when the repository's shipped thresholds cover every channel in ``names`` and every
     registered detector's model of theirs is there (a detector added since is built)."""
     from satwatch.repository.build import is_built
@@ -278,7 +305,7 @@ def _has_channels(repository: Path, names: list[str]) -> bool:
         _, table = served_postprocessing(repository)
     except SatwatchError:
         return False
-    return set(names) <= set(table) and is_built(repository, names)
+    return set(names) <= set(table) and is_built(repository, names, spacecraft)
 
 
 def _build(one: _ChannelSet, data: Path, profile: str, jobs: int) -> None:
@@ -293,7 +320,7 @@ def _build(one: _ChannelSet, data: Path, profile: str, jobs: int) -> None:
 
         report = build_repository(
             one.artifacts, one.repository, data, channels=one.channels, profile=profile,
-            jobs=jobs, progress=on_progress,
+            jobs=jobs, spacecraft=one.spacecraft, progress=on_progress,
         )  # fmt: skip
     if report.problems:
         problems = "; ".join(report.problems)

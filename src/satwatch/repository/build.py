@@ -523,15 +523,16 @@ def build_repository(
     return report
 
 
-def is_built(repository: Path, channels: list[str]) -> bool:
-    """Whether every served model file of the seed pipeline exists, as this satwatch builds it.
+def is_built(repository: Path, channels: list[str], spacecraft: str = "SMAP") -> bool:
+    """Whether every served model file of the channels' pipeline exists, as this satwatch
+    builds it.
 
     An ONNX file whose state inputs have no zero default was exported before the backends
     stopped feeding zeros themselves, and a postprocessing config other than the project's
     template makes now was built with other settings (its shipped floors depend on them):
     such a repository is rebuilt (the artifacts are kept).
     """
-    names = {(d, d.served_name(c)) for d in registry.detectors() for c in channels}
+    names = {(d, d.served_name(c, spacecraft)) for d in registry.detectors() for c in channels}
     needed = {
         (d, repository / d.backend / d.file_model(name) / "1" / d.model_file) for d, name in names
     }

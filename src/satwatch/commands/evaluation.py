@@ -233,7 +233,7 @@ def study(
         sets = [
             _ChannelSet("validation", _selection(dataset, validation), dataset.spacecraft,
                         workdir / "artifacts", workdir / "repository", always_build=True),
-            _ChannelSet(_report_title(dataset, report_channels),
+            _ChannelSet(_report_title(dataset),
                         _selection(dataset, report_channels), dataset.spacecraft,
                         artifacts_dir(artifacts), repository_dir(repository)),
         ]  # fmt: skip
@@ -268,11 +268,9 @@ def _selection(dataset, spec: str) -> list[str]:  # noqa: ANN001 - a TelemetryDa
     return [] if spec.strip().lower() == NO_CHANNELS else dataset.resolve_channels(spec)
 
 
-def _report_title(dataset, spec: str) -> str:  # noqa: ANN001 - a TelemetryDataset
-    """``seed`` for SMAP's seed channels; otherwise ``reported`` with the spacecraft's name."""
-    if dataset.spacecraft == "SMAP" and spec.strip().lower() == "seed":
-        return "seed"
-    return f"{dataset.spacecraft} reported"
+def _report_title(dataset) -> str:  # noqa: ANN001 - a TelemetryDataset
+    """``seed`` for SMAP's reported table, as before; ``<CRAFT> reported`` for another's."""
+    return "seed" if dataset.spacecraft == "SMAP" else f"{dataset.spacecraft} reported"
 
 
 def _study_set(one: _ChannelSet, data: Path, profile: str, jobs: int):  # noqa: ANN202

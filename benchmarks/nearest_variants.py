@@ -119,17 +119,22 @@ def served_scores(
     artifacts: Path,
     repository: Path,
     kinds: tuple[str, ...] = OTHERS,
+    spacecraft: str = "SMAP",
 ) -> dict:
     """``{kind: {channel: (train, test)}}`` of served detectors (default the others), as scored."""
-    dataset = load_dataset(data)
+    dataset = load_dataset(data, spacecraft)
     out: dict[str, dict] = {}
     shared: dict = {}
     for kind in kinds:
         detector = registry.detector(kind)
-        _, results = evaluate_detector(kind, channels, data, artifacts, repository=repository)
+        _, results = evaluate_detector(
+            kind, channels, data, artifacts, spacecraft, repository=repository
+        )
         out[kind] = {
             name: (
-                training_calibration(detector, dataset.channel(name), artifacts, "SMAP", shared),
+                training_calibration(
+                    detector, dataset.channel(name), artifacts, spacecraft, shared
+                ),
                 results[name].scores,
             )
             for name in channels
@@ -173,7 +178,10 @@ def study_parser(description: str) -> argparse.ArgumentParser:
     """The options every fusion study takes: data, channels, artifacts, repository."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--data", type=Path, default=None, help="telemetry folder")
-    parser.add_argument("--channels", default="validation", help="'validation', 'seed' or a list")
+    parser.add_argument("--spacecraft", default="SMAP", help="SMAP, MSL or the data's own")
+    parser.add_argument(
+        "--channels", default="validation", help="'validation', 'seed', 'all' or a list"
+    )
     parser.add_argument("--artifacts", type=Path, required=True)
     parser.add_argument("--repository", type=Path, required=True)
     return parser
@@ -183,11 +191,13 @@ def served_study(args: argparse.Namespace) -> tuple:
     """``(dataset, settings, kinds, pairs)`` of a :func:`study_parser` command's arguments:
     the served postprocessing settings, every registered kind, and ``{channel: [(train,
     test), ...]}`` of every served detector's scores, in registry order."""
-    dataset = load_dataset(args.data)
+    dataset = load_dataset(args.data, args.spacecraft)
     channels = dataset.resolve_channels(args.channels)
     settings, _ = served_postprocessing(args.repository)
     kinds = tuple(registry.kinds())
-    scores = served_scores(channels, args.data, args.artifacts, args.repository, kinds)
+    scores = served_scores(
+        channels, args.data, args.artifacts, args.repository, kinds, args.spacecraft
+    )
     pairs = {c: [scores[k][c] for k in kinds] for c in channels}
     return dataset, settings, kinds, pairs
 

@@ -19,7 +19,8 @@ distribution. This module applies their method to any non-negative anomaly score
    (with no such drop, none survive).
 4. **Decide**: the steps of the newest batch that lie in a surviving run and whose smoothed
    score is above ``min_score`` (a floor in the score's own units, e.g. from training data)
-   are anomalous, except the stream's first ``burn_in`` steps.
+   are anomalous, except the stream's first ``burn_in`` steps; in its first
+   ``early_steps`` steps the floor is ``early_floor`` times higher.
 
 One engine, :func:`decide_and_confirm`, does this in a single causal pass. It decides every
 step when it arrives, with what the last completed batch chose (the served per-step alarm),
@@ -83,6 +84,10 @@ class DynamicSettings:
             (:func:`satwatch.pipeline.calibration.training_statistics`).
         burn_in: The first ``burn_in`` steps of a stream are never anomalous: the window
             holds too little history to judge them.
+        early_steps: For a stream's first ``early_steps`` steps the floor is ``early_floor``
+            times ``min_score``: while the window is short, a modest rise stands out of it,
+            so only a step well above anything training saw may raise an alarm.
+        early_floor: The floor's factor over the first ``early_steps`` steps (1: none).
         z_power: Each detector's training z-score is raised to this power before the fusion
             (``0.5``: its square root). Read by whoever fuses the z-scores
             (:func:`satwatch.pipeline.calibration.fused_z`); 1 leaves them as they are.
@@ -104,6 +109,8 @@ class DynamicSettings:
     min_score: float = 0.0
     floor: str = "pot"
     burn_in: int = 0
+    early_steps: int = 0
+    early_floor: float = 1.0
     z_power: float = 1.0
     z_weights: tuple[tuple[str, float], ...] = ()
 
@@ -113,8 +120,11 @@ class DynamicSettings:
                 f"dynamic threshold floor: expected one of {', '.join(FLOOR_RULES)}, "
                 f"got {self.floor!r}"
             )
-        if self.burn_in < 0:
-            raise DataError(f"dynamic threshold burn_in: expected 0 or more, got {self.burn_in}")
+        for name in ("burn_in", "early_steps"):
+            if getattr(self, name) < 0:
+                raise DataError(
+                    f"dynamic threshold {name}: expected 0 or more, got {getattr(self, name)}"
+                )
         for name in ("span", "window", "batch", "max_sequences"):
             if getattr(self, name) < 1:
                 raise DataError(
@@ -130,6 +140,14 @@ class DynamicSettings:
                 f"dynamic threshold z range: expected z_step > 0 and z_min <= z_max, got "
                 f"{self.z_min}..{self.z_max} step {self.z_step}"
             )
+        self._check_factors()
+        if not 0 <= self.min_decrease < 1:
+            raise DataError(
+                f"dynamic threshold min_decrease: expected in [0, 1), got {self.min_decrease}"
+            )
+
+    def _check_factors(self) -> None:
+        """The multipliers: the z power, the fusion weights and the early floor's factor."""
         if not (np.isfinite(self.z_power) and self.z_power > 0):
             raise DataError(f"dynamic threshold z_power: expected above 0, got {self.z_power}")
         for kind, weight in self.z_weights:
@@ -138,9 +156,9 @@ class DynamicSettings:
                     f"dynamic threshold z_weights: expected a weight above 0 for {kind!r}, "
                     f"got {weight}"
                 )
-        if not 0 <= self.min_decrease < 1:
+        if not (np.isfinite(self.early_floor) and self.early_floor >= 1):
             raise DataError(
-                f"dynamic threshold min_decrease: expected in [0, 1), got {self.min_decrease}"
+                f"dynamic threshold early_floor: expected 1 or more, got {self.early_floor}"
             )
 
     @property
@@ -453,12 +471,13 @@ def decide_and_confirm(
     run goes on) or the value reaches ``cut``: the smallest maximum that survived pruning (a
     new run as high as the ones kept) or, when none did, the window's maximum over
     ``1 - min_decrease`` (a new run pruning would keep). Steps before the first completed
-    batch and the first ``burn_in`` steps are normal.
+    batch and the first ``burn_in`` steps are normal, and in the first ``early_steps`` the
+    floor is ``early_floor`` times ``min_score``.
     Every decision depends on the step and earlier ones only, so chunks give the decisions
     of the whole series.
 
     The same pass *confirms* each batch when it completes: the batch's steps that lie in a
-    surviving run of that window, above ``min_score`` and past ``burn_in`` (the batch rule of
+    surviving run of that window, above the floor and past ``burn_in`` (the batch rule of
     the module doc, at most ``batch - 1`` steps late, without a second pass).
 
     Args:
@@ -481,10 +500,7 @@ def decide_and_confirm(
     cuts = np.full(smoothed.size, cut)
     set_at = np.zeros(smoothed.size, bool)
     set_to = np.zeros(smoothed.size, bool)
-    # Only a step above min_score and past burn_in can be anomalous.
-    eligible = (smoothed > settings.min_score) & (
-        offset + np.arange(smoothed.size) >= settings.burn_in
-    )
+    eligible = _eligible(smoothed, offset, settings)
     # The chunk's batch ends, thresholded and pruned together.
     batch_ends = np.arange((-offset - 1) % settings.batch, smoothed.size, settings.batch)
     choices = _batch_choices(joined, base + batch_ends + 1, settings)
@@ -606,15 +622,25 @@ def _tail_decisions(
     settings: DynamicSettings,
 ) -> np.ndarray:
     """Decisions of the newest ``count`` steps of ``window`` given the surviving runs: a step is
-    anomalous if it lies in a ``kept`` run, its value is above ``min_score`` and
-    its stream index (``first_step`` for the first of them) is past ``burn_in``.
+    anomalous if it lies in a ``kept`` run and is :func:`_eligible` (``first_step`` is the
+    stream index of the first of them).
     """
     in_run = np.zeros(window.size, bool)
     for start, end in kept:
         in_run[start : end + 1] = True
-    steps = first_step + np.arange(count)
     tail = window[window.size - count :]
-    return in_run[window.size - count :] & (tail > settings.min_score) & (steps >= settings.burn_in)
+    return in_run[window.size - count :] & _eligible(tail, first_step, settings)
+
+
+def _eligible(values: np.ndarray, first_step: int, settings: DynamicSettings) -> np.ndarray:
+    """Which steps may be anomalous at all: past ``burn_in`` and above the floor, which is
+    ``early_floor`` times ``min_score`` in the stream's first ``early_steps`` steps.
+    ``first_step`` is the stream index of ``values[0]``."""
+    steps = first_step + np.arange(values.size)
+    floors = np.where(
+        steps < settings.early_steps, settings.min_score * settings.early_floor, settings.min_score
+    )
+    return (values > floors) & (steps >= settings.burn_in)
 
 
 def decide_on_arrival(

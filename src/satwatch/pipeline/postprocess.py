@@ -41,7 +41,8 @@ EWMA-smoothed (``final_result``) and decided on arrival by
 :func:`~satwatch.pipeline.dynamic_threshold.decide_on_arrival` (the threshold is re-chosen
 every ``dt_batch`` steps from the last ``dt_window`` smoothed values; steps in between use the
 last one chosen) above the channel's floor (``dt_floor``: the largest or the POT threshold of
-its smoothed fused training z), never in the first ``dt_burn_in`` steps of a stream. Events
+its smoothed fused training z; ``dt_early_floor`` times higher in a stream's first
+``dt_early_steps`` steps), never in the first ``dt_burn_in`` steps of a stream. Events
 (step 5) are made of the decisions *confirmed* at the end of each batch of ``dt_batch`` steps,
 over the window ending there (Telemanom's own rule, computed in the same pass:
 :func:`~satwatch.pipeline.dynamic_threshold.decide_and_confirm`).

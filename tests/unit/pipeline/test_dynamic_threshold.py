@@ -193,6 +193,12 @@ def test_decisions_on_arrival_by_hand() -> None:
     assert state.cut == 10.0 and not state.flagged and state.history.size == 20
 
 
+def _floor(step: int, settings: DynamicSettings) -> float:
+    """The floor at a stream step: raised by ``early_floor`` over the first ``early_steps``."""
+    early = step < settings.early_steps
+    return settings.min_score * (settings.early_floor if early else 1.0)
+
+
 def _arrival_by_the_rule(scores: np.ndarray, settings: DynamicSettings) -> np.ndarray:
     """decide_and_confirm's on-arrival rule stepped plainly, one step at a time."""
     smoothed = ewma(scores, settings.span)[1]
@@ -202,13 +208,14 @@ def _arrival_by_the_rule(scores: np.ndarray, settings: DynamicSettings) -> np.nd
             window = smoothed[max(0, i + 1 - settings.window) : i + 1]
             epsilon = float(np.float32(choose_epsilon(window, settings)))
             kept = surviving_runs(window, choose_epsilon(window, settings), settings.min_decrease)
-            flagged = bool(kept) and kept[-1][1] == window.size - 1 and value > settings.min_score
+            flagged = bool(kept) and kept[-1][1] == window.size - 1 and value > _floor(i, settings)
             top = float(np.float32(window.max() / (1 - settings.min_decrease)))
             cut = min(window[a : b + 1].max() for a, b in kept) if kept else top
         elif epsilon != epsilon:
             flagged = False
         else:
-            flagged = value > epsilon and value > settings.min_score and (flagged or value >= cut)
+            above = value > epsilon and value > _floor(i, settings)
+            flagged = above and (flagged or value >= cut)
         flagged = flagged and i >= settings.burn_in
         decisions.append(flagged)
     return np.array(decisions)
@@ -230,6 +237,8 @@ def test_decisions_on_arrival_are_the_rule_stepped_one_at_a_time() -> None:
             # Below epsilon, and where runs go in and out of it above epsilon.
             min_score=float(rng.choice([0.0, np.quantile(scores, 0.97)])),
             burn_in=int(rng.choice([0, 73])),  # inside a batch
+            early_steps=int(rng.choice([0, 47, 300])),
+            early_floor=float(rng.choice([1.0, 2.0])),
         )
         _, decision, _ = decide_on_arrival(scores, ArrivalState(), 0, settings)
         np.testing.assert_array_equal(decision, _arrival_by_the_rule(scores, settings), trial)
@@ -273,6 +282,23 @@ def test_burn_in_keeps_the_first_steps_normal_in_both_rules(batch: int) -> None:
     assert later[20]
 
 
+@pytest.mark.parametrize("batch", [1, 4])
+def test_early_floor_raises_the_floor_for_the_first_steps_only(batch: int) -> None:
+    # A run of 10 above a floor of 6 and below three times it: normal inside the first
+    # early_steps steps, anomalous after them, in both rules.
+    scores = np.array([0.0] * 40 + [10.0] + [0.0] * 7)
+    for early_steps, expected in ((41, False), (40, True)):
+        settings = DynamicSettings(
+            window=100, batch=batch, min_score=6.0, early_steps=early_steps, early_floor=3.0
+        )
+        confirmed = confirm_series(scores, settings).decision
+        _, arrival, _ = decide_on_arrival(scores, ArrivalState(), 0, settings)
+        assert confirmed.any() == expected and arrival[40] == expected, early_steps
+    # A run above the raised floor is anomalous inside the first steps too.
+    high = DynamicSettings(window=100, batch=batch, min_score=3.0, early_steps=41, early_floor=3)
+    assert confirm_series(scores, high).decision[40]
+
+
 def test_batches_are_confirmed_when_they_complete() -> None:
     settings = DynamicSettings(window=10, batch=2)
     head = decide_and_confirm(np.arange(5.0), ArrivalState(), 0, settings)
@@ -311,6 +337,10 @@ SETTINGS = [
     (DynamicSettings(span=20, window=400, batch=70), [1, 69, 70, 71, 500, 701]),
     (DynamicSettings(span=1, window=250, batch=7, min_score=1.0), [3, 10, 11, 700]),
     (DynamicSettings(span=3, window=300, batch=10, burn_in=450), [5, 449, 451, 640]),
+    (
+        DynamicSettings(span=1, window=250, batch=7, min_score=1.0, early_steps=333, early_floor=4),
+        [3, 332, 334, 700],
+    ),
 ]
 
 
@@ -362,6 +392,10 @@ def test_errors_name_the_problem() -> None:
         DynamicSettings.from_parameters({"dt_floor": "median"})
     with pytest.raises(DataError, match="burn_in: expected 0 or more, got -1"):
         DynamicSettings(burn_in=-1)
+    with pytest.raises(DataError, match="early_steps: expected 0 or more, got -5"):
+        DynamicSettings(early_steps=-5)
+    with pytest.raises(DataError, match="early_floor: expected 1 or more, got 0.5"):
+        DynamicSettings.from_parameters({"dt_early_floor": "0.5"})
     with pytest.raises(DataError, match="not finite"):
         confirm_series(np.array([1.0, np.nan]), DynamicSettings())
     with pytest.raises(DataError, match=r"\[level, epsilon, cut, flagged, n, n values\]"):

@@ -284,7 +284,7 @@ def test_burn_in_keeps_the_first_steps_normal_in_both_rules(batch: int) -> None:
 
 @pytest.mark.parametrize("batch", [1, 4])
 def test_early_floor_raises_the_floor_for_the_first_steps_only(batch: int) -> None:
-    # A run of 10 above a floor of 6 and below three times it: normal inside the first
+    # A spike of 10, above a floor of 6 and below three times it: normal inside the first
     # early_steps steps, anomalous after them, in both rules.
     scores = np.array([0.0] * 40 + [10.0] + [0.0] * 7)
     for early_steps, expected in ((41, False), (40, True)):

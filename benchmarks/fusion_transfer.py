@@ -49,7 +49,7 @@ Later on 2026-12-04, on a fresh machine, each set was trained three times (``sat
 training to the next (SMAP validation 0.857 / 0.871 / 0.839), as much as most variants above,
 so a choice now has to hold on all nine. The one that does is a higher floor while a stream is
 young (``dt_early_steps`` steps at ``dt_early_floor`` times the floor): the threshold's window is
-short then, and a modest rise stands out of it. Event F1 (TP/FP/FN), seeds 0 / 1 / 2:
+short then, and a modest rise stands out of it. Event F1, seeds 0 / 1 / 2:
 
     variant                SMAP validation         MSL                     synthetic validation
     none (served before)   .857 .871 .839          .473 .500 .444          .907 .878 .887
@@ -67,10 +67,10 @@ short then, and a modest rise stands out of it. Event F1 (TP/FP/FN), seeds 0 / 1
 With 1.5 every length from 800 to 1200 is at least as good as none on all nine and better on
 seven to nine; 1000, the middle, is served (at 800 steps every factor from 1.25 to 3 holds).
 Its 13 fewer false alarms are all it changes: no event is lost. A burn-in of 600 steps instead
-loses MSL's C-2 (seeds 0 and 1), and a factor of 2 or more costs early gross faults (the
-template's comment). Rows as ``--variants "none:dt_early_steps=0;early:dt_early_steps=1000
-dt_early_floor=1.5"`` against a repository built before the change, or built now (served then
-includes it).
+loses an MSL event on every seed (C-2 on 0 and 1), and a factor of 2 or more costs early gross
+faults (the template's comment). Rows as ``--variants
+"none:dt_early_steps=0;early:dt_early_steps=1000 dt_early_floor=1.5"`` against a repository
+built before the change, or built now (served then includes it).
 
 Usage::
 

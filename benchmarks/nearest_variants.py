@@ -55,6 +55,7 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -153,17 +154,23 @@ def served_entry(
 
 
 def fused_row(
-    pairs: dict[str, list], dataset, settings, kinds: tuple[str, ...], stuck_rule: bool = False
+    pairs: dict[str, list],
+    dataset,
+    settings,
+    kinds: tuple[str, ...],
+    stuck_rule: bool = False,
+    settings_of: Callable[[list], object] | None = None,
 ) -> dict:
     """The fused event metrics of ``{channel: [(train, test), ...]}``, one pair per kind;
     ``stuck_rule`` adds postprocessing's stuck-value rule as served (the studies before it
-    ran without)."""
+    ran without); ``settings_of``, given a channel's pairs, its own settings instead."""
     per_channel = {}
     for name, scores in pairs.items():
         channel = dataset.channel(name)
-        entry = served_entry(scores, channel, settings, kinds)
+        chosen = settings if settings_of is None else settings_of(scores)
+        entry = served_entry(scores, channel, chosen, kinds)
         values = channel.test[:, 0] if stuck_rule else None
-        decided = fused_decisions([s[1] for s in scores], name, settings, {name: entry}, values)
+        decided = fused_decisions([s[1] for s in scores], name, chosen, {name: entry}, values)
         per_channel[name] = channel_metrics(decided, channel.labels, channel.events)
     return summarize(per_channel)["overall"]
 

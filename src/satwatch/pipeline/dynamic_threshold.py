@@ -637,9 +637,9 @@ def _eligible(values: np.ndarray, first_step: int, settings: DynamicSettings) ->
     ``early_floor`` times ``min_score`` in the stream's first ``early_steps`` steps.
     ``first_step`` is the stream index of ``values[0]``."""
     steps = first_step + np.arange(values.size)
-    floors = np.where(
-        steps < settings.early_steps, settings.min_score * settings.early_floor, settings.min_score
-    )
+    floors = settings.min_score
+    if first_step < settings.early_steps:  # past them (most calls), one floor for all
+        floors = np.where(steps < settings.early_steps, floors * settings.early_floor, floors)
     return (values > floors) & (steps >= settings.burn_in)
 
 
